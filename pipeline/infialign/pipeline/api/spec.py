@@ -1,0 +1,629 @@
+"""`AlignmentRun.spec`: what a user writes.
+
+Defaults follow InfiAlign (arXiv 2508.05496) as reconstructed in `research/seeds-algorithms.md`.
+Each field's description says where its default comes from: `[SRC]` a primary source, `[SRC-2]` the
+same team's re-implementation (InfiXAI/InfiR2), `[RECON]` a reconstruction where the paper gives no
+number. Every `[RECON]` value is a setting, never a constant.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, model_validator
+
+from infialign.pipeline.api._base import (
+    ApiModel,
+    ArtifactUri,
+    DnsLabel,
+    EnvName,
+    ImageRef,
+    LabelMap,
+    ModelUri,
+    Quantity,
+    xk8s,
+)
+
+__all__ = [
+    "SecretKeyRef",
+    "S3SecretRef",
+    "ModelSource",
+    "FieldMapping",
+    "DataSource",
+    "Benchmark",
+    "Toleration",
+    "EnvVar",
+    "Resources",
+    "RayWorkers",
+    "RuleFilters",
+    "NearDedup",
+    "Decontamination",
+    "DomainLabelling",
+    "Embeddings",
+    "CurateStage",
+    "DistillStage",
+    "VerificationSettings",
+    "SelectStage",
+    "DeepSpeedSettings",
+    "LoraSettings",
+    "SftPhase",
+    "SftStage",
+    "PrefsStage",
+    "SageSettings",
+    "DpoStage",
+    "EvalStage",
+    "Stages",
+    "S3Storage",
+    "LocalStorage",
+    "Storage",
+    "Tracking",
+    "Images",
+    "FailurePolicy",
+    "AlignmentRunSpec",
+    "GPU_STAGES",
+]
+
+# Stages whose work needs accelerators when they run on a cluster.
+GPU_STAGES = frozenset({"distill", "sft", "prefs", "dpo", "eval"})
+
+
+# ---------------------------------------------------------------- references and sources
+
+
+class SecretKeyRef(ApiModel):
+    """A key in a Secret of the run's namespace. The operator never reads it; pods get it through `secretKeyRef`."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")] = Field(
+        description="The Secret's name, in the run's namespace."
+    )
+    key: Annotated[str, StringConstraints(min_length=1, max_length=253)] = Field(description="The key inside the Secret.")
+
+
+class S3SecretRef(ApiModel):
+    """A Secret holding S3 credentials, referenced by name and key names."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")] = Field(
+        description="The Secret's name, in the run's namespace."
+    )
+    access_key_id_key: Annotated[str, StringConstraints(min_length=1, max_length=253)] = Field(
+        default="AWS_ACCESS_KEY_ID", description="The key holding the access key id. Default: AWS_ACCESS_KEY_ID."
+    )
+    secret_access_key_key: Annotated[str, StringConstraints(min_length=1, max_length=253)] = Field(
+        default="AWS_SECRET_ACCESS_KEY",
+        description="The key holding the secret access key. Default: AWS_SECRET_ACCESS_KEY.",
+    )
+
+
+class ModelSource(ApiModel):
+    """A model checkpoint and how to load it."""
+
+    uri: ModelUri
+    revision: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None, description="For `hf://` models: a branch, tag or commit. Empty means the default branch."
+    )
+    tokenizer_uri: ModelUri | None = Field(
+        default=None, description="Load the tokenizer from here instead of `uri` (for checkpoints saved without one)."
+    )
+    secret_ref: SecretKeyRef | None = Field(
+        default=None, description="A Secret key holding a hub token (`HF_TOKEN`) for gated models. Not allowed with local paths."
+    )
+
+
+class FieldMapping(ApiModel):
+    """Explicit column names of a source, overriding its preset. Empty fields keep the preset's choice."""
+
+    prompt: Annotated[str, StringConstraints(max_length=128)] | None = Field(default=None, description="Column with the question text.")
+    messages: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None, description="Column with a chat list (`role`/`content` or ShareGPT `from`/`value`)."
+    )
+    response: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None, description="Column with the solution or chain of thought."
+    )
+    answer: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None, description="Column with the final answer. When empty the answer is extracted from the response."
+    )
+    id: Annotated[str, StringConstraints(max_length=128)] | None = Field(default=None, description="Column with the original row id.")
+    domain: Annotated[str, StringConstraints(max_length=128)] | None = Field(default=None, description="Column with a domain label.")
+
+
+class DataSource(ApiModel):
+    """One input dataset of the `curate` stage."""
+
+    name: DnsLabel = Field(description="A short name, recorded as `source` in every record it produces.")
+    uri: ArtifactUri
+    preset: Literal["auto", "records", "messages", "sharegpt", "numina", "alpaca", "gsm8k"] = Field(
+        default="auto",
+        description="How columns map onto the record schema: `messages` (OpenR1 chat lists), `sharegpt` (`from`/`value`), "
+        "`numina` (`problem`/`solution`), `alpaca` (`instruction`/`output`), `gsm8k` (`question`/`answer` with `####`), "
+        "`records` (already in our schema). `auto` detects it from the columns. Default: auto.",
+    )
+    fields: FieldMapping | None = Field(default=None, description="Explicit column names; they win over the preset.")
+    max_rows: int | None = Field(default=None, ge=1, le=1_000_000_000, description="Read at most this many rows. Empty reads all.")
+    domain: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="Give every record of this source this domain instead of labelling it."
+    )
+
+
+class Benchmark(ApiModel):
+    """A benchmark: decontaminated against in `curate`, evaluated on in `eval`."""
+
+    name: DnsLabel = Field(description="The benchmark's name in reports and metrics, e.g. `aime24`.")
+    uri: ArtifactUri
+    preset: Literal["auto", "records", "messages", "sharegpt", "numina", "alpaca", "gsm8k"] = Field(
+        default="auto", description="Column mapping, as for sources. Default: auto."
+    )
+    decontaminate: bool = Field(default=True, description="Drop training records that overlap this benchmark. Default: true.")
+    evaluate: bool = Field(default=True, description="Evaluate models on this benchmark in the `eval` stage. Default: true.")
+    samples: int = Field(
+        default=8, ge=1, le=1024, description="Samples per question for avg@k. Default: 8 ([SRC-2] GPQA/LCB; AIME uses 32)."
+    )
+    max_tokens: int = Field(default=32768, ge=16, le=262144, description="Generation budget per sample. Default: 32768 [RECON].")
+
+
+# ---------------------------------------------------------------- scheduling
+
+
+class Toleration(ApiModel):
+    """A pod toleration, passed through unchanged."""
+
+    key: Annotated[str, StringConstraints(max_length=253)] | None = Field(default=None, description="The taint key.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="`Exists` or `Equal`.")
+    value: Annotated[str, StringConstraints(max_length=63)] | None = Field(default=None, description="The taint value.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(default=None, description="The taint effect.")
+    toleration_seconds: int | None = Field(default=None, ge=0, description="For NoExecute: how long the pod stays bound.")
+
+
+class EnvVar(ApiModel):
+    """An extra environment variable for the stage's containers (NCCL knobs, HF_HUB_OFFLINE, …)."""
+
+    name: EnvName = Field(description="The variable's name.")
+    value: Annotated[str, StringConstraints(max_length=4096)] | None = Field(default=None, description="A literal value.")
+    secret_key_ref: SecretKeyRef | None = Field(default=None, description="Take the value from a Secret key instead.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVar:
+        if (self.value is None) == (self.secret_key_ref is None):
+            raise ValueError("set exactly one of `value` and `secretKeyRef`")
+        return self
+
+
+class Resources(ApiModel):
+    """Where and on what a stage runs in a cluster. Ignored by the local executor, except `env`."""
+
+    image: ImageRef | None = Field(default=None, description="Container image. Empty uses `spec.images` for the stage's kind.")
+    num_nodes: int = Field(default=1, ge=1, le=512, description="Pods (nodes) for the stage. Training stages form one torchrun group.")
+    gpus_per_node: int = Field(default=0, ge=0, le=16, description="`nvidia.com/gpu` per pod. 0 runs on CPU.")
+    cpu: Quantity | None = Field(default=None, description="CPU request and limit per pod. Empty leaves it unset.")
+    memory: Quantity | None = Field(default=None, description="Memory request and limit per pod. Empty leaves it unset.")
+    shm_size: Quantity = Field(default="16Gi", description="Size of the memory-backed `/dev/shm` (NCCL, dataloaders). Default: 16Gi.")
+    node_selector: LabelMap | None = Field(default=None, description="Node labels the pods require, passed through.")
+    tolerations: list[Toleration] | None = Field(default=None, max_length=32, description="Pod tolerations, passed through.")
+    affinity: dict | None = Field(
+        default=None,
+        description="A pod `affinity` object, passed through unchanged.",
+        json_schema_extra=xk8s(preserve_unknown_fields=True),
+    )
+    queue_name: Annotated[str, StringConstraints(max_length=253)] | None = Field(
+        default=None, description="A Kueue LocalQueue: the Job gets `kueue.x-k8s.io/queue-name` and all-or-nothing admission."
+    )
+    priority_class_name: Annotated[str, StringConstraints(max_length=253)] | None = Field(
+        default=None, description="A PriorityClass for the pods."
+    )
+    env: list[EnvVar] | None = Field(default=None, max_length=64, description="Extra environment variables.")
+
+
+def _gpu_resources() -> Resources:
+    return Resources(gpusPerNode=8)
+
+
+class RayWorkers(ApiModel):
+    """Run `curate`/`select` on Ray Data (KubeRay in clusters) instead of one process."""
+
+    workers: int = Field(default=0, ge=0, le=1024, description="Ray workers. 0 runs in one process with multiprocessing. Default: 0.")
+    address: Annotated[str, StringConstraints(max_length=512)] | None = Field(
+        default=None, description="An existing Ray cluster (`ray://host:10001`). Empty starts a local Ray."
+    )
+
+
+# ---------------------------------------------------------------- curate
+
+
+class RuleFilters(ApiModel):
+    """Rule-based filters [SRC]: 'filter out noise (non-English, half-baked answers)'. Thresholds are [RECON]."""
+
+    language: bool = Field(default=True, description="Drop prompts that are not English [SRC]. Default: true.")
+    min_english_ratio: float = Field(default=0.8, gt=0, le=1, description="Share of Latin-script English words a prompt needs [RECON]. Default: 0.8.")
+    require_answer: bool = Field(default=True, description="Drop math records without a final answer (`\\boxed{}`) [SRC]. Default: true.")
+    truncated: bool = Field(default=True, description="Drop truncated chains of thought (unclosed `<think>`, nothing after it) [SRC]. Default: true.")
+    repetition: bool = Field(default=True, description="Drop degenerate repetition loops [RECON]. Default: true.")
+    repetition_ngram: int = Field(default=20, ge=2, le=100, description="Word n-gram size for the repetition check [RECON]. Default: 20.")
+    repetition_max_repeats: int = Field(default=5, ge=2, le=1000, description="Drop when one n-gram repeats this often [RECON]. Default: 5.")
+    min_prompt_chars: int = Field(default=10, ge=0, le=100_000, description="Shortest prompt kept [RECON]. Default: 10.")
+    max_prompt_chars: int = Field(default=16_384, ge=1, le=10_000_000, description="Longest prompt kept [RECON]. Default: 16384.")
+    max_response_chars: int = Field(default=200_000, ge=1, le=100_000_000, description="Longest response kept [RECON]. Default: 200000.")
+
+
+class NearDedup(ApiModel):
+    """MinHash LSH near-duplicate removal. Defaults from research/curation-anchors.md §5.2 [RECON]."""
+
+    enabled: bool = Field(default=True, description="Default: true.")
+    threshold: float = Field(default=0.8, gt=0, le=1, description="True Jaccard that makes two prompts duplicates. Default: 0.8.")
+    ngram: int = Field(default=5, ge=1, le=32, description="Word shingle size. Default: 5.")
+    bands: int = Field(default=16, ge=1, le=512, description="LSH bands (b). b×r must equal numPerm. Default: 16.")
+    rows: int = Field(default=8, ge=1, le=512, description="Rows per band (r). Default: 8.")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Hash seed shared by all workers. Default: 0.")
+
+
+class Decontamination(ApiModel):
+    """Benchmark decontamination [SRC: n-gram & embedding checks]; sizes from curation-anchors §5.2 [RECON]."""
+
+    enabled: bool = Field(default=True, description="Default: true.")
+    prompt_ngram: int = Field(default=8, ge=3, le=64, description="Word n-gram overlap on the prompt (Open-R1). Default: 8.")
+    full_ngram: int = Field(default=13, ge=3, le=64, description="Word n-gram overlap on prompt+response (GPT-3 convention). Default: 13.")
+    fuzzy_ratio: float = Field(default=0.95, gt=0, le=1, description="Fuzzy-match ratio for short prompts. Default: 0.95.")
+    embedding_threshold: float | None = Field(
+        default=None, gt=0, le=1, description="Cosine similarity that counts as a leak ([SRC] uses 0.9). Empty disables the embedding check."
+    )
+
+
+class DomainLabelling(ApiModel):
+    """Domain tags for balanced sampling [SRC: LLM-classified categories]."""
+
+    labeller: Literal["keyword", "llm"] = Field(
+        default="keyword", description="`keyword` rules, or `llm` through an OpenAI-compatible endpoint (vLLM). Default: keyword."
+    )
+    endpoint: Annotated[str, StringConstraints(max_length=512, pattern=r"^https?://\S+$")] | None = Field(
+        default=None, description="For `llm`: the OpenAI-compatible base URL, e.g. `http://qwen-32b:8000/v1`."
+    )
+    model: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None, description="For `llm`: the served model name ([SRC] Qwen2.5-32B-Instruct)."
+    )
+    labels: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=64, description="The label set. Empty uses the built-in math taxonomy [RECON]."
+    )
+
+
+class Embeddings(ApiModel):
+    """Prompt embeddings and k-means clusters for semantic diversity [SRC]."""
+
+    model: Annotated[str, StringConstraints(max_length=512)] = Field(
+        default="all-MiniLM-L6-v2",
+        description="A sentence-transformers model name or path; `hashed` uses a fast bag-of-words projection (tests). "
+        "Default: all-MiniLM-L6-v2 [RECON].",
+    )
+    clusters: int | None = Field(
+        default=None, ge=1, le=100_000, description="k for k-means. Empty uses round(sqrt(N/2)) [RECON]."
+    )
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="k-means seed. Default: 0.")
+
+
+class CurateStage(ApiModel):
+    """`curate`: sources → a deduplicated, decontaminated candidate pool with features (`pool.parquet`)."""
+
+    enabled: bool = Field(default=True, description="Run this stage. Default: true.")
+    filters: RuleFilters = Field(default_factory=RuleFilters, description="Rule-based filters.")
+    exact_dedup: bool = Field(default=True, description="Drop exact duplicates of the normalised prompt. Default: true.")
+    near_dedup: NearDedup = Field(default_factory=NearDedup, description="MinHash LSH near-duplicate removal.")
+    decontamination: Decontamination = Field(default_factory=Decontamination, description="Benchmark decontamination.")
+    domains: DomainLabelling = Field(default_factory=DomainLabelling, description="Domain labelling.")
+    embeddings: Embeddings = Field(default_factory=Embeddings, description="Embeddings and clusters.")
+    ray: RayWorkers = Field(default_factory=RayWorkers, description="Scale out on Ray Data.")
+    resources: Resources = Field(default_factory=Resources, description="Pod resources (CPU by default).")
+
+
+# ---------------------------------------------------------------- distill
+
+
+class DistillStage(ApiModel):
+    """`distill`: the teacher writes chains of thought for pool records that lack a verified one (vLLM)."""
+
+    enabled: bool = Field(default=True, description="Run this stage. Needs `spec.teacher`. Default: true.")
+    pool_uri: ArtifactUri | None = Field(default=None, description="Distil this pool instead of the `curate` output.")
+    samples: int = Field(default=4, ge=1, le=64, description="Samples per prompt, rejection-sampled by verification [RECON]. Default: 4.")
+    max_retries: int = Field(default=8, ge=0, le=64, description="Re-generations of a failed sample [SRC: 8 retries max]. Default: 8.")
+    temperature: float = Field(default=0.6, ge=0, le=2, description="Sampling temperature [RECON]. Default: 0.6.")
+    top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling [RECON]. Default: 0.95.")
+    max_tokens: int = Field(default=32768, ge=16, le=262144, description="Generation budget [RECON]. Default: 32768.")
+    shards: int = Field(default=1, ge=1, le=1024, description="Prompt shards = pods of the Indexed Job. Default: 1.")
+    tensor_parallel: int = Field(default=1, ge=1, le=16, description="GPUs per vLLM engine. Default: 1.")
+    resources: Resources = Field(default_factory=_gpu_resources, description="Pod resources (8 GPUs by default).")
+
+
+# ---------------------------------------------------------------- select
+
+
+class VerificationSettings(ApiModel):
+    """Answer verification with math-verify [SRC: 'MathVerify']."""
+
+    enabled: bool = Field(default=True, description="Default: true.")
+    timeout_seconds: float = Field(default=5.0, gt=0, le=600, description="Per-record timeout [RECON]. Default: 5.")
+    workers: int = Field(default=2, ge=1, le=256, description="Verification processes. Default: 2.")
+    drop_failed: bool = Field(default=True, description="Drop records whose response fails verification. Default: true.")
+
+
+class SelectStage(ApiModel):
+    """`select`: pool → curriculum SFT sets (`sft-<phase>.parquet`) and DPO prompts (`dpo-prompts.parquet`)."""
+
+    enabled: bool = Field(default=True, description="Run this stage. Default: true.")
+    pool_uri: ArtifactUri | None = Field(default=None, description="Select from this pool instead of the previous stage's output.")
+    target_size: int | None = Field(
+        default=None, ge=1, le=1_000_000_000, description="Records in the full SFT selection. Empty uses `targetFraction`."
+    )
+    target_fraction: float = Field(
+        default=0.2, gt=0, le=1, description="Share of the pool selected when `targetSize` is empty ([SRC] '~20% of the data'). Default: 0.2."
+    )
+    easy_share: float = Field(
+        default=0.7, ge=0, le=1, description="Share of an early curriculum phase drawn from the easiest records ([SRC] '70% easy'). Default: 0.7."
+    )
+    domain_balance: float = Field(
+        default=0.5, ge=0, le=1, description="Share of the budget spread evenly across domains; the rest across clusters [RECON]. Default: 0.5."
+    )
+    challenge_size: int = Field(
+        default=10_000, ge=0, le=100_000_000, description="Prompts in the DPO challenge pool ([SRC] 10K pairs). Default: 10000."
+    )
+    verification: VerificationSettings = Field(default_factory=VerificationSettings, description="Answer verification.")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Tie-breaking seed. Default: 0.")
+    ray: RayWorkers = Field(default_factory=RayWorkers, description="Scale out on Ray Data.")
+    resources: Resources = Field(default_factory=Resources, description="Pod resources (CPU by default).")
+
+
+# ---------------------------------------------------------------- sft
+
+
+class DeepSpeedSettings(ApiModel):
+    """DeepSpeed ZeRO settings; the stage writes the generated config next to its checkpoints."""
+
+    mode: Literal["auto", "on", "off"] = Field(
+        default="auto", description="`auto` uses DeepSpeed on GPUs and plain torch on CPU. Default: auto."
+    )
+    zero_stage: Literal[2, 3] = Field(default=3, description="ZeRO stage ([RECON] ZeRO-3 for 7B at 32K). Default: 3.")
+    offload_optimizer: bool = Field(default=False, description="Offload optimizer state to CPU memory. Default: false.")
+    offload_params: bool = Field(default=False, description="Offload parameters to CPU memory (ZeRO-3 only). Default: false.")
+    gradient_clipping: float = Field(default=1.0, ge=0, le=1000, description="Gradient norm clipping. Default: 1.0.")
+
+
+class LoraSettings(ApiModel):
+    """LoRA through peft; merged weights are exported at the end ([SRC] 2502.07374: LoRA suffices)."""
+
+    enabled: bool = Field(default=False, description="Default: false (full fine-tuning, as InfiAlign).")
+    rank: int = Field(default=64, ge=1, le=4096, description="LoRA rank ([SRC] SkyThought: 64). Default: 64.")
+    alpha: int = Field(default=128, ge=1, le=16384, description="LoRA alpha (2×rank). Default: 128.")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="LoRA dropout. Default: 0.")
+    target_modules: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(
+        default_factory=lambda: ["all-linear"], max_length=64, description="Modules to adapt. Default: all-linear."
+    )
+
+
+class SftPhase(ApiModel):
+    """One curriculum phase. Phases run in order; each starts from the previous phase's weights ([SRC-2] InfiR2)."""
+
+    name: DnsLabel = Field(description="The phase's name; the step is `sft-<name>`.")
+    fraction: float = Field(
+        default=1.0, gt=0, le=1, description="Share of the full selection trained in this phase ([SRC-2] 72k of 165k ≈ 0.44 for phase 1). Default: 1."
+    )
+    data_uri: ArtifactUri | None = Field(default=None, description="Train on this dataset instead of the `select` output.")
+    epochs: float = Field(default=5, ge=1, le=1000, description="Epochs ([SRC-2] 5). Default: 5.")
+    learning_rate: float = Field(default=2e-5, gt=0, le=1, description="Peak learning rate ([SRC-2] 2e-5). Default: 2e-5.")
+    min_learning_rate: float = Field(default=2e-6, ge=0, le=1, description="Cosine floor ([SRC-2] 2e-6). Default: 2e-6.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field(default="cosine", description="Schedule. Default: cosine.")
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1, description="Warm-up share of the steps ([SRC-2] 0.05). Default: 0.05.")
+    global_batch_size: int = Field(default=64, ge=1, le=65536, description="Sequences per optimizer step ([SRC-2] 64). Default: 64.")
+    micro_batch_size: int = Field(default=1, ge=1, le=4096, description="Sequences per device per forward. Default: 1.")
+    max_length: int = Field(default=32768, ge=16, le=1_048_576, description="Tokens per sequence; longer ones are truncated and counted ([SRC-2] 32k). Default: 32768.")
+
+
+def _default_phases() -> list[SftPhase]:
+    return [SftPhase(name="phase1", fraction=0.44), SftPhase(name="phase2", fraction=1.0)]
+
+
+class SftStage(ApiModel):
+    """`sft`: two-phase curriculum SFT (TRL SFTTrainer + DeepSpeed, launched by torchrun)."""
+
+    enabled: bool = Field(default=True, description="Run this stage. Default: true.")
+    phases: list[SftPhase] = Field(
+        default_factory=_default_phases, min_length=1, max_length=8, description="Curriculum phases in order ([SRC] easy, then full)."
+    )
+    packing: Literal["auto", "on", "off"] = Field(
+        default="auto", description="`auto` packs only with a varlen attention path (flash-attention); otherwise padded batches. Default: auto."
+    )
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
+        default="auto", description="`auto`: flash_attention_2 on GPUs when installed, sdpa otherwise. Default: auto."
+    )
+    gradient_checkpointing: bool | None = Field(default=None, description="Empty: on for GPUs, off on CPU.")
+    save_steps: int = Field(default=200, ge=1, le=1_000_000, description="Checkpoint interval in optimizer steps [RECON]. Default: 200.")
+    keep_checkpoints: int = Field(default=2, ge=1, le=100, description="Checkpoints kept. Default: 2.")
+    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Training seed. Default: 42.")
+    deepspeed: DeepSpeedSettings = Field(default_factory=DeepSpeedSettings, description="DeepSpeed ZeRO.")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA.")
+    resources: Resources = Field(default_factory=_gpu_resources, description="Pod resources (8 GPUs per node by default).")
+
+
+# ---------------------------------------------------------------- prefs and dpo
+
+
+class PrefsStage(ApiModel):
+    """`prefs`: SFT-model errors vs verified expert answers → preference pairs ([SRC] 'pair SFT's fails with expert solutions')."""
+
+    enabled: bool = Field(default=True, description="Run this stage. Needs `spec.teacher` for expert answers it lacks. Default: true.")
+    prompts_uri: ArtifactUri | None = Field(default=None, description="Use these challenge prompts instead of the `select` output.")
+    samples: int = Field(default=8, ge=1, le=256, description="SFT samples per prompt [RECON]. Default: 8.")
+    temperature: float = Field(default=0.7, ge=0, le=2, description="Sampling temperature [RECON]. Default: 0.7.")
+    top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling [RECON]. Default: 0.95.")
+    max_tokens: int = Field(default=32768, ge=16, le=262144, description="Generation budget [RECON]. Default: 32768.")
+    pairs: int = Field(default=10_000, ge=1, le=100_000_000, description="Pairs kept ([SRC] 10K). Default: 10000.")
+    rejected: Literal["confident", "random"] = Field(
+        default="confident", description="Which wrong sample becomes `rejected`: highest mean log-prob, or random [RECON]. Default: confident."
+    )
+    shards: int = Field(default=1, ge=1, le=1024, description="Prompt shards = pods. Default: 1.")
+    resources: Resources = Field(default_factory=_gpu_resources, description="Pod resources.")
+
+
+class SageSettings(ApiModel):
+    """SAGE stability-aware pair selection (arXiv 2602.01207). All values [RECON]."""
+
+    enabled: bool = Field(default=False, description="Default: false.")
+    stability_delta: float = Field(default=0.05, ge=0, le=10, description="δ'. Default: 0.05.")
+    margin_tau: float = Field(default=2.0, ge=0, le=100, description="τ_m. Default: 2.0.")
+    refresh_steps: int = Field(default=50, ge=1, le=1_000_000, description="R: steps between pool refreshes. Default: 50.")
+    tiers: int = Field(default=3, ge=1, le=16, description="K difficulty tiers. Default: 3.")
+
+
+class DpoStage(ApiModel):
+    """`dpo`: sigmoid DPO from the SFT model (TRL DPOTrainer + DeepSpeed). Hyperparameters [RECON] (§1.9)."""
+
+    enabled: bool = Field(default=True, description="Run this stage. Default: true.")
+    pairs_uri: ArtifactUri | None = Field(default=None, description="Train on these pairs instead of the `prefs` output.")
+    beta: float = Field(default=0.1, gt=0, le=10, description="DPO β. Default: 0.1.")
+    learning_rate: float = Field(default=5e-7, gt=0, le=1, description="Peak learning rate. Default: 5e-7.")
+    epochs: float = Field(default=2, ge=1, le=1000, description="Epochs. Default: 2.")
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1, description="Warm-up share. Default: 0.1.")
+    global_batch_size: int = Field(default=64, ge=1, le=65536, description="Pairs per optimizer step. Default: 64.")
+    micro_batch_size: int = Field(default=1, ge=1, le=4096, description="Pairs per device per forward. Default: 1.")
+    max_length: int = Field(default=32768, ge=16, le=1_048_576, description="Tokens per pair member. Default: 32768.")
+    sft_weight: float = Field(default=0.0, ge=0, le=100, description="Weight of an NLL term on `chosen` (RPO). 0 disables. Default: 0.")
+    sage: SageSettings = Field(default_factory=SageSettings, description="SAGE pair selection.")
+    deepspeed: DeepSpeedSettings = Field(default_factory=DeepSpeedSettings, description="DeepSpeed ZeRO.")
+    resources: Resources = Field(default_factory=_gpu_resources, description="Pod resources.")
+
+
+class EvalStage(ApiModel):
+    """`eval`: models × benchmarks → avg@k ([SRC-2] InfiR2 eval protocol)."""
+
+    enabled: bool = Field(default=True, description="Run this stage. Default: true.")
+    benchmarks: list[DnsLabel] | None = Field(
+        default=None, max_length=64, description="Names from `spec.benchmarks` to evaluate on. Empty: every one with `evaluate: true`."
+    )
+    models: list[Literal["base", "sft", "dpo"]] = Field(
+        default_factory=lambda: ["base", "sft", "dpo"], min_length=1, max_length=3, description="Which models to evaluate. Default: all three."
+    )
+    temperature: float = Field(default=0.65, ge=0, le=2, description="[SRC-2] 0.65. Default: 0.65.")
+    top_p: float = Field(default=0.95, gt=0, le=1, description="[SRC-2] 0.95. Default: 0.95.")
+    system_prompt: Annotated[str, StringConstraints(max_length=4096)] = Field(
+        default="Please reason step by step, and put your final answer within \\boxed{}.",
+        description="System prompt [SRC-2].",
+    )
+    shards: int = Field(default=1, ge=1, le=1024, description="Shards = pods. Default: 1.")
+    resources: Resources = Field(default_factory=lambda: Resources(gpusPerNode=1), description="Pod resources.")
+
+
+class Stages(ApiModel):
+    """The stages, in pipeline order. Each can be disabled; later stages then need an explicit input URI."""
+
+    curate: CurateStage = Field(default_factory=CurateStage, description="Sources → candidate pool.")
+    distill: DistillStage = Field(default_factory=DistillStage, description="Teacher chains of thought.")
+    select: SelectStage = Field(default_factory=SelectStage, description="Pool → curriculum SFT sets and DPO prompts.")
+    sft: SftStage = Field(default_factory=SftStage, description="Curriculum SFT.")
+    prefs: PrefsStage = Field(default_factory=PrefsStage, description="Preference pairs.")
+    dpo: DpoStage = Field(default_factory=DpoStage, description="DPO.")
+    eval: EvalStage = Field(default_factory=EvalStage, description="Evaluation.")
+
+
+# ---------------------------------------------------------------- storage, tracking, images, failures
+
+
+class S3Storage(ApiModel):
+    """Artifacts on MinIO or any S3 endpoint."""
+
+    endpoint: Annotated[str, StringConstraints(max_length=512, pattern=r"^https?://\S+$")] | None = Field(
+        default=None, description="The S3 endpoint, e.g. `http://minio.minio:9000`. Empty uses AWS."
+    )
+    bucket: Annotated[str, StringConstraints(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")] = Field(
+        description="The bucket."
+    )
+    prefix: Annotated[str, StringConstraints(max_length=512, pattern=r"^[^\s]*$")] = Field(
+        default="infialign", description="Key prefix; artifacts go under `<prefix>/<namespace>/<run>/<stage>/`. Default: infialign."
+    )
+    region: Annotated[str, StringConstraints(max_length=64)] = Field(default="us-east-1", description="Default: us-east-1.")
+    secret_ref: S3SecretRef | None = Field(default=None, description="Credentials. Empty uses the pod's ambient identity.")
+
+
+class LocalStorage(ApiModel):
+    """Artifacts on a local or mounted path (laptops, a shared PVC)."""
+
+    path: Annotated[str, StringConstraints(min_length=1, max_length=2048)] = Field(
+        description="A directory; relative paths are relative to the work dir."
+    )
+    pvc_name: Annotated[str, StringConstraints(max_length=253)] | None = Field(
+        default=None, description="In clusters: a ReadWriteMany PVC mounted at `path` in every pod."
+    )
+
+
+class Storage(ApiModel):
+    """Where datasets and checkpoints go. Exactly one of `s3` and `local`."""
+
+    s3: S3Storage | None = Field(default=None, description="S3 or MinIO.")
+    local: LocalStorage | None = Field(default=None, description="A local or PVC path.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Storage:
+        if (self.s3 is None) == (self.local is None):
+            raise ValueError("set exactly one of `s3` and `local`")
+        return self
+
+
+def _default_storage() -> Storage:
+    return Storage(local=LocalStorage(path="artifacts"))
+
+
+class Tracking(ApiModel):
+    """MLflow tracking: one parent run per AlignmentRun, one child run per stage attempt."""
+
+    uri: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+        default=None,
+        description="MLflow tracking URI (`http://mlflow.infialign:5000`). Empty: the operator's default in clusters, "
+        "a sqlite store under the work dir locally.",
+    )
+    experiment: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
+        default="infialign", description="Experiment name. Default: infialign."
+    )
+    secret_ref: SecretKeyRef | None = Field(default=None, description="A Secret key holding an MLflow token (`MLFLOW_TRACKING_TOKEN`).")
+    enabled: bool = Field(default=True, description="Set false to skip tracking. Default: true.")
+
+
+class Images(ApiModel):
+    """Default images per stage kind; a stage's `resources.image` overrides them."""
+
+    pipeline: ImageRef = Field(default="ghcr.io/infialign/pipeline:0.1.0", description="CPU stages (curate, select).")
+    trainer: ImageRef = Field(default="ghcr.io/infialign/trainer:0.1.0", description="Training stages (sft, dpo).")
+    vllm: ImageRef = Field(default="ghcr.io/infialign/vllm:0.1.0", description="Generation stages (distill, prefs, eval).")
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(default="IfNotPresent", description="Default: IfNotPresent.")
+
+
+class FailurePolicy(ApiModel):
+    """How failures are retried. Infrastructure disruptions do not use up `maxRestartsPerStage`."""
+
+    max_restarts_per_stage: int = Field(default=3, ge=0, le=100, description="Application failures and hangs retried per stage. Default: 3.")
+    max_infra_restarts: int = Field(default=20, ge=0, le=1000, description="Cap on disruption restarts per stage (a guard against loops). Default: 20.")
+    fatal_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] = Field(
+        default_factory=lambda: [2], max_length=32, description="Exit codes that fail the run at once (2: bad config). Default: [2]."
+    )
+    startup_timeout_seconds: int = Field(
+        default=900, ge=10, le=86400, description="A pod not running by then (image pull, config error) fails permanently. Default: 900."
+    )
+    stall_timeout_seconds: int = Field(
+        default=1800, ge=10, le=604800, description="No progress heartbeat for this long is a hang: kill and restart. Default: 1800."
+    )
+    backoff_seconds: int = Field(default=30, ge=0, le=86400, description="First retry delay; doubles per failure. Default: 30.")
+    max_backoff_seconds: int = Field(default=900, ge=0, le=86400, description="Retry delay cap. Default: 900.")
+
+
+class AlignmentRunSpec(ApiModel):
+    """An InfiAlign run: curate → distill → select → curriculum SFT → prefs → DPO → eval."""
+
+    model: ModelSource = Field(
+        description="The student base model ([SRC] Qwen2.5-Math-7B). Immutable.",
+    )
+    teacher: ModelSource | None = Field(
+        default=None, description="The teacher for `distill` and expert answers in `prefs` ([SRC] DeepSeek-R1 / Qwen family)."
+    )
+    sources: list[DataSource] = Field(default_factory=list, max_length=64, description="Input datasets of `curate`.")
+    benchmarks: list[Benchmark] = Field(default_factory=list, max_length=64, description="Benchmarks for decontamination and evaluation.")
+    stages: Stages = Field(default_factory=Stages, description="Stage settings.")
+    storage: Storage = Field(default_factory=_default_storage, description="Artifact storage. Default: local path `artifacts`.")
+    tracking: Tracking = Field(default_factory=Tracking, description="MLflow tracking.")
+    images: Images = Field(default_factory=Images, description="Container images.")
+    failure_policy: FailurePolicy = Field(default_factory=FailurePolicy, description="Retries and timeouts.")
+    service_account_name: Annotated[str, StringConstraints(max_length=253)] | None = Field(
+        default=None, description="Service account of the stage pods (not the operator's). Empty uses the namespace default."
+    )
+    suspend: bool = Field(default=False, description="Stop the running stage and hold the run; set false to resume. Default: false.")

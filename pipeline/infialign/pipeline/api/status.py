@@ -1,0 +1,227 @@
+"""`AlignmentRun.status`: what the executor or the operator observed and decided.
+
+`None` means unknown, never zero. Conditions are keyed by `type`; their reasons are the constants below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated, Final
+
+from pydantic import Field, StringConstraints
+
+from infialign.pipeline.api._base import ApiModel, xk8s
+
+__all__ = [
+    "RunPhase",
+    "StepPhase",
+    "FailureClass",
+    "ConditionType",
+    "Reason",
+    "Condition",
+    "Failure",
+    "Restarts",
+    "StepProgress",
+    "StepOutput",
+    "Waiting",
+    "StepStatus",
+    "MlflowStatus",
+    "AlignmentRunStatus",
+    "MESSAGE_LIMIT",
+    "truncate",
+]
+
+MESSAGE_LIMIT: Final = 1024  # status, events and termination messages are cut to this many characters
+
+
+def truncate(text: str | None, limit: int = MESSAGE_LIMIT) -> str | None:
+    """Keep the tail: the end of a log or termination message is where the error is."""
+    if text is None or len(text) <= limit:
+        return text
+    return "…" + text[-(limit - 1) :]
+
+
+class RunPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class StepPhase(StrEnum):
+    PENDING = "Pending"  # not started, or stopped by a suspend
+    RUNNING = "Running"  # an attempt exists (its pods may still be starting)
+    ATTEMPT_FAILED = "AttemptFailed"  # the attempt ended badly; the planner has not decided yet
+    BACKOFF = "Backoff"  # waiting until `retryAfter` to start the next attempt
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"  # terminal
+    SKIPPED = "Skipped"  # disabled in the spec
+
+
+class FailureClass(StrEnum):
+    INFRA = "Infrastructure"  # node lost, pod disrupted or preempted: retried without using the budget
+    APP = "Application"  # the process failed: retried with exponential backoff up to maxRestartsPerStage
+    PERMANENT = "Permanent"  # bad config, fatal exit code, image that can't be pulled, startup timeout
+    HANG = "Hang"  # no progress heartbeat within stallTimeoutSeconds: killed and restarted from the checkpoint
+
+
+class ConditionType(StrEnum):
+    ACCEPTED = "Accepted"  # the spec passed validation
+    RUNNING = "Running"  # a stage attempt is running
+    SUSPENDED = "Suspended"  # spec.suspend is true and nothing runs
+    STALLED = "Stalled"  # the running stage has sent no heartbeat for a while, or its pods are stuck starting
+    RESTARTING = "Restarting"  # a stage failed and waits for its next attempt
+    COMPLETE = "Complete"  # every enabled stage succeeded
+    FAILED = "Failed"  # a stage failed for good
+
+
+class Reason:
+    """Condition reasons, one per situation that sets them."""
+
+    INVALID_SPEC: Final = "InvalidSpec"  # Accepted=False: semantic validation failed
+    VALID: Final = "Valid"  # Accepted=True
+    STAGE_RUNNING: Final = "StageRunning"  # Running=True
+    WAITING: Final = "Waiting"  # Running=False while backing off or queued
+    SUSPENDED: Final = "SuspendedBySpec"  # Suspended=True
+    RESUMED: Final = "Resumed"  # Suspended=False after a resume
+    HEARTBEAT_STALE: Final = "HeartbeatStale"  # Stalled=True
+    STARTING: Final = "PodsStarting"  # Stalled=True: pods not running yet
+    BACKOFF: Final = "BackoffAfterFailure"  # Restarting=True
+    ALL_STAGES_SUCCEEDED: Final = "AllStagesSucceeded"  # Complete=True
+    RETRIES_EXHAUSTED: Final = "RetriesExhausted"  # Failed=True: app failures or hangs over the budget
+    INFRA_RETRIES_EXHAUSTED: Final = "InfraRetriesExhausted"  # Failed=True: disruptions over maxInfraRestarts
+    PERMANENT_FAILURE: Final = "PermanentFailure"  # Failed=True: retrying cannot help
+    STARTUP_TIMEOUT: Final = "StartupTimeout"  # a pod was not running within startupTimeoutSeconds
+    IMAGE_PULL: Final = "ImagePullFailed"  # the kubelet cannot pull the image
+    FATAL_EXIT_CODE: Final = "FatalExitCode"  # the process exited with one of fatalExitCodes
+    DISRUPTION: Final = "Disruption"  # pod DisruptionTarget / node lost / preempted
+    EXIT_CODE: Final = "NonZeroExit"  # the process exited non-zero
+    HEARTBEAT_TIMEOUT: Final = "HeartbeatTimeout"  # the hang detector killed the attempt
+
+
+Name = Annotated[str, StringConstraints(max_length=63)]
+Text = Annotated[str, StringConstraints(max_length=MESSAGE_LIMIT)]
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition."""
+
+    type: ConditionType = Field(description="The condition's type.")
+    status: Annotated[str, StringConstraints(pattern=r"^(True|False|Unknown)$")] = Field(description="True, False or Unknown.")
+    reason: Annotated[str, StringConstraints(max_length=128)] = Field(description="A CamelCase reason.")
+    message: Text | None = Field(default=None, description="Human-readable details.")
+    last_transition_time: dt.datetime = Field(description="When `status` last changed.")
+    observed_generation: int | None = Field(default=None, ge=0, description="The spec generation this was computed for.")
+
+
+class Failure(ApiModel):
+    """Why an attempt ended badly."""
+
+    failure_class: FailureClass = Field(alias="class", description="Infrastructure, Application, Permanent or Hang.")
+    reason: Annotated[str, StringConstraints(max_length=128)] = Field(description="A CamelCase reason.")
+    message: Text | None = Field(default=None, description="The tail of the termination message or log.")
+    exit_code: int | None = Field(default=None, description="The process exit code, when known.")
+    attempt: int = Field(ge=1, description="The attempt that failed.")
+    time: dt.datetime = Field(description="When the failure was observed.")
+
+
+class Restarts(ApiModel):
+    """Restarts of a stage by failure class."""
+
+    infra: int = Field(default=0, ge=0, description="Restarts after disruptions (do not use the budget).")
+    app: int = Field(default=0, ge=0, description="Restarts after application failures.")
+    hang: int = Field(default=0, ge=0, description="Restarts after hangs.")
+
+    @property
+    def budgeted(self) -> int:
+        return self.app + self.hang
+
+    @property
+    def total(self) -> int:
+        return self.infra + self.app + self.hang
+
+
+class StepProgress(ApiModel):
+    """The latest heartbeat of the running attempt."""
+
+    step: int | None = Field(default=None, ge=0, description="Work units done (training steps, rows, prompts).")
+    total: int | None = Field(default=None, ge=0, description="Work units in all; empty if unknown.")
+    percent: float | None = Field(default=None, ge=0, le=100, description="step/total in percent.")
+    eta_seconds: float | None = Field(default=None, ge=0, description="Estimated seconds left.")
+    metrics: dict[str, float] | None = Field(default=None, max_length=32, description="Headline metrics (loss, tokens/s, …).")
+    time: dt.datetime | None = Field(default=None, description="When the heartbeat was written.")
+
+
+class StepOutput(ApiModel):
+    """A dataset or model a stage wrote."""
+
+    name: Name = Field(description="The output's name, e.g. `pool` or `model`.")
+    uri: Annotated[str, StringConstraints(max_length=2048)] = Field(description="Where it is.")
+    digest: Annotated[str, StringConstraints(max_length=128)] | None = Field(default=None, description="Content digest.")
+    rows: int | None = Field(default=None, ge=0, description="Row count for datasets.")
+
+
+class Waiting(ApiModel):
+    """Pods of the attempt that are not running yet, and why (from the kubelet)."""
+
+    reason: Annotated[str, StringConstraints(max_length=128)] = Field(description="e.g. ImagePullBackOff, ContainerCreating, Unschedulable.")
+    message: Text | None = Field(default=None, description="The kubelet's message.")
+    queued: bool = Field(default=False, description="True while Kueue holds the Job suspended; the startup timeout does not run then.")
+
+
+class StepStatus(ApiModel):
+    """One step of the run: a stage, or one curriculum phase of `sft` (`sft-<phase>`)."""
+
+    name: Name = Field(description="The step's name, e.g. `curate` or `sft-phase1`.")
+    stage: Name = Field(description="The stage kind, e.g. `sft`.")
+    phase: StepPhase = Field(default=StepPhase.PENDING, description="Pending, Running, AttemptFailed, Backoff, Succeeded, Failed or Skipped.")
+    attempt: int = Field(default=0, ge=0, description="The current or last attempt; 0 before the first.")
+    restarts: Restarts = Field(default_factory=Restarts, description="Restarts by failure class.")
+    job_name: Name | None = Field(default=None, description="The Job (or local process) of the current attempt.")
+    start_time: dt.datetime | None = Field(default=None, description="When the first attempt started.")
+    attempt_start_time: dt.datetime | None = Field(default=None, description="When the current attempt started.")
+    completion_time: dt.datetime | None = Field(default=None, description="When the step succeeded or failed for good.")
+    retry_after: dt.datetime | None = Field(default=None, description="In Backoff: when the next attempt may start.")
+    waiting: Waiting | None = Field(default=None, description="Pods not running yet, and why.")
+    progress: StepProgress | None = Field(default=None, description="The latest heartbeat.")
+    last_checkpoint: Annotated[str, StringConstraints(max_length=2048)] | None = Field(default=None, description="Newest complete checkpoint.")
+    last_failure: Failure | None = Field(default=None, description="The most recent failure.")
+    reason: Annotated[str, StringConstraints(max_length=128)] | None = Field(default=None, description="Why the step is in its phase.")
+    message: Text | None = Field(default=None, description="Details, e.g. the tail of the termination message.")
+    outputs: list[StepOutput] | None = Field(default=None, max_length=32, description="What the step wrote.")
+    mlflow_run_id: Annotated[str, StringConstraints(max_length=64)] | None = Field(default=None, description="The MLflow child run.")
+
+
+class MlflowStatus(ApiModel):
+    """Where the run is tracked."""
+
+    experiment_id: Annotated[str, StringConstraints(max_length=64)] | None = Field(default=None, description="The experiment id.")
+    parent_run_id: Annotated[str, StringConstraints(max_length=64)] | None = Field(default=None, description="The parent run id.")
+    url: Annotated[str, StringConstraints(max_length=2048)] | None = Field(default=None, description="The parent run in the MLflow UI.")
+
+
+class AlignmentRunStatus(ApiModel):
+    """The observed state of an AlignmentRun."""
+
+    phase: RunPhase = Field(default=RunPhase.PENDING, description="Pending, Running, Suspended, Succeeded or Failed.")
+    current_stage: Name | None = Field(default=None, description="The step running now, or the one that failed.")
+    progress: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="Steps done of all, and the running step's percent, e.g. `2/6 sft-phase1 37%`."
+    )
+    restarts: int = Field(default=0, ge=0, description="Restarts of all steps, every class.")
+    start_time: dt.datetime | None = Field(default=None, description="When the first step started.")
+    completion_time: dt.datetime | None = Field(default=None, description="When the run succeeded or failed.")
+    steps: list[StepStatus] = Field(
+        default_factory=list, max_length=16, description="One entry per step, in pipeline order.", json_schema_extra=xk8s(list_type="map", list_map_keys=["name"])
+    )
+    mlflow: MlflowStatus | None = Field(default=None, description="MLflow experiment and parent run.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=8, description="Conditions keyed by type.", json_schema_extra=xk8s(list_type="map", list_map_keys=["type"])
+    )
+    observed_generation: int | None = Field(default=None, ge=0, description="The spec generation last acted on.")
+    message: Text | None = Field(default=None, description="A summary of the latest transition.")
+
+    def step(self, name: str) -> StepStatus | None:
+        return next((s for s in self.steps if s.name == name), None)

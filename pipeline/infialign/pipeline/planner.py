@@ -1,0 +1,391 @@
+"""The planner: `plan(spec, status, now) -> list[Action]`, and the reducer that records actions in the status.
+
+Both are pure: frozen inputs, no I/O, no clock (``now`` is an argument). The local executor and the
+operator share them, so they cannot disagree about what happens next. The loop around them is:
+
+    observe the world → status  (launcher: process exit, Job conditions, heartbeat)
+    actions = plan(spec, status, now)
+    for each action: do its side effect (launcher), then status = apply(status, action, now)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Final
+
+from infialign.pipeline import graph
+from infialign.pipeline.api import (
+    AlignmentRunSpec,
+    AlignmentRunStatus,
+    Condition,
+    ConditionType,
+    Failure,
+    FailureClass,
+    Reason,
+    Restarts,
+    RunPhase,
+    StepPhase,
+    StepStatus,
+    truncate,
+)
+
+__all__ = [
+    "Action",
+    "StartAttempt",
+    "StopAttempt",
+    "ScheduleRetry",
+    "CompleteRun",
+    "FailRun",
+    "SuspendRun",
+    "Wait",
+    "plan",
+    "apply",
+    "initial_status",
+    "attempt_ended",
+    "attempt_succeeded",
+    "heartbeat",
+    "classify_exit_code",
+    "job_name",
+    "PERMANENT_WAITING_REASONS",
+]
+
+# Kubelet waiting reasons that no amount of waiting fixes; past the startup timeout they are permanent.
+PERMANENT_WAITING_REASONS: Final = frozenset(
+    {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
+)
+
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Action:
+    step: str | None = None
+
+
+@dataclass(frozen=True)
+class StartAttempt(Action):
+    """Create attempt `attempt` of `step` (a Job, or a local subprocess)."""
+
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class StopAttempt(Action):
+    """Kill the running attempt. With a failure (hang, startup timeout) the planner then decides a retry;
+    without one (suspend) the step goes back to Pending."""
+
+    attempt: int = 0
+    failure: Failure | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ScheduleRetry(Action):
+    """Count the failure against its budget and wait until `not_before` for the next attempt."""
+
+    failure_class: FailureClass = FailureClass.APP
+    not_before: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class CompleteRun(Action):
+    pass
+
+
+@dataclass(frozen=True)
+class FailRun(Action):
+    reason: str = ""
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class SuspendRun(Action):
+    pass
+
+
+@dataclass(frozen=True)
+class Wait(Action):
+    """Nothing to do until `until` (a retry) or the next observation (None)."""
+
+    until: dt.datetime | None = None
+
+
+def job_name(run: str, step: str, attempt: int) -> str:
+    """Deterministic child name: `<run>-<step>-a<attempt>` (a 409 on create then means 'already done')."""
+    return f"{run}-{step}-a{attempt}"
+
+
+def classify_exit_code(exit_code: int, fatal_exit_codes: list[int]) -> tuple[FailureClass, str]:
+    if exit_code in fatal_exit_codes:
+        return FailureClass.PERMANENT, Reason.FATAL_EXIT_CODE
+    return FailureClass.APP, Reason.EXIT_CODE
+
+
+# ---------------------------------------------------------------- plan
+
+
+def _is_stale(step: StepStatus, spec: AlignmentRunSpec, now: dt.datetime) -> bool:
+    if step.waiting is not None:  # pods not running yet: the startup timeout applies, not the stall timeout
+        return False
+    last = step.progress.time if step.progress and step.progress.time else step.attempt_start_time
+    if last is None:
+        return False
+    return (now - last).total_seconds() > spec.failure_policy.stall_timeout_seconds
+
+
+def _startup_failure(step: StepStatus, spec: AlignmentRunSpec, now: dt.datetime) -> Failure | None:
+    waiting = step.waiting
+    if waiting is None or waiting.queued or step.attempt_start_time is None:
+        return None
+    if (now - step.attempt_start_time).total_seconds() <= spec.failure_policy.startup_timeout_seconds:
+        return None
+    reason = Reason.IMAGE_PULL if waiting.reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName") else Reason.STARTUP_TIMEOUT
+    message = f"{waiting.reason}: {waiting.message}" if waiting.message else waiting.reason
+    return Failure(failure_class=FailureClass.PERMANENT, reason=reason, message=truncate(message), attempt=step.attempt, time=now)
+
+
+def _backoff(spec: AlignmentRunSpec, restarts: Restarts, cls: FailureClass) -> float:
+    policy = spec.failure_policy
+    if cls == FailureClass.INFRA:
+        return 0.0  # a disruption says nothing about the code: retry at once
+    return float(min(policy.backoff_seconds * 2**restarts.budgeted, policy.max_backoff_seconds))
+
+
+def _decide_failure(spec: AlignmentRunSpec, step: StepStatus, now: dt.datetime) -> Action:
+    failure = step.last_failure
+    assert failure is not None, "AttemptFailed without last_failure"
+    policy = spec.failure_policy
+    cls = failure.failure_class
+    if cls == FailureClass.PERMANENT:
+        return FailRun(step.name, Reason.PERMANENT_FAILURE, f"{step.name}: {failure.reason}: {failure.message or ''}".strip())
+    if cls == FailureClass.INFRA:
+        if step.restarts.infra >= policy.max_infra_restarts:
+            return FailRun(step.name, Reason.INFRA_RETRIES_EXHAUSTED, f"{step.name}: {step.restarts.infra} disruptions")
+    elif step.restarts.budgeted >= policy.max_restarts_per_stage:
+        return FailRun(
+            step.name,
+            Reason.RETRIES_EXHAUSTED,
+            f"{step.name}: failed {step.restarts.budgeted + 1} times; last: {failure.reason}: {failure.message or ''}".strip(),
+        )
+    delay = _backoff(spec, step.restarts, cls)
+    return ScheduleRetry(step.name, failure_class=cls, not_before=now + dt.timedelta(seconds=delay))
+
+
+def plan(spec: AlignmentRunSpec, status: AlignmentRunStatus, now: dt.datetime) -> list[Action]:
+    """Decide what happens next. Returns at most a few actions; an empty list means the run is over."""
+    if status.phase in (RunPhase.SUCCEEDED, RunPhase.FAILED):
+        return []
+    steps = {s.name: s for s in status.steps}
+    order = [s for s in graph.pipeline_steps(spec)]
+
+    if spec.suspend:
+        actions: list[Action] = [
+            StopAttempt(s.name, attempt=s.attempt, reason=Reason.SUSPENDED)
+            for s in status.steps
+            if s.phase == StepPhase.RUNNING
+        ]
+        if status.phase != RunPhase.SUSPENDED:
+            actions.append(SuspendRun())
+        return actions or [Wait()]
+
+    for ref in order:
+        step = steps.get(ref.name)
+        if step is None or step.phase in (StepPhase.SUCCEEDED, StepPhase.SKIPPED):
+            continue
+        if step.phase == StepPhase.FAILED:
+            return [FailRun(step.name, step.reason or Reason.PERMANENT_FAILURE, step.message)]
+        if step.phase == StepPhase.PENDING:
+            return [StartAttempt(step.name, attempt=step.attempt + 1)]
+        if step.phase == StepPhase.RUNNING:
+            failure = _startup_failure(step, spec, now)
+            if failure is not None:
+                return [StopAttempt(step.name, attempt=step.attempt, failure=failure, reason=failure.reason)]
+            if _is_stale(step, spec, now):
+                last = step.progress.time if step.progress and step.progress.time else step.attempt_start_time
+                hang = Failure(
+                    failure_class=FailureClass.HANG,
+                    reason=Reason.HEARTBEAT_TIMEOUT,
+                    message=f"no heartbeat since {last.isoformat() if last else 'start'} "
+                    f"(stallTimeoutSeconds={spec.failure_policy.stall_timeout_seconds})",
+                    attempt=step.attempt,
+                    time=now,
+                )
+                return [StopAttempt(step.name, attempt=step.attempt, failure=hang, reason=Reason.HEARTBEAT_TIMEOUT)]
+            return [Wait()]
+        if step.phase == StepPhase.ATTEMPT_FAILED:
+            return [_decide_failure(spec, step, now)]
+        if step.phase == StepPhase.BACKOFF:
+            if step.retry_after is None or now >= step.retry_after:
+                return [StartAttempt(step.name, attempt=step.attempt + 1)]
+            return [Wait(until=step.retry_after)]
+    return [CompleteRun()]
+
+
+# ---------------------------------------------------------------- status reducer
+
+
+def initial_status(spec: AlignmentRunSpec, generation: int | None = None) -> AlignmentRunStatus:
+    """A status with one entry per step; disabled steps are Skipped from the start."""
+    steps = [
+        StepStatus(name=s.name, stage=s.stage, phase=StepPhase.PENDING if s.enabled else StepPhase.SKIPPED, reason=None if s.enabled else "Disabled")
+        for s in graph.pipeline_steps(spec)
+    ]
+    return summarize(AlignmentRunStatus(steps=steps, observed_generation=generation), None)
+
+
+def reconcile_steps(spec: AlignmentRunSpec, status: AlignmentRunStatus) -> AlignmentRunStatus:
+    """Bring the step list in line with the spec (a step enabled or disabled later), keeping history."""
+    have = {s.name: s for s in status.steps}
+    steps: list[StepStatus] = []
+    for ref in graph.pipeline_steps(spec):
+        existing = have.get(ref.name)
+        if existing is None:
+            existing = StepStatus(name=ref.name, stage=ref.stage)
+        if not ref.enabled and existing.phase == StepPhase.PENDING:
+            existing = existing.model_copy(update={"phase": StepPhase.SKIPPED, "reason": "Disabled"})
+        elif ref.enabled and existing.phase == StepPhase.SKIPPED:
+            existing = existing.model_copy(update={"phase": StepPhase.PENDING, "reason": None})
+        steps.append(existing)
+    return status.model_copy(update={"steps": steps})
+
+
+def _replace_step(status: AlignmentRunStatus, name: str, **update: object) -> AlignmentRunStatus:
+    steps = [s.model_copy(update=update) if s.name == name else s for s in status.steps]
+    return status.model_copy(update={"steps": steps})
+
+
+def apply(status: AlignmentRunStatus, action: Action, now: dt.datetime, *, run_name: str = "run") -> AlignmentRunStatus:
+    """Record an action's effect in the status. The launcher has done (or will do) the side effect."""
+    step = status.step(action.step) if action.step else None
+    if isinstance(action, StartAttempt) and step is not None:
+        status = _replace_step(
+            status,
+            step.name,
+            phase=StepPhase.RUNNING,
+            attempt=action.attempt,
+            job_name=job_name(run_name, step.name, action.attempt),
+            start_time=step.start_time or now,
+            attempt_start_time=now,
+            retry_after=None,
+            waiting=None,
+            progress=None,
+            reason="Started",
+            message=None,
+        )
+        if status.phase in (RunPhase.PENDING, RunPhase.SUSPENDED):
+            status = status.model_copy(update={"phase": RunPhase.RUNNING, "start_time": status.start_time or now})
+    elif isinstance(action, StopAttempt) and step is not None:
+        if action.failure is None:  # suspended: not a failure, the next attempt starts on resume
+            status = _replace_step(status, step.name, phase=StepPhase.PENDING, reason=action.reason, waiting=None)
+        else:
+            status = attempt_ended(status, step.name, action.failure)
+    elif isinstance(action, ScheduleRetry) and step is not None:
+        field = {FailureClass.INFRA: "infra", FailureClass.HANG: "hang"}.get(action.failure_class, "app")
+        restarts = step.restarts.model_copy(update={field: getattr(step.restarts, field) + 1})
+        status = _replace_step(
+            status, step.name, phase=StepPhase.BACKOFF, restarts=restarts, retry_after=action.not_before, reason=Reason.BACKOFF
+        )
+    elif isinstance(action, CompleteRun):
+        status = status.model_copy(update={"phase": RunPhase.SUCCEEDED, "completion_time": now, "message": "all stages succeeded"})
+    elif isinstance(action, FailRun):
+        if step is not None:
+            status = _replace_step(status, step.name, phase=StepPhase.FAILED, completion_time=now, reason=action.reason, message=truncate(action.message))
+        status = status.model_copy(update={"phase": RunPhase.FAILED, "completion_time": now, "message": truncate(action.message)})
+    elif isinstance(action, SuspendRun):
+        status = status.model_copy(update={"phase": RunPhase.SUSPENDED})
+    return summarize(status, now)
+
+
+def attempt_ended(status: AlignmentRunStatus, step_name: str, failure: Failure) -> AlignmentRunStatus:
+    """An observation: the current attempt of `step_name` failed. The planner decides what follows."""
+    step = status.step(step_name)
+    if step is None or step.phase != StepPhase.RUNNING or failure.attempt != step.attempt:
+        return status  # a stale observation of an older attempt
+    return _replace_step(
+        status,
+        step_name,
+        phase=StepPhase.ATTEMPT_FAILED,
+        last_failure=failure,
+        waiting=None,
+        reason=failure.reason,
+        message=truncate(failure.message),
+    )
+
+
+def attempt_succeeded(status: AlignmentRunStatus, step_name: str, attempt: int, now: dt.datetime, **update: object) -> AlignmentRunStatus:
+    """An observation: attempt `attempt` of `step_name` wrote its `_SUCCESS.json`."""
+    step = status.step(step_name)
+    if step is None or step.phase != StepPhase.RUNNING or step.attempt != attempt:
+        return status
+    status = _replace_step(status, step_name, phase=StepPhase.SUCCEEDED, completion_time=now, waiting=None, reason="Succeeded", message=None, **update)
+    return summarize(status, now)
+
+
+def heartbeat(status: AlignmentRunStatus, step_name: str, attempt: int, **update: object) -> AlignmentRunStatus:
+    """An observation: progress, waiting pods or a checkpoint of the running attempt."""
+    step = status.step(step_name)
+    if step is None or step.phase != StepPhase.RUNNING or step.attempt != attempt:
+        return status
+    return _replace_step(status, step_name, **update)
+
+
+# ---------------------------------------------------------------- derived fields
+
+
+def _set_condition(conditions: list[Condition], ctype: ConditionType, on: bool, reason: str, message: str | None, now: dt.datetime) -> list[Condition]:
+    value = "True" if on else "False"
+    old = next((c for c in conditions if c.type == ctype), None)
+    if old is not None and old.status == value and old.reason == reason and old.message == message:
+        return conditions
+    changed = old is None or old.status != value
+    cond = Condition(
+        type=ctype,
+        status=value,
+        reason=reason,
+        message=truncate(message),
+        last_transition_time=now if changed or old is None else old.last_transition_time,
+    )
+    return [c for c in conditions if c.type != ctype] + [cond]
+
+
+def summarize(status: AlignmentRunStatus, now: dt.datetime | None) -> AlignmentRunStatus:
+    """Recompute currentStage, progress, restarts and conditions from the steps."""
+    active = [s for s in status.steps if s.phase not in (StepPhase.SKIPPED,)]
+    done = sum(1 for s in active if s.phase == StepPhase.SUCCEEDED)
+    current = next((s for s in active if s.phase not in (StepPhase.SUCCEEDED,)), None)
+    progress = f"{done}/{len(active)}"
+    if current is not None and current.progress and current.progress.percent is not None and current.phase == StepPhase.RUNNING:
+        progress += f" {current.name} {current.progress.percent:.0f}%"
+    update: dict[str, object] = {
+        "current_stage": current.name if current else None,
+        "progress": progress,
+        "restarts": sum(s.restarts.total for s in status.steps),
+    }
+    if now is not None:
+        conds = list(status.conditions)
+        running = current is not None and current.phase == StepPhase.RUNNING and status.phase == RunPhase.RUNNING
+        conds = _set_condition(conds, ConditionType.ACCEPTED, True, Reason.VALID, None, now)
+        conds = _set_condition(
+            conds, ConditionType.RUNNING, running, Reason.STAGE_RUNNING if running else Reason.WAITING, current.name if running and current else None, now
+        )
+        suspended = status.phase == RunPhase.SUSPENDED
+        if suspended or any(c.type == ConditionType.SUSPENDED for c in conds):
+            conds = _set_condition(conds, ConditionType.SUSPENDED, suspended, Reason.SUSPENDED if suspended else Reason.RESUMED, None, now)
+        waiting = current.waiting if current is not None and current.phase == StepPhase.RUNNING else None
+        if waiting is not None or any(c.type == ConditionType.STALLED for c in conds):
+            conds = _set_condition(
+                conds, ConditionType.STALLED, waiting is not None, Reason.STARTING if waiting else Reason.STAGE_RUNNING, waiting.reason if waiting else None, now
+            )
+        backoff = current is not None and current.phase in (StepPhase.BACKOFF, StepPhase.ATTEMPT_FAILED)
+        if backoff or any(c.type == ConditionType.RESTARTING for c in conds):
+            message = current.message if backoff and current else None
+            conds = _set_condition(conds, ConditionType.RESTARTING, backoff, Reason.BACKOFF if backoff else Reason.STAGE_RUNNING, message, now)
+        if status.phase == RunPhase.SUCCEEDED:
+            conds = _set_condition(conds, ConditionType.COMPLETE, True, Reason.ALL_STAGES_SUCCEEDED, status.message, now)
+        if status.phase == RunPhase.FAILED:
+            failed = next((s for s in status.steps if s.phase == StepPhase.FAILED), None)
+            conds = _set_condition(conds, ConditionType.FAILED, True, failed.reason if failed and failed.reason else Reason.PERMANENT_FAILURE, status.message, now)
+        update["conditions"] = conds
+    return status.model_copy(update=update)

@@ -1,0 +1,309 @@
+"""Load AlignmentRun manifests and check them: schema first, then the rules that need the whole spec.
+
+Every problem is one line, `FILE: spec.stages.sft.phases[1].epochs: must be ≥ 1, got 0`: the dotted
+camelCase path as written in the manifest, what is wrong, and what was given. Bad input never
+produces a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel
+
+from infialign.pipeline import graph
+from infialign.pipeline.api import GPU_STAGES, AlignmentRun, AlignmentRunSpec
+
+__all__ = ["Problem", "LoadResult", "load_manifest_text", "load_manifest", "semantic_problems", "format_problem", "BUILTIN_DATASETS", "BUILTIN_MODELS"]
+
+BUILTIN_DATASETS = frozenset({"reasoning", "reasoning-bench"})
+BUILTIN_MODELS = frozenset({"tiny"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    runs: list[AlignmentRun]
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+
+def format_problem(source: str, problem: Problem) -> str:
+    prefix = "warning: " if problem.severity == "warning" else ""
+    return f"{source}: {problem.path}: {prefix}{problem.message}"
+
+
+# ---------------------------------------------------------------- pydantic errors → lines
+
+
+def _show(value: Any) -> str:
+    try:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(document)"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that holds the field at `loc` (by alias), for 'did you mean' hints."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            return None
+        current = _unwrap(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Find the model class inside Optional[...] or list[...]."""
+    for arg in (annotation, *typing.get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+        inner = typing.get_args(arg)
+        for sub in inner:
+            if isinstance(sub, type) and issubclass(sub, BaseModel):
+                return sub
+    return annotation
+
+
+_EXTRA_HINTS = {
+    "secretRef": "secretRef is only for spec.storage.s3; a local path needs no credentials",
+}
+
+
+def _message(error: dict[str, Any], root: type[BaseModel]) -> str:
+    kind, ctx, given = error["type"], error.get("ctx") or {}, error.get("input")
+    loc = tuple(error["loc"])
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        name = str(loc[-1])
+        parent = _model_at(root, loc[:-1])
+        if name in _EXTRA_HINTS and parent is not None and parent.__name__ == "LocalStorage":
+            return f"unknown field; {_EXTRA_HINTS[name]}"
+        known = [f.alias or n for n, f in parent.model_fields.items()] if parent else []
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else (f"; known fields: {', '.join(known)}" if known else "")
+        return f"unknown field{hint}"
+    bounds = {
+        "greater_than_equal": ("≥", "ge"),
+        "greater_than": (">", "gt"),
+        "less_than_equal": ("≤", "le"),
+        "less_than": ("<", "lt"),
+    }
+    if kind in bounds:
+        op, key = bounds[kind]
+        return f"must be {op} {ctx.get(key)}, got {_show(given)}"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters, got {len(str(given))}"
+    if kind == "string_too_short":
+        return f"must be at least {ctx.get('min_length')} characters, got {_show(given)}"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx.get('pattern')}, got {_show(given)}"
+    if kind in ("too_short", "too_long"):
+        bound = "at least" if kind == "too_short" else "at most"
+        key = "min_length" if kind == "too_short" else "max_length"
+        return f"must have {bound} {ctx.get(key)} items, got {ctx.get('actual_length')}"
+    if kind in ("literal_error", "enum"):
+        return f"must be one of {ctx.get('expected')}, got {_show(given)}"
+    kinds = {
+        "int": "an integer",
+        "float": "a number",
+        "bool": "true or false",
+        "string": "a string",
+        "list": "a list",
+        "dict": "a mapping",
+        "model": "a mapping",
+        "model_attributes": "a mapping",
+        "datetime": "a timestamp",
+    }
+    for prefix, noun in kinds.items():
+        if kind.startswith(prefix + "_"):
+            return f"must be {noun}, got {_show(given)}"
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    return f"{error['msg']}, got {_show(given)}"
+
+
+def _schema_problems(doc: Any) -> list[Problem]:
+    try:
+        AlignmentRun.model_validate(doc)
+    except pydantic.ValidationError as e:
+        return [Problem(_path(tuple(err["loc"])), _message(dict(err), AlignmentRun)) for err in e.errors()]
+    return []
+
+
+# ---------------------------------------------------------------- semantic rules
+
+
+def _builtin_name(uri: str) -> str | None:
+    if not uri.startswith("builtin://"):
+        return None
+    return uri.removeprefix("builtin://").split("?", 1)[0].strip("/")
+
+
+def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
+    """Rules that need the whole spec. The schema already holds every per-field bound."""
+    problems: list[Problem] = []
+    add = problems.append
+
+    for missing in graph.missing_inputs(spec):
+        add(Problem(missing.path, missing.message))
+
+    enabled = {s.stage for s in graph.enabled_steps(spec)}
+    for stage in sorted(enabled & GPU_STAGES):
+        resources = getattr(spec.stages, stage).resources
+        if resources.gpus_per_node < 1:
+            add(Problem(f"spec.stages.{stage}.resources.gpusPerNode", f"must be ≥ 1 for the GPU stage {stage}, got 0"))
+    for stage in sorted(enabled - graph.IMPLEMENTED_STAGES):
+        add(
+            Problem(
+                f"spec.stages.{stage}.enabled",
+                f"the {stage} stage is not available in this release and will fail when reached; set enabled: false",
+                "warning",
+            )
+        )
+
+    if "distill" in enabled and spec.teacher is None:
+        add(Problem("spec.teacher", "distill is enabled but no teacher is given; set spec.teacher or disable distill"))
+
+    _unique(problems, "spec.sources", [s.name for s in spec.sources], "source")
+    _unique(problems, "spec.benchmarks", [b.name for b in spec.benchmarks], "benchmark")
+    _unique(problems, "spec.stages.sft.phases", [p.name for p in spec.stages.sft.phases], "phase")
+
+    known = {b.name for b in spec.benchmarks}
+    for i, name in enumerate(spec.stages.eval.benchmarks or []):
+        if name not in known:
+            add(Problem(f"spec.stages.eval.benchmarks[{i}]", f"unknown benchmark {name!r}; known: {sorted(known) or 'none'}"))
+    if "eval" in enabled and not any(b.evaluate for b in spec.benchmarks):
+        add(Problem("spec.benchmarks", "eval is enabled but no benchmark has evaluate: true; add one or disable eval"))
+
+    for path, uri in _dataset_uris(spec):
+        name = _builtin_name(uri)
+        if name is not None and name not in BUILTIN_DATASETS:
+            add(Problem(path, f"unknown built-in dataset {name!r}; known: {sorted(BUILTIN_DATASETS)}"))
+    for path, source in (("spec.model", spec.model), ("spec.teacher", spec.teacher)):
+        if source is None:
+            continue
+        name = _builtin_name(source.uri)
+        if name is not None and name not in BUILTIN_MODELS:
+            add(Problem(f"{path}.uri", f"unknown built-in model {name!r}; known: {sorted(BUILTIN_MODELS)}"))
+        if source.secret_ref is not None and not source.uri.startswith("hf://"):
+            add(Problem(f"{path}.secretRef", f"a hub token is only used for hf:// models, got uri {source.uri!r}; remove secretRef"))
+
+    near = spec.stages.curate.near_dedup
+    if near.bands * near.rows > 1024:
+        add(Problem("spec.stages.curate.nearDedup", f"bands × rows must be ≤ 1024 permutations, got {near.bands * near.rows}"))
+    for i, phase in enumerate(spec.stages.sft.phases):
+        if phase.min_learning_rate > phase.learning_rate:
+            add(
+                Problem(
+                    f"spec.stages.sft.phases[{i}].minLearningRate",
+                    f"must be ≤ learningRate ({phase.learning_rate}), got {phase.min_learning_rate}",
+                )
+            )
+    if spec.stages.sft.deepspeed.offload_params and spec.stages.sft.deepspeed.zero_stage != 3:
+        add(Problem("spec.stages.sft.deepspeed.offloadParams", "parameter offload needs zeroStage: 3, got 2"))
+    return problems
+
+
+def _unique(problems: list[Problem], path: str, names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            problems.append(Problem(f"{path}[{i}].name", f"duplicate {what} name {name!r}; names must be unique"))
+        seen.add(name)
+
+
+def _dataset_uris(spec: AlignmentRunSpec) -> list[tuple[str, str]]:
+    uris = [(f"spec.sources[{i}].uri", s.uri) for i, s in enumerate(spec.sources)]
+    uris += [(f"spec.benchmarks[{i}].uri", b.uri) for i, b in enumerate(spec.benchmarks)]
+    st = spec.stages
+    for path, uri in (
+        ("spec.stages.distill.poolUri", st.distill.pool_uri),
+        ("spec.stages.select.poolUri", st.select.pool_uri),
+        ("spec.stages.prefs.promptsUri", st.prefs.prompts_uri),
+        ("spec.stages.dpo.pairsUri", st.dpo.pairs_uri),
+    ):
+        if uri:
+            uris.append((path, uri))
+    uris += [(f"spec.stages.sft.phases[{i}].dataUri", p.data_uri) for i, p in enumerate(st.sft.phases) if p.data_uri]
+    return uris
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _check_document(doc: Any) -> tuple[AlignmentRun | None, list[Problem]]:
+    if not isinstance(doc, dict):
+        return None, [Problem("(document)", f"must be a mapping with apiVersion, kind, metadata and spec, got {_show(doc)}")]
+    problems = _schema_problems(doc)
+    if problems:
+        return None, problems
+    run = AlignmentRun.model_validate(doc)
+    return run, semantic_problems(run.spec)
+
+
+def load_manifest_text(text: str) -> LoadResult:
+    """Parse and check every YAML document in `text`. Problems of document N>1 are prefixed `[N]`."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(document)"
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        return LoadResult([], [Problem(where, f"invalid YAML: {problem}")])
+    if not docs:
+        return LoadResult([], [Problem("(document)", "the file holds no YAML document; expected an AlignmentRun")])
+    runs: list[AlignmentRun] = []
+    problems: list[Problem] = []
+    for index, doc in enumerate(docs):
+        try:
+            run, found = _check_document(doc)
+        except Exception as e:  # noqa: BLE001  pathological input or a bug: still one line, never a traceback
+            run, found = None, [Problem("(document)", f"cannot be checked: {type(e).__name__}: {str(e)[:200]}")]
+        if len(docs) > 1:
+            found = [Problem(f"[{index + 1}].{p.path}", p.message, p.severity) for p in found]
+        problems += found
+        if run is not None:
+            runs.append(run)
+    return LoadResult(runs, problems)
+
+
+def load_manifest(path: str | Path) -> LoadResult:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return LoadResult([], [Problem("(file)", f"cannot read: {e.strerror if isinstance(e, OSError) else e}")])
+    return load_manifest_text(text)
