@@ -319,7 +319,8 @@ def attempt_succeeded(status: AlignmentRunStatus, step_name: str, attempt: int, 
     step = status.step(step_name)
     if step is None or step.phase != StepPhase.RUNNING or step.attempt != attempt:
         return status
-    status = _replace_step(status, step_name, phase=StepPhase.SUCCEEDED, completion_time=now, waiting=None, reason="Succeeded", message=None, **update)
+    changes: dict[str, object] = {"phase": StepPhase.SUCCEEDED, "completion_time": now, "waiting": None, "reason": "Succeeded", "message": None}
+    status = _replace_step(status, step_name, **{**changes, **update})
     return summarize(status, now)
 
 

@@ -60,6 +60,13 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _number(value: Any) -> str:
+    """1.0 reads as 1 in a message about a field a user wrote as 1."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -124,7 +131,7 @@ def _message(error: dict[str, Any], root: type[BaseModel]) -> str:
     }
     if kind in bounds:
         op, key = bounds[kind]
-        return f"must be {op} {ctx.get(key)}, got {_show(given)}"
+        return f"must be {op} {_number(ctx.get(key))}, got {_show(given)}"
     if kind == "string_too_long":
         return f"must be at most {ctx.get('max_length')} characters, got {len(str(given))}"
     if kind == "string_too_short":

@@ -17,7 +17,7 @@ from infialign.pipeline.api.resource import GROUP, KIND, MAX_NAME_LENGTH, PLURAL
 from infialign.pipeline.api.spec import AlignmentRunSpec
 from infialign.pipeline.api.status import AlignmentRunStatus
 
-__all__ = ["crd_manifest", "crd_yaml", "chart_crd_template", "openapi_schema", "to_structural", "CRD_FILE", "CHART_CRD_FILE"]
+__all__ = ["crd_manifest", "crd_yaml", "chart_crd_template", "openapi_schema", "to_structural", "to_json_schema", "CRD_FILE", "CHART_CRD_FILE"]
 
 CRD_FILE = "manifests/crd/alignmentruns.infialign.dev.yaml"
 CHART_CRD_FILE = "charts/infialign/templates/crds/alignmentruns.infialign.dev.yaml"
@@ -66,9 +66,9 @@ def to_structural(node: Any, defs: dict[str, Any]) -> Any:
     for key, value in node.items():
         if key in _DROP_KEYS:
             continue
-        if key == "exclusiveMinimum":
+        if key == "exclusiveMinimum" and not isinstance(value, bool):  # already converted when a node is revisited
             out["minimum"], out["exclusiveMinimum"] = value, True
-        elif key == "exclusiveMaximum":
+        elif key == "exclusiveMaximum" and not isinstance(value, bool):
             out["maximum"], out["exclusiveMaximum"] = value, True
         elif key == "additionalProperties":
             if isinstance(value, dict):
@@ -199,3 +199,37 @@ def crd_yaml() -> str:
 def chart_crd_template() -> str:
     """The chart's copy: the same CRD, installed and upgraded by Helm unless `crds.install` is false."""
     return "{{- if .Values.crds.install }}\n" + crd_yaml() + "{{- end }}\n"
+
+
+def to_json_schema(node: Any) -> Any:
+    """The CRD's OpenAPI v3.0 schema as JSON Schema, for `jsonschema` checks of manifests and status patches.
+
+    OpenAPI 3.0 spells `nullable: true` and boolean `exclusiveMinimum`; JSON Schema wants a type list and a
+    numeric bound. `x-kubernetes-*` keys are dropped; `additionalProperties: false` is added to objects
+    with properties, because the API server prunes unknown fields that a test must instead report.
+    """
+    if isinstance(node, list):
+        return [to_json_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("x-kubernetes-") or key in ("nullable", "exclusiveMinimum", "exclusiveMaximum"):
+            continue
+        if key == "properties":
+            out[key] = {k: to_json_schema(v) for k, v in value.items()}
+        elif key in ("items", "additionalProperties"):
+            out[key] = to_json_schema(value)
+        else:
+            out[key] = value
+    if node.get("exclusiveMinimum") is True:
+        out["exclusiveMinimum"] = out.pop("minimum")
+    if node.get("exclusiveMaximum") is True:
+        out["exclusiveMaximum"] = out.pop("maximum")
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    if "properties" in out and not node.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out

@@ -1,0 +1,245 @@
+"""The planner, one table row per situation, with a fake clock. Then the reducer and a whole run."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from infialign.pipeline import planner
+from infialign.pipeline.api import (
+    AlignmentRunStatus,
+    ConditionType,
+    Failure,
+    FailureClass,
+    Reason,
+    Restarts,
+    RunPhase,
+    StepPhase,
+    StepProgress,
+    Waiting,
+)
+
+T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def failure(cls: FailureClass, attempt: int = 1, reason: str = "X") -> Failure:
+    return Failure(failure_class=cls, reason=reason, message="boom", attempt=attempt, time=T0)
+
+
+def status_with(spec, step: str = "curate", **fields: Any) -> AlignmentRunStatus:
+    """A status where every step before `step` succeeded and `step` has `fields`."""
+    status = planner.initial_status(spec)
+    steps = []
+    reached = False
+    for s in status.steps:
+        if s.name == step:
+            reached = True
+            s = s.model_copy(update={"attempt": 1, "attempt_start_time": T0, "start_time": T0, **fields})
+        elif not reached and s.phase != StepPhase.SKIPPED:
+            s = s.model_copy(update={"phase": StepPhase.SUCCEEDED, "attempt": 1})
+        steps.append(s)
+    return status.model_copy(update={"steps": steps, "phase": RunPhase.RUNNING})
+
+
+POLICY = {"maxRestartsPerStage": 2, "maxInfraRestarts": 3, "backoffSeconds": 30, "maxBackoffSeconds": 100, "startupTimeoutSeconds": 60, "stallTimeoutSeconds": 120}
+
+CASES: list[tuple[str, dict[str, Any], float, list[planner.Action]]] = [
+    ("running-with-fresh-heartbeat-waits",
+     {"phase": StepPhase.RUNNING, "progress": StepProgress(step=5, time=at(100))}, 150, [planner.Wait()]),
+    ("stale-heartbeat-is-a-hang",
+     {"phase": StepPhase.RUNNING, "progress": StepProgress(step=5, time=at(10))}, 200,
+     [planner.StopAttempt("curate", attempt=1, reason=Reason.HEARTBEAT_TIMEOUT)]),
+    ("no-heartbeat-ever-counts-from-attempt-start",
+     {"phase": StepPhase.RUNNING}, 121, [planner.StopAttempt("curate", attempt=1, reason=Reason.HEARTBEAT_TIMEOUT)]),
+    ("image-pull-within-startup-timeout-waits",
+     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="ImagePullBackOff", message="no such image")}, 30, [planner.Wait()]),
+    ("image-pull-past-startup-timeout-is-permanent",
+     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="ImagePullBackOff", message="no such image")}, 61,
+     [planner.StopAttempt("curate", attempt=1, reason=Reason.IMAGE_PULL)]),
+    ("pods-pending-past-startup-timeout-is-permanent",
+     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="Unschedulable")}, 61,
+     [planner.StopAttempt("curate", attempt=1, reason=Reason.STARTUP_TIMEOUT)]),
+    ("kueue-queued-never-times-out",
+     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="Queued", queued=True)}, 10_000, [planner.Wait()]),
+    ("first-app-failure-backs-off",
+     {"phase": StepPhase.ATTEMPT_FAILED, "last_failure": failure(FailureClass.APP)}, 0,
+     [planner.ScheduleRetry("curate", failure_class=FailureClass.APP, not_before=at(30))]),
+    ("second-app-failure-doubles-the-backoff",
+     {"phase": StepPhase.ATTEMPT_FAILED, "attempt": 2, "restarts": Restarts(app=1), "last_failure": failure(FailureClass.APP, 2)}, 0,
+     [planner.ScheduleRetry("curate", failure_class=FailureClass.APP, not_before=at(60))]),
+    ("backoff-is-capped",
+     {"phase": StepPhase.ATTEMPT_FAILED, "attempt": 2, "restarts": Restarts(app=1, hang=0, infra=0), "last_failure": failure(FailureClass.APP, 2)}, 0,
+     [planner.ScheduleRetry("curate", failure_class=FailureClass.APP, not_before=at(60))]),
+    ("app-failures-over-the-budget-fail-the-run",
+     {"phase": StepPhase.ATTEMPT_FAILED, "attempt": 3, "restarts": Restarts(app=2), "last_failure": failure(FailureClass.APP, 3)}, 0,
+     [planner.FailRun("curate", reason=Reason.RETRIES_EXHAUSTED, message="curate: failed 3 times; last: X: boom")]),
+    ("hangs-use-the-same-budget",
+     {"phase": StepPhase.ATTEMPT_FAILED, "attempt": 3, "restarts": Restarts(app=1, hang=1), "last_failure": failure(FailureClass.HANG, 3)}, 0,
+     [planner.FailRun("curate", reason=Reason.RETRIES_EXHAUSTED, message="curate: failed 3 times; last: X: boom")]),
+    ("a-hang-restarts",
+     {"phase": StepPhase.ATTEMPT_FAILED, "last_failure": failure(FailureClass.HANG)}, 0,
+     [planner.ScheduleRetry("curate", failure_class=FailureClass.HANG, not_before=at(30))]),
+    ("infra-failure-retries-at-once-without-the-budget",
+     {"phase": StepPhase.ATTEMPT_FAILED, "attempt": 3, "restarts": Restarts(app=2), "last_failure": failure(FailureClass.INFRA, 3)}, 0,
+     [planner.ScheduleRetry("curate", failure_class=FailureClass.INFRA, not_before=at(0))]),
+    ("infra-failures-over-their-cap-fail-the-run",
+     {"phase": StepPhase.ATTEMPT_FAILED, "attempt": 4, "restarts": Restarts(infra=3), "last_failure": failure(FailureClass.INFRA, 4)}, 0,
+     [planner.FailRun("curate", reason=Reason.INFRA_RETRIES_EXHAUSTED, message="curate: 3 disruptions")]),
+    ("permanent-failure-fails-the-run-at-once",
+     {"phase": StepPhase.ATTEMPT_FAILED, "last_failure": failure(FailureClass.PERMANENT, reason=Reason.FATAL_EXIT_CODE)}, 0,
+     [planner.FailRun("curate", reason=Reason.PERMANENT_FAILURE, message="curate: FatalExitCode: boom")]),
+    ("backoff-not-over-waits-until-then",
+     {"phase": StepPhase.BACKOFF, "retry_after": at(30)}, 10, [planner.Wait(until=at(30))]),
+    ("backoff-over-starts-the-next-attempt",
+     {"phase": StepPhase.BACKOFF, "retry_after": at(30)}, 30, [planner.StartAttempt("curate", attempt=2)]),
+]
+
+
+@pytest.mark.parametrize(("fields", "now", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_situation(make_run, fields: dict[str, Any], now: float, expected: list[planner.Action]) -> None:
+    spec = make_run().policy(**POLICY).spec()
+    actions = planner.plan(spec, status_with(spec, **fields), at(now))
+    # failures carry timestamps and messages; compare the decision, then the failure class where there is one
+    assert [(type(a), a.step, getattr(a, "reason", None), getattr(a, "attempt", None), getattr(a, "not_before", None), getattr(a, "until", None),
+             getattr(a, "failure_class", None), getattr(a, "message", None)) for a in actions] == \
+           [(type(a), a.step, getattr(a, "reason", None), getattr(a, "attempt", None), getattr(a, "not_before", None), getattr(a, "until", None),
+             getattr(a, "failure_class", None), getattr(a, "message", None)) for a in expected]
+
+
+@pytest.mark.parametrize(("fields", "cls"), [
+    ({"phase": StepPhase.RUNNING, "progress": StepProgress(step=5, time=at(10))}, FailureClass.HANG),
+    ({"phase": StepPhase.RUNNING, "waiting": Waiting(reason="ImagePullBackOff", message="pull access denied")}, FailureClass.PERMANENT),
+])
+def test_stop_actions_carry_their_failure(make_run, fields, cls) -> None:
+    spec = make_run().policy(**POLICY).spec()
+    (action,) = planner.plan(spec, status_with(spec, **fields), at(500))
+    assert isinstance(action, planner.StopAttempt) and action.failure is not None
+    assert action.failure.failure_class == cls and action.failure.attempt == 1
+    if cls == FailureClass.PERMANENT:
+        assert "pull access denied" in (action.failure.message or "")
+
+
+def test_fresh_run_starts_the_first_enabled_step(make_run) -> None:
+    spec = make_run().disable("curate").stage("select", poolUri="s3://b/pool.parquet").spec()
+    status = planner.initial_status(spec)
+    assert [s.phase for s in status.steps if s.name in ("curate", "distill")] == [StepPhase.SKIPPED, StepPhase.SKIPPED]
+    assert planner.plan(spec, status, T0) == [planner.StartAttempt("select", attempt=1)]
+
+
+def test_disabled_steps_are_skipped_between_enabled_ones(make_run) -> None:
+    spec = make_run().spec()
+    status = status_with(spec, "curate", phase=StepPhase.SUCCEEDED)
+    assert planner.plan(spec, status, T0) == [planner.StartAttempt("select", attempt=1)]
+
+
+def test_everything_succeeded_completes_the_run(make_run) -> None:
+    spec = make_run().spec()
+    status = status_with(spec, "sft-phase2", phase=StepPhase.SUCCEEDED)
+    assert planner.plan(spec, status, T0) == [planner.CompleteRun()]
+
+
+def test_terminal_runs_plan_nothing(make_run) -> None:
+    spec = make_run().spec()
+    for phase in (RunPhase.SUCCEEDED, RunPhase.FAILED):
+        assert planner.plan(spec, planner.initial_status(spec).model_copy(update={"phase": phase}), T0) == []
+
+
+def test_suspend_stops_the_running_attempt_without_a_failure(make_run) -> None:
+    spec = make_run().set("spec.suspend", True).spec()
+    status = status_with(spec, "select", phase=StepPhase.RUNNING)
+    actions = planner.plan(spec, status, at(5))
+    assert actions == [planner.StopAttempt("select", attempt=1, reason=Reason.SUSPENDED), planner.SuspendRun()]
+    for action in actions:
+        status = planner.apply(status, action, at(5), run_name="r1")
+    step = status.step("select")
+    assert status.phase == RunPhase.SUSPENDED and step.phase == StepPhase.PENDING and step.restarts.total == 0
+    assert next(c for c in status.conditions if c.type == ConditionType.SUSPENDED).status == "True"
+    assert planner.plan(spec, status, at(6)) == [planner.Wait()]
+
+    resumed = make_run().set("spec.suspend", False).spec()
+    (start,) = planner.plan(resumed, status, at(7))
+    assert start == planner.StartAttempt("select", attempt=2)  # a new Job name; the old one may still be terminating
+    status = planner.apply(status, start, at(7), run_name="r1")
+    assert status.phase == RunPhase.RUNNING and status.step("select").job_name == "r1-select-a2"
+    assert next(c for c in status.conditions if c.type == ConditionType.SUSPENDED).status == "False"
+
+
+def test_stale_observations_of_an_old_attempt_are_ignored(make_run) -> None:
+    spec = make_run().spec()
+    status = status_with(spec, "curate", phase=StepPhase.RUNNING, attempt=2)
+    assert planner.attempt_ended(status, "curate", failure(FailureClass.APP, attempt=1)) == status
+    assert planner.attempt_succeeded(status, "curate", 1, T0) == status
+
+
+def test_retry_counts_the_right_class(make_run) -> None:
+    spec = make_run().spec()
+    status = status_with(spec, "curate", phase=StepPhase.ATTEMPT_FAILED, last_failure=failure(FailureClass.INFRA))
+    (action,) = planner.plan(spec, status, T0)
+    status = planner.apply(status, action, T0)
+    step = status.step("curate")
+    assert step.phase == StepPhase.BACKOFF and step.restarts == Restarts(infra=1)
+    assert status.restarts == 1
+    assert next(c for c in status.conditions if c.type == ConditionType.RESTARTING).status == "True"
+
+
+def _drive(spec, outcomes: dict[str, list[str]]) -> tuple[AlignmentRunStatus, list[str]]:
+    """Play executor: each step's attempts end as listed ('ok', 'app', 'infra', 'fatal'); the clock jumps over backoffs."""
+    status = planner.initial_status(spec)
+    now = T0
+    log: list[str] = []
+    for _ in range(200):
+        actions = planner.plan(spec, status, now)
+        if not actions:
+            return status, log
+        for action in actions:
+            if isinstance(action, planner.Wait):
+                now = action.until or now + dt.timedelta(seconds=1)
+                continue
+            status = planner.apply(status, action, now, run_name="r1")
+            if isinstance(action, planner.StartAttempt):
+                log.append(f"{action.step}-a{action.attempt}")
+                outcome = outcomes.get(action.step, ["ok"]).pop(0) if outcomes.get(action.step) else "ok"
+                if outcome == "ok":
+                    status = planner.attempt_succeeded(status, action.step, action.attempt, now)
+                else:
+                    cls = {"app": FailureClass.APP, "infra": FailureClass.INFRA, "fatal": FailureClass.PERMANENT}[outcome]
+                    status = planner.attempt_ended(status, action.step, failure(cls, action.attempt))
+    raise AssertionError("the run did not finish")
+
+
+def test_whole_run_with_failures_of_every_kind(make_run) -> None:
+    spec = make_run().policy(maxRestartsPerStage=2).spec()
+    status, log = _drive(spec, {"select": ["infra", "app", "infra", "app", "ok"], "sft-phase2": ["app", "ok"]})
+    assert status.phase == RunPhase.SUCCEEDED
+    assert log == ["curate-a1", "select-a1", "select-a2", "select-a3", "select-a4", "select-a5", "sft-phase1-a1", "sft-phase2-a1", "sft-phase2-a2"]
+    assert status.step("select").restarts == Restarts(infra=2, app=2)
+    assert status.restarts == 5 and status.progress == "4/4"
+    assert next(c for c in status.conditions if c.type == ConditionType.COMPLETE).status == "True"
+
+
+def test_whole_run_that_exhausts_its_budget(make_run) -> None:
+    spec = make_run().policy(maxRestartsPerStage=1).spec()
+    status, log = _drive(spec, {"curate": ["app", "app"]})
+    assert status.phase == RunPhase.FAILED and log == ["curate-a1", "curate-a2"]
+    assert status.current_stage == "curate" and status.step("curate").phase == StepPhase.FAILED
+    failed = next(c for c in status.conditions if c.type == ConditionType.FAILED)
+    assert failed.status == "True" and failed.reason == Reason.RETRIES_EXHAUSTED
+
+
+def test_fatal_exit_code_is_permanent() -> None:
+    assert planner.classify_exit_code(2, [2]) == (FailureClass.PERMANENT, Reason.FATAL_EXIT_CODE)
+    assert planner.classify_exit_code(1, [2]) == (FailureClass.APP, Reason.EXIT_CODE)
+
+
+def test_plan_is_pure(make_run) -> None:
+    spec = make_run().spec()
+    status = status_with(spec, "curate", phase=StepPhase.ATTEMPT_FAILED, last_failure=failure(FailureClass.APP))
+    before = status.model_dump()
+    assert planner.plan(spec, status, T0) == planner.plan(spec, status, T0)
+    assert status.model_dump() == before

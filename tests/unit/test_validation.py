@@ -1,0 +1,146 @@
+"""`infialign validate`: one table row per rule, the CLI contract, and no traceback whatever the input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from infialign.pipeline import validation
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _lines(doc: dict) -> list[str]:
+    result = validation.load_manifest_text(yaml.safe_dump(doc))
+    return [f"{p.path}: {p.message}" for p in result.problems if p.severity == "error"]
+
+
+CASES = [
+    # (id, builder mutation, expected error line)
+    ("epochs-zero", lambda b: b.stage("sft", phases=[{"name": "p1", "epochs": 0}]), "spec.stages.sft.phases[0].epochs: must be ≥ 1, got 0"),
+    ("fraction-zero", lambda b: b.stage("sft", phases=[{"name": "p1", "fraction": 0}]), "spec.stages.sft.phases[0].fraction: must be > 0, got 0"),
+    ("fraction-above-one", lambda b: b.stage("sft", phases=[{"name": "p1", "fraction": 1.5}]), "spec.stages.sft.phases[0].fraction: must be ≤ 1, got 1.5"),
+    ("wrong-type", lambda b: b.stage("select", targetSize="many"), 'spec.stages.select.targetSize: must be an integer, got "many"'),
+    ("negative-count", lambda b: b.set("spec.failurePolicy", {"maxRestartsPerStage": -1}), "spec.failurePolicy.maxRestartsPerStage: must be ≥ 0, got -1"),
+    ("typo", lambda b: b.stage("sft", pakcing="on"), "spec.stages.sft.pakcing: unknown field; did you mean 'packing'?"),
+    ("missing-model", lambda b: b.set("spec", {k: v for k, v in b.doc["spec"].items() if k != "model"}), "spec.model: required field is missing"),
+    ("bad-enum", lambda b: b.stage("sft", packing="maybe"), "spec.stages.sft.packing: must be one of 'auto', 'on' or 'off', got \"maybe\""),
+    ("bad-name", lambda b: b.name("Bad_Name"), 'metadata.name: must match ^[a-z]([-a-z0-9]*[a-z0-9])?$, got "Bad_Name"'),
+    ("secret-on-local-storage", lambda b: b.set("spec.storage", {"local": {"path": "x", "secretRef": {"name": "s"}}}),
+     "spec.storage.local.secretRef: unknown field; secretRef is only for spec.storage.s3; a local path needs no credentials"),
+    ("storage-one-of", lambda b: b.set("spec.storage", {"local": {"path": "x"}, "s3": {"bucket": "abc"}}), "spec.storage: set exactly one of `s3` and `local`"),
+    ("gpu-stage-without-gpus", lambda b: b.stage("sft", resources={"gpusPerNode": 0}),
+     "spec.stages.sft.resources.gpusPerNode: must be ≥ 1 for the GPU stage sft, got 0"),
+    ("select-without-pool", lambda b: b.disable("curate"),
+     "spec.stages.select.poolUri: select needs 'pool' but no enabled stage produces it; enable curate or distill, or set poolUri"),
+    ("sft-without-data", lambda b: b.disable("curate", "select"),
+     "spec.stages.sft.phases[0].dataUri: phase 'sft-phase1' has no training data: select is disabled; enable select or set dataUri"),
+    ("curate-without-sources", lambda b: b.set("spec.sources", []), "spec.sources: curate is enabled but no source is given; add a source or disable curate"),
+    ("distill-without-teacher", lambda b: b.enable("distill"), "spec.teacher: distill is enabled but no teacher is given; set spec.teacher or disable distill"),
+    ("unknown-benchmark", lambda b: b.enable("eval").set("spec.benchmarks", [{"name": "aime24", "uri": "s3://b/a.parquet"}]).stage("eval", benchmarks=["aime25"], models=["base"]),
+     "spec.stages.eval.benchmarks[0]: unknown benchmark 'aime25'; known: ['aime24']"),
+    ("unknown-builtin", lambda b: b.set("spec.sources", [{"name": "x", "uri": "builtin://nope"}]),
+     "spec.sources[0].uri: unknown built-in dataset 'nope'; known: ['reasoning', 'reasoning-bench']"),
+    ("duplicate-phase", lambda b: b.stage("sft", phases=[{"name": "p"}, {"name": "p"}]), "spec.stages.sft.phases[1].name: duplicate phase name 'p'; names must be unique"),
+    ("eval-model-disabled", lambda b: b.enable("eval").set("spec.benchmarks", [{"name": "b", "uri": "s3://b/a.parquet"}]).stage("eval", models=["base", "dpo"]),
+     "spec.stages.eval.models: evaluates the 'dpo' model, but the dpo stage is disabled; remove 'dpo' or enable the stage"),
+    ("offload-params-zero2", lambda b: b.stage("sft", deepspeed={"zeroStage": 2, "offloadParams": True}),
+     "spec.stages.sft.deepspeed.offloadParams: parameter offload needs zeroStage: 3, got 2"),
+    ("min-lr-above-lr", lambda b: b.stage("sft", phases=[{"name": "p", "learningRate": 1e-5, "minLearningRate": 1e-4}]),
+     "spec.stages.sft.phases[0].minLearningRate: must be ≤ learningRate (1e-05), got 0.0001"),
+    ("env-one-of", lambda b: b.stage("sft", resources={"gpusPerNode": 1, "env": [{"name": "A"}]}), "spec.stages.sft.resources.env[0]: set exactly one of `value` and `secretKeyRef`"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_rule(make_run, mutate, expected: str) -> None:
+    builder = make_run()
+    mutate(builder)
+    assert expected in _lines(builder.doc)
+
+
+def test_a_valid_minimal_run_has_no_errors(make_run) -> None:
+    assert _lines(make_run().dict()) == []
+
+
+def test_unavailable_stages_are_warnings_not_errors(make_run) -> None:
+    doc = make_run().set("spec.teacher", {"uri": "builtin://tiny"}).enable("distill").dict()
+    result = validation.load_manifest_text(yaml.safe_dump(doc))
+    assert result.ok
+    assert [p.path for p in result.problems if p.severity == "warning"] == ["spec.stages.distill.enabled"]
+
+
+def test_multi_document_files_prefix_the_document(make_run) -> None:
+    good, bad = make_run().dict(), make_run().stage("sft", pakcing="on").dict()
+    text = yaml.safe_dump(good) + "---\n" + yaml.safe_dump(bad)
+    result = validation.load_manifest_text(text)
+    assert [p.path for p in result.problems] == ["[2].spec.stages.sft.pakcing"]
+    assert len(result.runs) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "(document): the file holds no YAML document; expected an AlignmentRun"),
+        ("a: [1, 2\n", "line 2: invalid YAML"),
+        ("- 1\n- 2\n", "(document): must be a mapping with apiVersion, kind, metadata and spec"),
+        ("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {}\n", "apiVersion: must be one of 'infialign.dev/v1alpha1'"),
+    ],
+)
+def test_unusable_documents(text: str, expected: str) -> None:
+    lines = [f"{p.path}: {p.message}" for p in validation.load_manifest_text(text).problems]
+    assert any(line.startswith(expected) for line in lines), lines
+
+
+def test_cli_exit_codes_and_line_format(tmp_path: Path, make_run) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(make_run().stage("sft", phases=[{"name": "p1", "epochs": 0}]).dict()))
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(make_run().dict()))
+    cli = [sys.executable, "-m", "infialign.pipeline.cli", "validate"]
+    ok = subprocess.run([*cli, str(good)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    out = subprocess.run([*cli, str(good), str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert f"{bad}: spec.stages.sft.phases[0].epochs: must be ≥ 1, got 0" in out.stderr.splitlines()
+    assert "Traceback" not in out.stderr
+    missing = subprocess.run([*cli, str(tmp_path / "nope.yaml")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_every_example_validates() -> None:
+    for path in sorted((ROOT / "manifests" / "examples").glob("*.yaml")):
+        result = validation.load_manifest(path)
+        assert result.ok, [validation.format_problem(path.name, p) for p in result.problems]
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=400))
+def test_no_traceback_for_any_text(text: str) -> None:
+    result = validation.load_manifest_text(text)
+    assert all(isinstance(p.message, str) and p.path for p in result.problems)
+
+
+# make_run returns a stateless builder class, so sharing it across generated inputs is safe
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(spec=yaml_values, stages=yaml_values)
+def test_no_traceback_for_any_structure(make_run, spec, stages) -> None:
+    doc = make_run().dict()
+    doc["spec"]["stages"] = stages
+    doc["spec"]["extra"] = spec
+    result = validation.load_manifest_text(yaml.safe_dump(doc, allow_unicode=True))
+    assert not result.ok
+    assert all(p.path for p in result.problems)
