@@ -1,0 +1,177 @@
+"""The two files a stage writes next to its outputs, read by the executor and the operator.
+
+- `_SUCCESS.json`, written last: the config digest, every output's URI, digest and row count, and the
+  headline metrics. A step whose marker matches its config digest is done (this is how runs resume).
+- `progress.json`, the heartbeat: step, total, percent, ETA, metrics and the last checkpoint,
+  rewritten at most every `interval` seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from infialign.pipeline.runtime import storage
+from infialign.pipeline.runtime.config import StorageConfig
+
+__all__ = [
+    "SUCCESS_FILE",
+    "PROGRESS_FILE",
+    "OutputRecord",
+    "SuccessMarker",
+    "Progress",
+    "read_success",
+    "write_success",
+    "read_progress",
+    "Heartbeat",
+]
+
+SUCCESS_FILE = "_SUCCESS.json"
+PROGRESS_FILE = "progress.json"
+
+log = logging.getLogger(__name__)
+
+
+class _Marker(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class OutputRecord(_Marker):
+    name: str
+    uri: str
+    digest: str | None = None
+    rows: int | None = None
+
+
+class SuccessMarker(_Marker):
+    config_digest: str
+    step: str
+    attempt: int
+    outputs: list[OutputRecord] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    finished_at: dt.datetime
+    duration_seconds: float | None = None
+
+    def output(self, name: str) -> OutputRecord | None:
+        return next((o for o in self.outputs if o.name == name), None)
+
+
+class Progress(_Marker):
+    step: int | None = None
+    total: int | None = None
+    percent: float | None = None
+    eta_seconds: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    last_checkpoint: str | None = None
+    message: str | None = None
+    time: dt.datetime
+
+
+def _join(prefix: str, name: str) -> str:
+    return prefix.rstrip("/") + "/" + name
+
+
+def read_success(prefix_uri: str, storage_config: StorageConfig | None = None) -> SuccessMarker | None:
+    """The marker under a step prefix, or None when missing or unreadable (unreadable is logged)."""
+    uri = _join(prefix_uri, SUCCESS_FILE)
+    try:
+        if not storage.exists(uri, storage_config):
+            return None
+        return SuccessMarker.model_validate(storage.read_json(uri, storage_config))
+    except Exception as e:  # noqa: BLE001  a broken marker means "not done", never a crash of the reader
+        log.warning("cannot read %s: %s", uri, e)
+        return None
+
+
+def write_success(prefix_uri: str, marker: SuccessMarker, storage_config: StorageConfig | None = None) -> None:
+    storage.write_json(_join(prefix_uri, SUCCESS_FILE), marker.model_dump(mode="json"), storage_config)
+
+
+def read_progress(prefix_uri: str, storage_config: StorageConfig | None = None) -> Progress | None:
+    uri = _join(prefix_uri, PROGRESS_FILE)
+    try:
+        if not storage.exists(uri, storage_config):
+            return None
+        return Progress.model_validate(storage.read_json(uri, storage_config))
+    except Exception as e:  # noqa: BLE001
+        log.warning("cannot read %s: %s", uri, e)
+        return None
+
+
+class Heartbeat:
+    """Throttled writer of `progress.json`. Calls are cheap; the file is rewritten at most every `interval` s.
+
+    A failed write is logged and retried on the next beat: a storage hiccup must not kill training.
+    """
+
+    def __init__(
+        self,
+        prefix_uri: str,
+        storage_config: StorageConfig | None = None,
+        interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_beat: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self._uri = _join(prefix_uri, PROGRESS_FILE)
+        self._storage = storage_config
+        self._interval = interval
+        self._clock = clock
+        self._last_write: float | None = None
+        self._started = clock()
+        self._state: dict[str, Any] = {"metrics": {}}
+        self._on_beat = on_beat
+
+    def beat(
+        self,
+        step: int | None = None,
+        total: int | None = None,
+        metrics: dict[str, float] | None = None,
+        last_checkpoint: str | None = None,
+        message: str | None = None,
+        force: bool = False,
+    ) -> None:
+        if step is not None:
+            self._state["step"] = step
+        if total is not None:
+            self._state["total"] = total
+        if metrics:
+            self._state["metrics"] = {**self._state["metrics"], **{k: float(v) for k, v in metrics.items()}}
+        if last_checkpoint is not None:
+            self._state["last_checkpoint"] = last_checkpoint
+        if message is not None:
+            self._state["message"] = message
+        now = self._clock()
+        if not force and self._last_write is not None and now - self._last_write < self._interval:
+            return
+        self._write(now)
+
+    def _write(self, now: float) -> None:
+        step, total = self._state.get("step"), self._state.get("total")
+        percent = eta = None
+        if step is not None and total:
+            percent = min(100.0, 100.0 * step / total)
+            elapsed = now - self._started
+            if step > 0:
+                eta = max(0.0, elapsed * (total - step) / step)
+        progress = Progress(
+            step=step,
+            total=total,
+            percent=percent,
+            eta_seconds=eta,
+            metrics=self._state["metrics"],
+            last_checkpoint=self._state.get("last_checkpoint"),
+            message=self._state.get("message"),
+            time=dt.datetime.now(dt.UTC),
+        )
+        try:
+            storage.write_json(self._uri, progress.model_dump(mode="json"), self._storage)
+            self._last_write = now
+        except Exception as e:  # noqa: BLE001
+            log.warning("heartbeat write to %s failed (will retry): %s", self._uri, e)
+        if self._on_beat is not None:
+            self._on_beat(progress)

@@ -1,0 +1,128 @@
+"""Open dataset and model URIs: `builtin://`, `hf://`, `s3://`, `file://` and local paths.
+
+Datasets come back as Arrow tables of the source's own columns (mapping onto the record schema is
+the curate stage's job). Models come back as a local directory in Hugging Face format, so training
+and generation load a real checkpoint and the built-in tiny model through the same code path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import posixpath
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pyarrow as pa
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from infialign.pipeline.runtime import storage
+from infialign.pipeline.runtime.config import ModelRef, StorageConfig
+
+__all__ = ["SourceError", "open_dataset", "materialize_model", "cache_dir"]
+
+
+class SourceError(ValueError):
+    """A URI that cannot be opened as asked; the message names the URI and the fix."""
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("INFIALIGN_CACHE") or Path.home() / ".cache" / "infialign")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _read_file(uri: str, data: bytes) -> pa.Table:
+    name = uri.lower()
+    if name.endswith(".parquet"):
+        return pq.read_table(io.BytesIO(data))
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        if name.endswith(".json") and data.lstrip()[:1] == b"[":
+            return pa.Table.from_pylist(json.loads(data))
+        return pajson.read_json(io.BytesIO(data))
+    raise SourceError(f"{uri}: unknown file type; use .parquet, .jsonl or .json")
+
+
+def _open_files(uri: str, store: StorageConfig | None) -> pa.Table:
+    fs, path = storage.filesystem(uri, store)
+    if any(ch in path for ch in "*?["):
+        paths = sorted(fs.glob(path))
+    elif fs.isdir(path):
+        paths = sorted(p for p in fs.find(path) if p.lower().endswith((".parquet", ".jsonl", ".ndjson", ".json")))
+    else:
+        paths = [path]
+    if not paths:
+        raise SourceError(f"{uri}: no files found")
+    tables = []
+    for p in paths:
+        with fs.open(p, "rb") as f:
+            tables.append(_read_file(p, f.read()))
+    return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+
+
+def _open_hf(uri: str) -> pa.Table:
+    """`hf://org/name?split=train&name=config`, or a builder with local files: `hf://json?data_files=/x.jsonl`."""
+    parts = urlsplit(uri)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    repo = (parts.netloc + parts.path).strip("/")
+    split = query.pop("split", "train")
+    config_name = query.pop("name", None)
+    data_files = query.pop("data_files", None)
+    if query:
+        raise SourceError(f"{uri}: unknown parameters {sorted(query)}; allowed: split, name, data_files")
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(repo, name=config_name, split=split, data_files=data_files)
+    except Exception as e:  # noqa: BLE001  the hub raises many types; they all mean "cannot open this source"
+        raise SourceError(f"{uri}: datasets.load_dataset failed: {type(e).__name__}: {e}") from e
+    return ds.data.table if hasattr(ds.data, "table") else ds.with_format("arrow")[:]
+
+
+def open_dataset(uri: str, store: StorageConfig | None = None) -> pa.Table:
+    """Read a whole dataset into memory as Arrow. Raises SourceError with the URI in the message."""
+    if uri.startswith("builtin://"):
+        from infialign.pipeline.world import reasoning
+
+        try:
+            return reasoning.open_builtin(uri)
+        except ValueError as e:
+            raise SourceError(f"{uri}: {e}") from e
+    if uri.startswith("hf://"):
+        return _open_hf(uri)
+    try:
+        return _open_files(uri, store)
+    except SourceError:
+        raise
+    except (OSError, pa.ArrowInvalid) as e:
+        raise SourceError(f"{uri}: cannot read: {e}") from e
+
+
+def materialize_model(ref: ModelRef, store: StorageConfig | None = None) -> Path:
+    """A local directory with the model's config, weights and tokenizer."""
+    uri = ref.uri
+    if uri.startswith("builtin://"):
+        from infialign.pipeline.world import tiny_model
+
+        return Path(tiny_model.resolve_model_uri(uri))
+    if uri.startswith("hf://"):
+        from huggingface_hub import snapshot_download
+
+        repo = uri.removeprefix("hf://").strip("/")
+        return Path(snapshot_download(repo_id=repo, revision=ref.revision))
+    local = storage.local_path(uri)
+    if local is not None:
+        if not (local / "config.json").exists():
+            raise SourceError(f"{uri}: no config.json; expected a Hugging Face model directory")
+        return local
+    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    target = cache_dir() / "models" / f"{posixpath.basename(uri.rstrip('/')) or 'model'}-{key}"
+    if not (target / ".complete").exists():
+        storage.get_dir(uri, target, store)
+        if not (target / "config.json").exists():
+            raise SourceError(f"{uri}: no config.json after download; expected a Hugging Face model directory")
+        (target / ".complete").touch()
+    return target

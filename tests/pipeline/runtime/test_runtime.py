@@ -1,0 +1,167 @@
+"""The stage runtime: outputs, digests and `_SUCCESS.json` on local disk and on S3, skipping, exit codes, tracking."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import boto3
+import pyarrow as pa
+import pytest
+
+from infialign.pipeline import records
+from infialign.pipeline.runtime import entrypoint, markers, storage
+from infialign.pipeline.runtime.config import RunIdentity, StageConfig, StorageConfig, TrackingConfig, config_digest
+from infialign.pipeline.runtime.context import StageContext, StageInputError
+
+
+def _records(n: int) -> list[dict]:
+    return [
+        {
+            "id": f"r{i}",
+            "source": "test",
+            "domain": "arithmetic",
+            "messages": [{"role": "user", "content": f"What is {i} + {i}?"}],
+            "response": f"<think>\n{i} + {i} = {2 * i}\n</think>\n\nThe answer is \\boxed{{{2 * i}}}.",
+            "answer": str(2 * i),
+        }
+        for i in range(n)
+    ]
+
+
+def _config(root: str, tmp_path: Path, *, endpoint: str | None = None, settings: dict | None = None, tracking: TrackingConfig | None = None) -> StageConfig:
+    source = tmp_path / "source.parquet"
+    if not source.exists():
+        records.to_table(_records(20)).to_pandas()  # schema check of the fixture itself
+        import pyarrow.parquet as pq
+
+        pq.write_table(records.to_table(_records(20)), source)
+    run = RunIdentity(namespace="ns1", name="r1")
+    return StageConfig(
+        run=run,
+        step="curate",
+        stage="curate",
+        attempt=1,
+        settings=settings or {"keepEvery": 2},
+        model={"uri": "builtin://tiny"},
+        inputs={"pool": source.as_uri()},
+        output=f"{root.rstrip('/')}/ns1/r1/curate/",
+        storage=StorageConfig(root=root, endpoint=endpoint),
+        tracking=tracking or TrackingConfig(enabled=False),
+    )
+
+
+CALLS: list[str] = []
+
+
+def halve(ctx: StageContext) -> None:
+    """A real (small) stage: reads an input, keeps every n-th record, writes it, beats, reports a metric."""
+    CALLS.append(ctx.config.step)
+    table = ctx.read_records("pool")
+    keep = table.filter(pa.array([i % ctx.config.settings["keepEvery"] == 0 for i in range(table.num_rows)]))
+    ctx.beat(step=1, total=2, metrics={"kept": keep.num_rows})
+    ctx.write_records("pool", keep)
+    ctx.add_metrics({"kept": keep.num_rows, "dropped": table.num_rows - keep.num_rows})
+
+
+def test_outputs_digests_and_success_marker_on_local_disk(tmp_path: Path) -> None:
+    config = _config((tmp_path / "artifacts").as_uri(), tmp_path)
+    assert entrypoint.run_stage(config, halve) == entrypoint.EXIT_SUCCESS
+    marker = markers.read_success(config.output)
+    assert marker is not None and marker.attempt == 1 and marker.metrics == {"kept": 10.0, "dropped": 10.0}
+    (out,) = marker.outputs
+    table = storage.read_parquet(out.uri)
+    assert out.rows == table.num_rows == 10 and out.digest == storage.bytes_digest(storage.read_bytes(out.uri))
+    assert marker.config_digest == config_digest(config, {})
+    progress = markers.read_progress(config.output)
+    assert progress is not None and progress.percent == 100.0
+
+
+def test_a_matching_marker_skips_the_stage_and_a_changed_setting_reruns_it(tmp_path: Path) -> None:
+    root = (tmp_path / "artifacts").as_uri()
+    CALLS.clear()
+    assert entrypoint.run_stage(_config(root, tmp_path), halve) == 0
+    assert entrypoint.run_stage(_config(root, tmp_path).model_copy(update={"attempt": 2}), halve) == 0
+    assert CALLS == ["curate"]  # the second attempt found its marker
+    assert entrypoint.run_stage(_config(root, tmp_path, settings={"keepEvery": 4}), halve) == 0
+    assert CALLS == ["curate", "curate"]
+    assert markers.read_success(_config(root, tmp_path).output).outputs[0].rows == 5
+
+
+def test_outputs_and_marker_on_a_real_s3_endpoint(tmp_path: Path, s3_endpoint: str) -> None:
+    config = _config("s3://infialign/runs", tmp_path, endpoint=s3_endpoint)
+    assert entrypoint.run_stage(config, halve) == 0
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="infialign", Prefix="runs/ns1/r1/curate/")["Contents"])
+    assert keys == ["runs/ns1/r1/curate/_SUCCESS.json", "runs/ns1/r1/curate/pool.parquet", "runs/ns1/r1/curate/progress.json"]
+    marker = json.loads(s3.get_object(Bucket="infialign", Key="runs/ns1/r1/curate/_SUCCESS.json")["Body"].read())
+    data = s3.get_object(Bucket="infialign", Key="runs/ns1/r1/curate/pool.parquet")["Body"].read()
+    assert marker["outputs"][0]["digest"] == storage.bytes_digest(data) and marker["outputs"][0]["rows"] == 10
+    CALLS.clear()
+    assert entrypoint.run_stage(config.model_copy(update={"attempt": 2}), halve) == 0 and CALLS == []
+
+
+def _bad_input(ctx: StageContext) -> None:
+    raise StageInputError("pool.parquet has no rows")
+
+
+def _crash(ctx: StageContext) -> None:
+    raise RuntimeError("CUDA error: an illegal memory access")
+
+
+@pytest.mark.parametrize(("stage", "code", "text"), [(_bad_input, 2, "no rows"), (_crash, 1, "illegal memory access")])
+def test_exit_codes_and_termination_message(tmp_path: Path, monkeypatch, stage, code: int, text: str) -> None:
+    termination = tmp_path / "termination.json"
+    monkeypatch.setenv("INFIALIGN_TERMINATION_LOG", str(termination))
+    config = _config((tmp_path / "a").as_uri(), tmp_path)
+    assert entrypoint.run_stage(config, stage) == code
+    summary = json.loads(termination.read_text())
+    assert summary["exitCode"] == code and text in summary["error"]
+    assert markers.read_success(config.output) is None
+
+
+def test_cli_bad_config_is_permanent(tmp_path: Path) -> None:
+    path = tmp_path / "stage.json"
+    path.write_text("{not json")
+    assert entrypoint.main("curate", path) == entrypoint.EXIT_PERMANENT
+    config = _config((tmp_path / "a").as_uri(), tmp_path)
+    path.write_text(config.model_dump_json())
+    assert entrypoint.main("select", path) == entrypoint.EXIT_PERMANENT  # config is for another step
+
+
+def test_unavailable_stage_is_permanent(tmp_path: Path) -> None:
+    config = _config((tmp_path / "a").as_uri(), tmp_path).model_copy(update={"stage": "dpo", "step": "dpo"})
+    path = tmp_path / "stage.json"
+    path.write_text(config.model_dump_json())
+    assert entrypoint.main("dpo", path) == entrypoint.EXIT_PERMANENT
+
+
+def test_mlflow_at_a_dead_port_never_fails_the_stage(tmp_path: Path, dead_port: int, caplog) -> None:
+    tracking = TrackingConfig(uri=f"http://127.0.0.1:{dead_port}", experiment="x")
+    config = _config((tmp_path / "a").as_uri(), tmp_path, tracking=tracking)
+    with caplog.at_level(logging.WARNING):
+        assert entrypoint.run_stage(config, halve, scratch=tmp_path / "scratch") == 0
+    assert any("unreachable" in r.message for r in caplog.records)
+    pending = (tmp_path / "scratch" / "tracking-pending.jsonl").read_text().splitlines()
+    assert {json.loads(line)["call"] for line in pending} >= {"log_dataset", "log_metrics"}
+    assert markers.read_success(config.output) is not None
+
+
+def test_child_run_with_parent_params_and_datasets(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = _config((tmp_path / "a").as_uri(), tmp_path, tracking=TrackingConfig(uri=uri, experiment="exp"))
+    assert entrypoint.run_stage(config, halve) == 0
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("exp")
+    runs = client.search_runs([exp.experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    (child,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert child.info.status == "FINISHED" and child.data.tags["infialign.step"] == "curate"
+    assert child.data.params["settings.keepEvery"] == "2" and child.data.metrics["kept"] == 10.0
+    inputs = {(d.dataset.name, d.dataset.digest) for d in child.inputs.dataset_inputs}
+    written = markers.read_success(config.output).outputs[0].digest
+    assert ("pool", written.removeprefix("sha256:")[:36]) in inputs
+    assert len(inputs) == 2  # the input and the output, each with our own digest
