@@ -355,8 +355,12 @@ class SelectStage(ApiModel):
     easy_share: float = Field(
         default=0.7, ge=0, le=1, description="Share of an early curriculum phase drawn from the easiest records ([SRC] '70% easy'). Default: 0.7."
     )
-    domain_balance: float = Field(
-        default=0.5, ge=0, le=1, description="Share of the budget spread evenly across domains; the rest across clusters [RECON]. Default: 0.5."
+    group_levels: list[Literal["domain", "cluster"]] = Field(
+        default_factory=lambda: ["domain", "cluster"],
+        min_length=1,
+        max_length=2,
+        description="Diversity quota levels, outermost first: even quotas per domain, then per k-means cluster within it "
+        "([SRC] domain-level and semantic-level sampling). Default: [domain, cluster].",
     )
     challenge_size: int = Field(
         default=10_000, ge=0, le=100_000_000, description="Prompts in the DPO challenge pool ([SRC] 10K pairs). Default: 10000."
@@ -433,6 +437,14 @@ class SftStage(ApiModel):
     save_steps: int = Field(default=200, ge=1, le=1_000_000, description="Checkpoint interval in optimizer steps [RECON]. Default: 200.")
     keep_checkpoints: int = Field(default=2, ge=1, le=100, description="Checkpoints kept. Default: 2.")
     seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Training seed. Default: 42.")
+    quick_eval: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="After each phase, greedy exact match on this many questions of the first benchmark (a health check, "
+        "not the eval stage). 0 disables. Default: 0.",
+    )
+    quick_eval_max_tokens: int = Field(default=320, ge=16, le=32768, description="Generation budget of the quick check. Default: 320.")
     deepspeed: DeepSpeedSettings = Field(default_factory=DeepSpeedSettings, description="DeepSpeed ZeRO.")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA.")
     resources: Resources = Field(default_factory=_gpu_resources, description="Pod resources (8 GPUs per node by default).")

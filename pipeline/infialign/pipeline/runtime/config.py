@@ -79,7 +79,12 @@ class StageConfig(_Config):
     step: str
     stage: str
     attempt: int = Field(ge=1)
-    settings: dict[str, Any] = Field(description="The stage's settings by alias; for sft the phase is under `phase`.")
+    settings: dict[str, Any] = Field(description="The stage's settings by alias; for sft `phases` holds only this step's phase.")
+    phase_index: int | None = Field(default=None, description="For sft steps: the phase's index in spec.stages.sft.phases.")
+    phase_count: int | None = Field(default=None, description="For sft steps: how many phases there are (the last one's model is `sft`).")
+    curriculum: list[dict[str, Any]] = Field(
+        default_factory=list, description="For select: every curriculum phase's name and fraction (select writes one dataset per phase)."
+    )
     model: ModelRef
     teacher: ModelRef | None = None
     inputs: dict[str, str] = Field(default_factory=dict, description="Input name → URI.")
@@ -126,14 +131,9 @@ def _settings(spec: AlignmentRunSpec, step: graph.Step) -> tuple[dict[str, Any],
     stage = getattr(spec.stages, step.stage)
     settings = stage.model_dump(mode="json", by_alias=True, exclude={"enabled", "resources"})
     if step.stage == "sft":
-        settings.pop("phases")
         assert step.phase is not None
-        settings["phase"] = spec.stages.sft.phases[step.phase].model_dump(mode="json", by_alias=True)
-        settings["phaseIndex"] = step.phase
-        settings["phaseCount"] = len(spec.stages.sft.phases)
-    if step.stage == "select":
-        # select writes one dataset per curriculum phase, so the phases' names and fractions are its settings too
-        settings["phases"] = [{"name": p.name, "fraction": p.fraction} for p in spec.stages.sft.phases]
+        # only this phase: a change to a later phase must not invalidate this one's outputs
+        settings["phases"] = [settings["phases"][step.phase]]
     return settings, stage.resources
 
 
@@ -183,12 +183,16 @@ def build_stage_config(
     if spec.teacher is not None:
         teacher = ModelRef(uri=spec.teacher.uri, revision=spec.teacher.revision, tokenizer_uri=spec.teacher.tokenizer_uri)
 
+    curriculum = [{"name": p.name, "fraction": p.fraction} for p in spec.stages.sft.phases] if step.stage == "select" else []
     return StageConfig(
         run=run,
         step=step_name,
         stage=step.stage,
         attempt=attempt,
         settings=settings,
+        phase_index=step.phase,
+        phase_count=len(spec.stages.sft.phases) if step.stage == "sft" else None,
+        curriculum=curriculum,
         model=model,
         teacher=teacher,
         inputs=inputs,
@@ -205,7 +209,7 @@ def build_stage_config(
 
 def config_digest(config: StageConfig, input_digests: dict[str, str] | None = None) -> str:
     """sha256 over what decides the step's outputs, plus the content digests of its inputs."""
-    relevant = config.model_dump(mode="json", include={"version", "run", "step", "stage", "settings", "model", "teacher", "inputs", "sources", "benchmarks"})
+    relevant = config.model_dump(mode="json", include={"version", "run", "step", "stage", "settings", "phase_index", "curriculum", "model", "teacher", "inputs", "sources", "benchmarks"})
     relevant["run"].pop("uid", None)  # a re-created CR with the same name reuses finished outputs
     relevant["input_digests"] = dict(sorted((input_digests or {}).items()))
     blob = json.dumps(relevant, sort_keys=True, separators=(",", ":")).encode()

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from infialign.pipeline.runtime import storage
 from infialign.pipeline.runtime.config import ModelRef, StorageConfig
 
-__all__ = ["SourceError", "open_dataset", "materialize_model", "cache_dir"]
+__all__ = ["SourceError", "open_dataset", "materialize_model", "tokenizer_file", "cache_dir"]
 
 
 class SourceError(ValueError):
@@ -126,3 +126,26 @@ def materialize_model(ref: ModelRef, store: StorageConfig | None = None) -> Path
             raise SourceError(f"{uri}: no config.json after download; expected a Hugging Face model directory")
         (target / ".complete").touch()
     return target
+
+
+def tokenizer_file(ref: ModelRef, store: StorageConfig | None = None) -> Path:
+    """Only the model's `tokenizer.json` (curation counts tokens with the student's tokenizer without its weights)."""
+    uri = ref.tokenizer_uri or ref.uri
+    if uri.startswith("builtin://"):
+        return materialize_model(ModelRef(uri=uri), store) / "tokenizer.json"
+    if uri.startswith("hf://"):
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id=uri.removeprefix("hf://").strip("/"), filename="tokenizer.json", revision=ref.revision))
+    local = storage.local_path(uri)
+    if local is not None:
+        path = local / "tokenizer.json"
+    else:
+        key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+        path = cache_dir() / "tokenizers" / key / "tokenizer.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            storage.write_bytes(path.as_uri(), storage.read_bytes(uri.rstrip("/") + "/tokenizer.json", store))
+    if not path.exists():
+        raise SourceError(f"{uri}: no tokenizer.json; set spec.model.tokenizerUri to a model directory that has one")
+    return path

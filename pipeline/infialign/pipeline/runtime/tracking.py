@@ -124,7 +124,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
             out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
     elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
         for i, v in enumerate(value):
-            out.update(flatten(v, f"{prefix}[{i}]"))
+            out.update(flatten(v, f"{prefix}.{i}"))  # MLflow keys allow no brackets
     else:
         out[prefix] = json.dumps(value) if not isinstance(value, str) else value
         out[prefix] = out[prefix][:6000]

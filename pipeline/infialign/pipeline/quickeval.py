@@ -1,0 +1,68 @@
+"""A small test-time check after each training phase: greedy exact match on benchmark questions.
+
+This is a health metric for the training steps (did this phase learn, did it forget the last one),
+not the `eval` stage: it decodes greedily with Hugging Face `generate` in the training process, on a
+few hundred questions at most. Answers are the last `\\boxed{}` after the `</think>` block, compared
+with the reference by value (curation.answers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infialign.pipeline.curation import answers
+
+__all__ = ["QuickEvalResult", "exact_match"]
+
+
+@dataclass(frozen=True)
+class QuickEvalResult:
+    accuracy: float
+    correct: int
+    total: int
+    samples: list[dict[str, Any]] = field(default_factory=list)  # a few (prompt, output, answer) for the run page
+
+
+def exact_match(
+    model_dir: Path,
+    items: Sequence[tuple[list[dict[str, str]], str]],
+    *,
+    max_new_tokens: int = 320,
+    batch_size: int = 32,
+    keep_samples: int = 5,
+) -> QuickEvalResult:
+    """Greedy-decode each (messages, reference answer) and score the boxed answer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not items:
+        return QuickEvalResult(accuracy=0.0, correct=0, total=0)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
+    correct = 0
+    samples: list[dict[str, Any]] = []
+    for start in range(0, len(items), batch_size):
+        batch = items[start : start + batch_size]
+        prompts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m, _ in batch]
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        for (messages, reference), text in zip(batch, texts, strict=True):
+            predicted = answers.extract_answer(text)
+            ok = answers.answers_equal(predicted, reference)
+            correct += ok
+            if len(samples) < keep_samples:
+                samples.append({"prompt": messages[-1]["content"], "output": text, "answer": reference, "correct": ok})
+    return QuickEvalResult(accuracy=correct / len(items), correct=correct, total=len(items), samples=samples)

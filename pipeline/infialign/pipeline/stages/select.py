@@ -1,0 +1,76 @@
+"""`select`: pool → one SFT dataset per curriculum phase, and the DPO challenge prompts.
+
+verification (math-verify, in worker processes with real timeouts) → difficulty (response length
+quantile per domain) → diversity quotas (domain × cluster, longest responses first [SRC]) →
+curriculum: the phase with the largest fraction is the full selection; every earlier phase is a
+subset drawn `easyShare` from the easiest records ([SRC] "Stage 1: 70% Easy") → challenge pool.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pyarrow as pa
+
+from infialign.pipeline import curation
+from infialign.pipeline.api import SelectStage
+from infialign.pipeline.runtime.context import StageContext, StageInputError
+from infialign.pipeline.stages import _report
+from infialign.pipeline.stages.curate import executor_config
+
+__all__ = ["run", "selection_config", "phase_tables"]
+
+log = logging.getLogger(__name__)
+
+
+def selection_config(settings: SelectStage) -> curation.SelectionConfig:
+    target = {"target_size": settings.target_size} if settings.target_size else {"target_fraction": settings.target_fraction}
+    eligible = ("pass", "unknown") if settings.verification.drop_failed else ("pass", "unknown", "fail", "error")
+    return curation.SelectionConfig(
+        **target,
+        group_levels=tuple(settings.group_levels),
+        eligible_verification=eligible,
+        phase1_easy_share=settings.easy_share,
+        seed=settings.seed,
+        dpo_size=settings.challenge_size or None,
+    )
+
+
+def phase_tables(full: pa.Table, phases: list[dict], cfg: curation.SelectionConfig) -> dict[str, pa.Table]:
+    """Each phase's dataset: the full selection scaled by its fraction relative to the largest phase."""
+    largest = max(p["fraction"] for p in phases)
+    out: dict[str, pa.Table] = {}
+    for phase in phases:
+        share = phase["fraction"] / largest
+        if share >= 1.0:
+            out[phase["name"]] = full
+        else:
+            subset, _ = curation.curriculum_split(full, cfg.model_copy(update={"phase1_fraction": share}))
+            out[phase["name"]] = subset
+    return out
+
+
+def run(ctx: StageContext) -> None:
+    settings = ctx.settings(SelectStage)
+    pool = ctx.read_records("pool")
+    if pool.num_rows == 0:
+        raise StageInputError("the pool is empty; check the curate funnel (every record was dropped)")
+    funnel = curation.Funnel()
+    verify = settings.verification
+    if verify.enabled:
+        ctx.beat(step=0, total=3, message=f"verifying {pool.num_rows} answers")
+        cfg = curation.VerifyConfig(timeout_s=verify.timeout_seconds, workers=verify.workers)
+        pool, stats = curation.run_steps(pool, [curation.Step(curation.verify_answers, cfg)], executor_config(settings))
+        funnel = funnel + stats
+    config = selection_config(settings)
+    ctx.beat(step=1, total=3, message="selecting")
+    selection = curation.select(pool, config)
+    funnel = funnel + selection.funnel
+    phases = phase_tables(selection.phase2, ctx.config.curriculum, config)
+    for name, table in phases.items():
+        ctx.write_records(f"sft-{name}", table)
+    ctx.write_records("dpo-prompts", selection.dpo)
+    verdicts = pool.column("verification").value_counts().to_pylist()
+    ctx.add_metrics({f"verification.{v['values']}": v["counts"] for v in verdicts}, headline=False)
+    ctx.add_metrics({f"rows.sft-{name}": t.num_rows for name, t in phases.items()} | {"rows.dpo-prompts": selection.dpo.num_rows})
+    _report.write_funnel(ctx, funnel, "select", rows_in=pool.num_rows, rows_out=selection.phase2.num_rows)

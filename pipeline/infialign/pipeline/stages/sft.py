@@ -1,0 +1,198 @@
+"""`sft-<phase>`: one curriculum phase of supervised fine-tuning (TRL SFTTrainer, DeepSpeed, torchrun).
+
+The phase starts from the base model (first phase) or the previous phase's exported model, trains on
+its `select` dataset, publishes checkpoints to `<output>/checkpoints/` (upload, then marker) and
+resumes from the newest complete one, and exports the model to `<output>/model/`.
+
+One process trains in-process (a laptop, a CPU pod). Several nodes or GPUs go through torchrun with
+the `PET_*` environment the operator sets; rank 0's result comes back in a JSON file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from infialign.pipeline.api import Benchmark, SftStage
+from infialign.pipeline.runtime.context import StageContext, StageInputError
+
+__all__ = ["run", "model_digest", "uses_torchrun"]
+
+log = logging.getLogger(__name__)
+
+
+def model_digest(model_dir: Path) -> str:
+    """sha256 over the exported files' names and bytes: the model's content identity."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        h.update(path.relative_to(model_dir).as_posix().encode())
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def uses_torchrun(env: dict[str, str] | os._Environ[str]) -> bool:
+    """Several processes (nodes or GPUs) need torchrun; one process trains in-process."""
+    nodes = int(env.get("PET_NNODES") or 1)
+    procs = int(env.get("PET_NPROC_PER_NODE") or 1)
+    return nodes * procs > 1
+
+
+def _storage_options(ctx: StageContext) -> dict[str, Any]:
+    if ctx.config.storage.endpoint and ctx.config.output.startswith("s3://"):
+        return {"client_kwargs": {"endpoint_url": ctx.config.storage.endpoint}}
+    return {}
+
+
+def _train_in_process(ctx: StageContext, settings: Any, model_dir: Path, data: pa.Table, work: Path, checkpoints: str) -> dict[str, Any]:
+    from infialign.pipeline import training
+
+    def heartbeat(step: int, total: int, metrics: dict[str, float], last_checkpoint: str | None) -> None:
+        ctx.beat(step=step, total=total, metrics=metrics, last_checkpoint=last_checkpoint)
+
+    def metrics_sink(metrics: dict[str, float], step: int) -> None:
+        ctx.tracker.log_metrics(metrics, step=step)
+
+    result = training.train_sft(
+        settings,
+        str(model_dir),
+        data,
+        work,
+        resume=True,
+        heartbeat=heartbeat,
+        metrics_sink=metrics_sink,
+        checkpoint_store=training.CheckpointStore.from_uri(checkpoints, **_storage_options(ctx)),
+    )
+    return result.to_dict()
+
+
+def _train_with_torchrun(ctx: StageContext, settings: Any, model_dir: Path, data: pa.Table, work: Path, checkpoints: str) -> dict[str, Any]:
+    """Launch torchrun for this node; rank 0 of node 0 writes the result, every node waits for its workers."""
+    from infialign.pipeline import training
+
+    data_path = work / "train.parquet"
+    pq.write_table(data, data_path)
+    result_file = work / "sft_result.json"
+    heartbeat_file = work / "heartbeat.json"
+    metrics_file = work / "metrics.jsonl"
+    config = training.WorkerConfig(
+        settings=settings,
+        model_path=str(model_dir),
+        train_data=str(data_path),
+        output_dir=str(work),
+        resume=True,
+        checkpoint_uri=checkpoints,
+        heartbeat_file=str(heartbeat_file),
+        metrics_file=str(metrics_file),
+        result_file=str(result_file),
+    )
+    config_path = work / "worker.json"
+    config_path.write_text(config.model_dump_json(), encoding="utf-8")
+    spec = training.TorchrunSpec.from_env(os.environ)
+    device = "cuda" if int(ctx.config.resources.get("gpusPerNode", 0) or 0) > 0 else "cpu"
+    argv = training.build_torchrun_argv(spec, str(config_path))
+    env = training.build_worker_env(os.environ, device=device)
+    log.info("launching %s", " ".join(argv))
+    process = subprocess.Popen(argv, env=env)
+    seen_metrics = 0
+    while process.poll() is None:
+        time.sleep(5)
+        seen_metrics = _relay(ctx, heartbeat_file, metrics_file, seen_metrics)
+    _relay(ctx, heartbeat_file, metrics_file, seen_metrics)
+    if process.returncode != 0:
+        raise RuntimeError(f"torchrun exited with {process.returncode}; the rank logs above say why")
+    if spec.node_rank != 0:
+        return {}
+    return json.loads(result_file.read_text(encoding="utf-8"))
+
+
+def _relay(ctx: StageContext, heartbeat_file: Path, metrics_file: Path, seen: int) -> int:
+    """Copy the workers' heartbeat and metrics files into the stage heartbeat and MLflow."""
+    try:
+        beat = json.loads(heartbeat_file.read_text(encoding="utf-8"))
+        ctx.beat(step=beat.get("step"), total=beat.get("total_steps"), metrics=beat.get("metrics"), last_checkpoint=beat.get("last_checkpoint"))
+    except (OSError, ValueError):
+        pass
+    try:
+        lines = metrics_file.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return seen
+    for line in lines[seen:]:
+        try:
+            entry = json.loads(line)
+            ctx.tracker.log_metrics(entry.get("metrics", {}), step=entry.get("step"))
+        except ValueError:
+            continue
+    return len(lines)
+
+
+def _quick_eval(ctx: StageContext, settings: SftStage, model_dir: Path, label: str) -> None:
+    from infialign.pipeline import quickeval
+
+    benchmarks = [Benchmark.model_validate(b) for b in ctx.config.benchmarks]
+    if not benchmarks:
+        log.warning("quickEval is set but the run has no benchmark; skipping the check")
+        return
+    bench = benchmarks[0]
+    table = ctx.read_table(bench.uri).slice(0, settings.quick_eval)
+    rows = table.select(["messages", "answer"]).to_pylist()
+    items = [(row["messages"], row["answer"]) for row in rows if row["answer"]]
+    result = quickeval.exact_match(model_dir, items, max_new_tokens=settings.quick_eval_max_tokens)
+    log.info("quick eval (%s) on %s: %d/%d = %.3f", label, bench.name, result.correct, result.total, result.accuracy)
+    ctx.add_metrics({f"quick_eval.{label}.exact_match": result.accuracy})
+    ctx.tracker.log_dict({"benchmark": bench.name, "accuracy": result.accuracy, "samples": result.samples}, f"quick-eval-{label}.json")
+
+
+def run(ctx: StageContext) -> None:
+    from infialign.pipeline import training
+
+    stage = ctx.settings(SftStage)
+    (phase,) = stage.phases
+    data = ctx.read_records("data")
+    if data.num_rows == 0:
+        raise StageInputError(f"{ctx.config.inputs['data']} has no records to train on")
+    try:
+        settings = training.SftSettings.from_api(stage, phase)
+    except training.SettingsError as e:
+        raise StageInputError(str(e)) from e
+    model_dir = ctx.model_path()
+    work = ctx.scratch / "train"
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoints = ctx.config.output.rstrip("/") + "/checkpoints"
+    ctx.tracker.log_params({"sft": settings.model_dump(mode="json")})
+    if stage.quick_eval and ctx.config.phase_index == 0:
+        _quick_eval(ctx, stage, model_dir, "before")
+    train = _train_with_torchrun if uses_torchrun(os.environ) else _train_in_process
+    result = train(ctx, settings, model_dir, data, work, checkpoints)
+    if not result:  # a worker node: rank 0 of node 0 exports and reports
+        return
+    exported = Path(result["model_dir"])
+    (exported / "infialign_training.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    ctx.write_model(exported, model_digest(exported))
+    ctx.add_metrics(
+        {
+            "train_loss": result.get("train_loss") or float("nan"),
+            "global_step": result["global_step"],
+            "over_length_examples": result["truncation"]["over_length_examples"],
+            "dropped_examples": result["truncation"]["dropped_examples"],
+            "truncated_examples": result["truncation"]["truncated_examples"],
+            **{k: v for k, v in result.get("metrics", {}).items() if isinstance(v, int | float)},
+        }
+    )
+    packing = result["plan"]["packing"]
+    ctx.tracker.set_tags({"infialign.engine": result["engine"], "infialign.packing": str(packing.get("mode", packing))})
+    ctx.tracker.log_dict(result, "sft_result.json")
+    if stage.quick_eval:
+        _quick_eval(ctx, stage, exported, "after")
+    last = ctx.config.phase_index is not None and ctx.config.phase_count == ctx.config.phase_index + 1
+    ctx.tracker.register_model(ctx.output_uri("model"), f"{ctx.config.run.name}-sft", alias="sft" if last else f"sft-{phase.name}")
