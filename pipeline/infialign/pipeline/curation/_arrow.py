@@ -1,0 +1,177 @@
+"""Arrow helpers shared by the steps: prompt text, the ``scores`` map, column replacement, filtering.
+
+All of them are vectorised over whole columns (Arrow compute or NumPy over the map's child arrays), so a
+step that adds a score to a million rows does not loop over rows in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from infialign.pipeline.curation import stats as _stats
+
+__all__: list[str] = []  # private module
+
+
+def column(table: pa.Table, name: str) -> pa.Array:
+    """One contiguous array for a column (chunks combined)."""
+    col = table.column(name)
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+
+def strings(table: pa.Table, name: str) -> list[str | None]:
+    return column(table, name).to_pylist()
+
+
+def _list_parts(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """(offsets rebased to 0, flattened child values) of a possibly sliced list or map array."""
+    offsets = arr.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    return offsets - offsets[0], offsets
+
+
+def prompt_texts(table: pa.Table, roles: tuple[str, ...] = ("user",)) -> pa.Array:
+    """The prompt as one string per row: the contents of its ``user`` messages joined by a newline.
+
+    System messages are left out on purpose: they are shared boilerplate, and dedup and decontamination
+    must compare the problems, not the instructions around them.
+    """
+    msgs = column(table, "messages")
+    n = len(msgs)
+    if n == 0:
+        return pa.array([], pa.string())
+    flat = msgs.flatten()  # respects slicing
+    parents = pc.list_parent_indices(msgs).to_numpy(zero_copy_only=False)
+    role = flat.field("role")
+    content = flat.field("content").fill_null("")
+    keep = pc.is_in(role, value_set=pa.array(list(roles), pa.string())).fill_null(False)
+    content = content.filter(keep)
+    parents = parents[keep.to_numpy(zero_copy_only=False)]
+    counts = np.bincount(parents, minlength=n)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    grouped = pa.ListArray.from_arrays(pa.array(offsets), content)
+    return pc.binary_join(grouped, "\n")
+
+
+def get_score(table: pa.Table, key: str) -> np.ndarray:
+    """``scores[key]`` as float64, NaN where the row has no such key."""
+    return get_scores(table, [key])[key]
+
+
+def get_scores(table: pa.Table, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    scores = column(table, "scores")
+    n = len(scores)
+    out = {k: np.full(n, np.nan) for k in keys}
+    if n == 0:
+        return out
+    rel, absolute = _list_parts(scores)
+    lo, hi = int(absolute[0]), int(absolute[-1])
+    map_keys = scores.keys.slice(lo, hi - lo)
+    map_items = scores.items.slice(lo, hi - lo).to_numpy(zero_copy_only=False)
+    parents = np.repeat(np.arange(n), np.diff(rel))
+    for k in keys:
+        mask = pc.equal(map_keys, k).fill_null(False).to_numpy(zero_copy_only=False)
+        out[k][parents[mask]] = map_items[mask]
+    return out
+
+
+def score_keys_with_prefix(table: pa.Table, prefix: str) -> list[str]:
+    scores = column(table, "scores")
+    if len(scores) == 0:
+        return []
+    _, absolute = _list_parts(scores)
+    lo, hi = int(absolute[0]), int(absolute[-1])
+    keys = pc.unique(scores.keys.slice(lo, hi - lo)).to_pylist()
+    return sorted(k for k in keys if k is not None and k.startswith(prefix))
+
+
+def set_scores(table: pa.Table, values: Mapping[str, np.ndarray]) -> pa.Table:
+    """Write ``scores[key] = values[key][row]`` for every row where the value is not NaN.
+
+    Existing entries under the same keys are replaced (also where the new value is NaN, so a re-run never
+    leaves a stale score behind); other keys are kept. Entries stay grouped by row, new keys last.
+    """
+    scores = column(table, "scores")
+    n = len(scores)
+    if n == 0 or not values:
+        return table
+    rel, absolute = _list_parts(scores)
+    lo, hi = int(absolute[0]), int(absolute[-1])
+    old_keys = scores.keys.slice(lo, hi - lo)
+    old_items = scores.items.slice(lo, hi - lo)
+    old_parents = np.repeat(np.arange(n), np.diff(rel))
+    keep_old = ~pc.is_in(old_keys, value_set=pa.array(list(values), pa.string())).fill_null(False).to_numpy(zero_copy_only=False)
+    parts_parent = [old_parents[keep_old]]
+    parts_keys = [old_keys.filter(pa.array(keep_old))]
+    parts_items = [old_items.filter(pa.array(keep_old))]
+    for key, vals in values.items():
+        vals = np.asarray(vals, dtype=np.float64)
+        if vals.shape != (n,):
+            raise ValueError(f"score {key!r}: expected {n} values, got shape {vals.shape}")
+        rows = np.flatnonzero(~np.isnan(vals))
+        parts_parent.append(rows)
+        parts_keys.append(pa.array([key] * len(rows), pa.string()))
+        parts_items.append(pa.array(vals[rows], pa.float64()))
+    parent = np.concatenate(parts_parent)
+    order = np.argsort(parent, kind="stable")
+    keys = pa.concat_arrays([k.cast(pa.string()) for k in parts_keys]).take(pa.array(order))
+    items = pa.concat_arrays([i.cast(pa.float64()) for i in parts_items]).take(pa.array(order))
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(parent, minlength=n), out=offsets[1:])
+    new = pa.MapArray.from_arrays(pa.array(offsets), keys, items)
+    return replace_column(table, "scores", new)
+
+
+def replace_column(table: pa.Table, name: str, values: pa.Array | Sequence[object]) -> pa.Table:
+    """Replace a column, keeping its field (name, type, nullability)."""
+    idx = table.schema.get_field_index(name)
+    field = table.schema.field(idx)
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, type=field.type)
+    if arr.type != field.type:
+        arr = arr.cast(field.type)
+    return table.set_column(idx, field, arr)
+
+
+def filter_rows(
+    table: pa.Table,
+    reasons: Sequence[str | None],
+    step: str,
+    details: Sequence[str] | None = None,
+    counters: Mapping[str, float] | None = None,
+) -> tuple[pa.Table, _stats.StepStats]:
+    """Keep rows whose reason is ``None``; count the rest under their reason."""
+    keep = np.fromiter((r is None for r in reasons), dtype=bool, count=len(reasons))
+    ids = strings(table, "id")
+    st = _stats.StepStats.from_reasons(step, ids, reasons, details, counters)
+    return table.filter(pa.array(keep)), st
+
+
+def response_lengths(table: pa.Table) -> np.ndarray:
+    """Response length for ranking: ``response_tokens`` where measured, else characters / 4 (a rough
+    token proxy); NaN where there is no response."""
+    tokens = column(table, "response_tokens").to_numpy(zero_copy_only=False).astype(np.float64)
+    chars = pc.utf8_length(column(table, "response")).to_numpy(zero_copy_only=False).astype(np.float64)
+    return np.where(np.isnan(tokens), chars / 4.0, tokens)
+
+
+VERIFICATION_PRIORITY: Mapping[str, int] = {"pass": 0, "unknown": 1, "error": 2, "fail": 3}
+
+
+def representative_rank(table: pa.Table) -> np.ndarray:
+    """Rank of each row as the one to keep among duplicates (0 = best): a verified answer first, then the
+    longer CoT, then the shorter raw prompt (extra characters are mostly boilerplate or whitespace noise
+    around the same problem), then the smaller id (so ties are deterministic whatever the row order)."""
+    n = table.num_rows
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    verif = np.array([VERIFICATION_PRIORITY.get(v, 4) for v in strings(table, "verification")])
+    length = np.nan_to_num(response_lengths(table), nan=-1.0)
+    prompt_chars = pc.utf8_length(prompt_texts(table)).to_numpy(zero_copy_only=False)
+    ids = np.array(strings(table, "id"), dtype=object).astype(str)
+    order = np.lexsort((ids, prompt_chars, -length, verif))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    return rank

@@ -1,0 +1,159 @@
+"""Final-answer extraction and the string-level answer comparison used when math-verify cannot decide.
+
+Shared by ingest (reference answers), the rule filters (does a math record have a final answer?) and
+verification (what did the response answer?).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Final
+
+__all__ = [
+    "THINK_CLOSE",
+    "THINK_OPEN",
+    "after_think",
+    "answers_equal",
+    "extract_answer",
+    "last_boxed",
+    "normalize_answer",
+]
+
+THINK_OPEN: Final = "<think>"
+THINK_CLOSE: Final = "</think>"
+_BOX_COMMANDS: Final = ("\\boxed", "\\fbox")
+_HASHES = re.compile(r"####\s*([^\n]+?)\s*$", re.MULTILINE)
+_ANSWER_PREFIX = re.compile(r"^(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*[:：]?\s*", re.IGNORECASE)
+_MAX_LAST_LINE: Final = 200
+
+
+def _braced(text: str, start: int) -> str | None:
+    """Content of the ``{...}`` group opening at ``text[start]``, braces balanced, ``\\{`` skipped."""
+    depth = 0
+    i = start
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1 : i]
+        i += 1
+    return None  # unbalanced: the text was cut inside the box
+
+
+def last_boxed(text: str | None) -> str | None:
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``, or ``\\boxed 5``); None if absent or cut.
+
+    An unbalanced last box means the response was truncated inside its answer, so there is no answer:
+    an earlier box is not taken in its place.
+    """
+    if not text:
+        return None
+    pos = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
+    if pos < 0:
+        return None
+    cmd = next(c for c in _BOX_COMMANDS if text.startswith(c, pos))
+    i = pos + len(cmd)
+    while i < len(text) and text[i] == " ":
+        i += 1
+    if i < len(text) and text[i] == "{":
+        content = _braced(text, i)
+    elif i > pos + len(cmd):  # "\boxed 5": the next token
+        m = re.match(r"[^\s$]+", text[i:])
+        content = m.group(0) if m else None
+    else:
+        return None
+    if content is None:
+        return None
+    content = content.strip()
+    return content or None
+
+
+def after_think(text: str | None) -> str:
+    """The part of a response after its last ``</think>`` (the whole text when there is none)."""
+    if not text:
+        return ""
+    pos = text.rfind(THINK_CLOSE)
+    return text if pos < 0 else text[pos + len(THINK_CLOSE) :]
+
+
+def extract_answer(text: str | None, *, last_line_fallback: bool = False) -> str | None:
+    """The final answer in a solution or answer field: the last ``\\boxed{}``, else ``#### x`` (GSM8K),
+    else (only with ``last_line_fallback``) the last non-empty line, without an "Answer:" prefix.
+
+    The last-line fallback suits short answer fields; on a CoT it would call any closing sentence an
+    answer, so the filters and the verifier never use it.
+    """
+    if not text:
+        return None
+    if any(cmd in text for cmd in _BOX_COMMANDS):
+        return last_boxed(text)  # a cut box is no answer, whatever follows
+    hashes = _HASHES.findall(text)
+    if hashes:
+        return hashes[-1].strip() or None
+    if last_line_fallback:
+        lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+        if lines:
+            line = _ANSWER_PREFIX.sub("", lines[-1]).strip().rstrip(".").strip()
+            if line and len(line) <= _MAX_LAST_LINE:
+                return line
+    return None
+
+
+_TEXT_CMD = re.compile(r"\\(?:text|textbf|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}")
+_SPACE_CMDS = re.compile(r"\\[,;:! ]|\\quad|\\qquad")
+_LEFT_RIGHT = re.compile(r"\\(?:left|right)\b")
+
+
+def normalize_answer(answer: str | None) -> str:
+    """Canonical string of an answer for the fallback comparison (seeds §1.6 [RECON]): strip ``$``,
+    ``\\text{}``, LaTeX spacing and ``\\left``/``\\right``; ``\\dfrac``/``\\tfrac`` to ``\\frac``; drop
+    spaces, a trailing period and thousands separators in plain numbers; lowercase."""
+    if answer is None:
+        return ""
+    s = answer.strip().strip("$").strip()
+    inner = last_boxed(s)
+    if inner is not None and s.startswith(_BOX_COMMANDS):
+        s = inner
+    s = _TEXT_CMD.sub(r"\1", s)
+    s = _SPACE_CMDS.sub("", s)
+    s = _LEFT_RIGHT.sub("", s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("^\\circ", "").replace("^{\\circ}", "")
+    s = re.sub(r"\s+", "", s).rstrip(".").lower()
+    if re.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?", s):
+        s = s.replace(",", "")
+    return s
+
+
+_INTEGER = re.compile(r"[-+]?\d+")
+
+
+def _as_number(s: str) -> float | None:
+    m = re.fullmatch(r"[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?%?", s)
+    if m:
+        return float(s.rstrip("%"))
+    m = re.fullmatch(r"([-+]?)\\frac\{(\d+)\}\{(\d+)\}", s)
+    if m and int(m.group(3)) != 0:
+        return (-1 if m.group(1) == "-" else 1) * int(m.group(2)) / int(m.group(3))
+    return None
+
+
+def answers_equal(predicted: str | None, reference: str | None, rel_tol: float = 1e-6) -> bool:
+    """String-level equality after :func:`normalize_answer`, numbers compared with ``rel_tol``."""
+    a, b = normalize_answer(predicted), normalize_answer(reference)
+    if not a or not b:
+        return False
+    if a == b:
+        return True
+    x, y = _as_number(a), _as_number(b)
+    if x is None or y is None:
+        return False
+    if _INTEGER.fullmatch(a) and _INTEGER.fullmatch(b):
+        return int(a) == int(b)  # integers are exact: 3160079 is not 3160080, whatever the tolerance
+    return math.isclose(x, y, rel_tol=rel_tol, abs_tol=1e-12)

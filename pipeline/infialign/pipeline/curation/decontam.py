@@ -1,0 +1,447 @@
+"""Benchmark decontamination: drop training prompts that leak evaluation items (seeds §1.7).
+
+Benchmarks are record-schema tables (the prompt is the text of their user messages, the solution their
+``response``) or plain lists of prompts, keyed by a benchmark name. :meth:`DecontamIndex.build` indexes
+them once; the index is a few sorted NumPy arrays, so it pickles cheaply to every shard and worker.
+
+Checks, all on ``normalize``d text (digits kept):
+
+- **prompt n-grams** (default n=8): any word 8-gram of the training prompt that occurs in a benchmark
+  prompt. [SRC] huggingface/open-r1 scripts/decontaminate.py uses 8-grams on the problem; measured here it
+  catches 192/200 lightly edited leaks where 13-grams catch 151 (curation-anchors.md §3.4). Prompts shorter
+  than n words are compared whole (their single "whole" shingle equals only an identical short prompt).
+  seeds §1.7 names n=15 for InfiAlign [SRC]; set ``prompt_ngram=15`` to follow the paper literally.
+- **full n-grams** (default n=13, prompt + response): catches a leaked *solution* inside a CoT.
+  [RECON] GPT-3 / NeMo Curator legacy 13-gram convention.
+- **fuzzy ratio** for short prompts (<= ``fuzzy_max_words`` words): rapidfuzz ``fuzz.ratio`` >= 95 against
+  short benchmark prompts of similar length ([SRC] open-thoughts decontaminate.py uses ratio 95); difflib
+  when rapidfuzz is missing (much slower).
+- **embedding cosine** (off by default): max cosine to benchmark prompts > 0.9 ([SRC] seeds §1.7
+  "embedding similarity checks (>0.9)"); flag paraphrases that share no n-gram.
+
+Number-aware by default: evidence against an item counts only when the text contains the item's numbers
+(its digit runs, with their minus signs, contiguously and in order), and an item with numbers indexes
+only its n-grams that contain a digit. Templated problems ("find the gcd of {a} and {b}") share long
+n-grams and fuzzy ratios above 95 with every benchmark item of the same template; numbers tell them
+apart. A leak copies the numbers, so it still matches, also inside a longer text ("Problem 12. ...").
+The price: a problem that extends an item's numbers (the item's "3 shirts, 2 hats" plus "and 4 scarves")
+still counts; on the built-in world that flagged 8 of 19,400 clean prompts (benchmarks/bench_decontam.py).
+
+The n-gram index is a sorted array of 64-bit n-gram hashes; a shard's n-grams are looked up with one
+``np.searchsorted``, instead of intersecting every document with every benchmark item.
+
+Scoring and the keep decision are separate steps (house rule 10): :func:`score_contamination` writes
+sparse scores ``decontam:<benchmark>:<method>`` (n-gram hit counts, fuzzy ratio, cosine), and
+:func:`filter_contamination` applies the thresholds, so thresholds can change without re-scoring. Its
+counters ``contaminated_<benchmark>`` are the per-benchmark hit counts for the report.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import pyarrow as pa
+from infialign.pipeline.curation import _arrow, _config, _ngrams, embed, normalize, stats, steps
+from pydantic import Field
+
+__all__ = [
+    "SCORE_PREFIX",
+    "DecontamConfig",
+    "DecontamIndex",
+    "Match",
+    "filter_contamination",
+    "hits_by_benchmark",
+    "number_key",
+    "score_contamination",
+]
+
+SCORE_PREFIX: Final = "decontam:"
+FUZZY_FLOOR: Final = 80.0
+"""Fuzzy ratios below this are not written as scores (keeps the map sparse); thresholds must be above it."""
+COSINE_FLOOR: Final = 0.8
+"""Cosines below this are not written as scores; ``embedding_threshold`` must be above it."""
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+class DecontamConfig(_config.CurationConfig):
+    """Which checks run and their thresholds. ``None`` disables a check."""
+
+    prompt_ngram: int = Field(8, ge=1, le=64, description="Word n-gram size on prompts. [SRC] open-r1 (8).")
+    min_ngram_hits: int = Field(1, ge=1, description="Shared prompt n-grams that make a leak. [SRC] open-r1: any.")
+    full_ngram: int | None = Field(
+        13, ge=1, le=64, description="Word n-gram size on prompt+response; None disables. [RECON] GPT-3/NeMo 13."
+    )
+    min_full_hits: int = Field(1, ge=1, description="Shared prompt+response n-grams that make a leak. [RECON]")
+    fuzzy_ratio: float | None = Field(
+        95.0, gt=FUZZY_FLOOR, le=100.0, description="fuzz.ratio for short prompts; None disables. [SRC] open-thoughts."
+    )
+    fuzzy_max_words: int = Field(
+        50, ge=1, description="Prompts (training and benchmark) up to this many words get the fuzzy check. [RECON]"
+    )
+    embedding: embed.EmbedConfig | None = Field(
+        None, description="Embedding check (off by default: it needs the model and is slow on CPU). [RECON]"
+    )
+    embedding_threshold: float = Field(0.9, gt=COSINE_FLOOR, le=1.0, description="Cosine that makes a leak. [SRC] seeds §1.7 (>0.9).")
+    number_aware: bool = Field(
+        True,
+        description="Evidence against an item counts only if the text contains the item's digit runs in the "
+        "same order (contiguously), and items with digits index only n-grams that contain a digit. A shared "
+        "template with other numbers is a different problem, not a leak. [RECON]",
+    )
+
+
+@dataclass(frozen=True)
+class Match:
+    """One piece of evidence that a text leaks a benchmark item."""
+
+    benchmark: str
+    item_id: str
+    method: str  # "ngram" | "full" | "fuzzy" | "cosine"
+    value: float
+
+
+def _prompts_and_full(data: pa.Table | Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+    """(prompts, prompt+solution texts, item ids) of a benchmark given as a table or a list of prompts."""
+    if isinstance(data, pa.Table):
+        prompts = _arrow.prompt_texts(data).to_pylist()
+        responses = _arrow.strings(data, "response") if "response" in data.column_names else [None] * len(prompts)
+        ids = _arrow.strings(data, "id") if "id" in data.column_names else [str(i) for i in range(len(prompts))]
+    else:
+        prompts = [str(p) for p in data]
+        responses = [None] * len(prompts)
+        ids = [str(i) for i in range(len(prompts))]
+    full = [p if not r else f"{p}\n{r}" for p, r in zip(prompts, responses)]
+    return prompts, full, [str(i) for i in ids]
+
+
+def number_key(text: str | None) -> str:
+    """The digit runs of a text (after NFKC) as ``",3,14,"``: containment of keys = contiguous containment
+    of number sequences."""
+    return _ngrams.digit_keys([text])[0]
+
+
+_MAX_KEYED_NUMBERS = 30
+"""Documents with more numbers than this check fuzzy candidates by scanning, not by number-key lookups."""
+
+
+def _group_positions(keys: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    grouped: dict[str, list[int]] = {}
+    for pos, key in enumerate(keys):
+        grouped.setdefault(key, []).append(pos)
+    return {k: tuple(v) for k, v in grouped.items()}
+
+
+def _numbers_fit(doc_key: str, item_key: str) -> bool:
+    return item_key == ",," or item_key in doc_key
+
+
+def _index(normalized: pa.Array, n: int, has_digits: np.ndarray, number_aware: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (n-gram hash, item) entries, one per distinct pair. Number-aware: items with digits index only
+    their n-grams that contain a digit, so shared template wording alone never links a text to them."""
+    h, o, digit = _ngrams.word_ngrams_digits(normalized, n)
+    item = _ngrams.doc_ids(o)
+    if number_aware:
+        keep = digit | ~has_digits[item]
+        h, item = h[keep], item[keep]
+    order = np.lexsort((item, h))
+    h, item = h[order], item[order]
+    first = np.r_[True, (h[1:] != h[:-1]) | (item[1:] != item[:-1])] if len(h) else np.zeros(0, bool)
+    return h[first], item[first].astype(np.int64)  # built once per benchmark set: lexsort is fine here
+
+
+Evidence = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""``(documents, items, values)``: one row per (document, benchmark item) pair with evidence."""
+
+
+def _no_evidence() -> Evidence:
+    return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+
+
+def _lookup(index_h: np.ndarray, index_item: np.ndarray, hashes: np.ndarray, offsets: np.ndarray) -> Evidence:
+    """Per (document, item) pair, the number of the document's n-gram positions found in the item."""
+    if hashes.size == 0 or index_h.size == 0:
+        return _no_evidence()
+    # Prefilter on the top 22 bits (a 4 MiB table, ~2 % false passes at 90k indexed n-grams), so only a
+    # few candidates pay for the binary search.
+    table = np.zeros(1 << 22, dtype=bool)
+    table[index_h >> np.uint64(42)] = True
+    cand = np.flatnonzero(table[hashes >> np.uint64(42)])
+    left = np.searchsorted(index_h, hashes[cand], side="left")
+    right = np.searchsorted(index_h, hashes[cand], side="right")
+    found = right > left
+    hit, left, right = cand[found], left[found], right[found]
+    if hit.size == 0:
+        return _no_evidence()
+    span = right - left
+    pos = np.repeat(left, span) + _ngrams.ragged_arange(span)
+    docs = _ngrams.doc_ids(offsets)[np.repeat(hit, span)]
+    n_items = int(index_item.max()) + 1
+    keys, counts = _ngrams.sorted_unique(docs.astype(np.int64) * n_items + index_item[pos])
+    return keys // n_items, keys % n_items, counts.astype(np.float64)
+
+
+@dataclass(frozen=True)
+class DecontamIndex:
+    """Benchmarks indexed for lookup. Build with :meth:`build`; immutable and picklable.
+
+    Items are numbered globally; ``item_bench[i]`` is item ``i``'s benchmark and ``item_ids[i]`` its id.
+    """
+
+    cfg: DecontamConfig
+    names: tuple[str, ...]
+    item_bench: np.ndarray
+    item_ids: tuple[str, ...]
+    item_numbers: tuple[str, ...]
+    item_full_numbers: tuple[str, ...]
+    prompt_h: np.ndarray
+    prompt_item: np.ndarray
+    full_h: np.ndarray
+    full_item: np.ndarray
+    short_texts: tuple[str, ...]  # normalised short benchmark prompts, sorted by length
+    short_lens: tuple[int, ...]
+    short_item: np.ndarray
+    short_by_key: dict[str, tuple[int, ...]]  # item number key -> positions in short_texts
+    emb: np.ndarray | None
+
+    @classmethod
+    def build(cls, benchmarks: Mapping[str, pa.Table | Sequence[str]], cfg: DecontamConfig) -> DecontamIndex:
+        """Index ``{benchmark name: record table or list of prompts}``."""
+        if not benchmarks:
+            raise ValueError("decontamination needs at least one benchmark; pass {name: table or prompts}")
+        names = tuple(benchmarks)
+        for name in names:
+            if not _NAME.match(name):
+                raise ValueError(f"benchmark name {name!r} must match {_NAME.pattern} (it becomes a score key)")
+        prompts: list[str] = []
+        fulls: list[str] = []
+        ids: list[str] = []
+        bench: list[int] = []
+        for b, name in enumerate(names):
+            p, f, i = _prompts_and_full(benchmarks[name])
+            prompts += p
+            fulls += f
+            ids += i
+            bench += [b] * len(p)
+        numbers = tuple(_ngrams.digit_keys(prompts))
+        full_numbers = tuple(_ngrams.digit_keys(fulls))
+        has_digits = np.array([k != ",," for k in numbers], dtype=bool)
+        norm = normalize.normalize_array(prompts)
+        prompt_h, prompt_item = _index(norm, cfg.prompt_ngram, has_digits, cfg.number_aware)
+        if cfg.full_ngram is not None:
+            full_digits = np.array([k != ",," for k in full_numbers], dtype=bool)
+            full_h, full_item = _index(normalize.normalize_array(fulls), cfg.full_ngram, full_digits, cfg.number_aware)
+        else:
+            full_h, full_item = np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        words = _ngrams.word_counts(norm)
+        norm_list = norm.to_pylist()
+        short = [int(i) for i in np.argsort([len(t) for t in norm_list], kind="stable") if 0 < words[i] <= cfg.fuzzy_max_words]
+        emb = embed.embed_texts(prompts, cfg.embedding) if cfg.embedding is not None else None
+        return cls(
+            cfg=cfg,
+            names=names,
+            item_bench=np.asarray(bench, dtype=np.int32),
+            item_ids=tuple(ids),
+            item_numbers=numbers,
+            item_full_numbers=full_numbers,
+            prompt_h=prompt_h,
+            prompt_item=prompt_item,
+            full_h=full_h,
+            full_item=full_item,
+            short_texts=tuple(norm_list[i] for i in short),
+            short_lens=tuple(len(norm_list[i]) for i in short),
+            short_item=np.asarray(short, dtype=np.int64),
+            short_by_key=_group_positions([numbers[i] for i in short]),
+            emb=emb,
+        )
+
+    def digest(self) -> str:
+        """Config digest plus a hash of the indexed content, for ``_SUCCESS.json``."""
+        h = hashlib.sha256(self.cfg.digest().encode())
+        h.update(repr((self.names, self.item_ids, self.item_numbers, self.item_full_numbers)).encode())
+        for arr in (self.item_bench, self.prompt_h, self.prompt_item, self.full_h, self.full_item):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        h.update("\x1f".join(self.short_texts).encode())
+        return "sha256:" + h.hexdigest()
+
+    # -- evidence -------------------------------------------------------------------------------------
+
+    def _numbers_permit(self, found: Evidence, doc_keys: Sequence[str], full: bool = False) -> Evidence:
+        """Keep the pairs whose numbers permit a match: the item's digit runs (of prompt+solution for
+        ``full``) occur, in order, in the document's (of its prompt+response for ``full``; a leaked solution
+        copies all of them)."""
+        if not self.cfg.number_aware or found[0].size == 0:
+            return found
+        item_keys = self.item_full_numbers if full else self.item_numbers
+        keep = np.fromiter(
+            (_numbers_fit(doc_keys[d], item_keys[i]) for d, i in zip(found[0].tolist(), found[1].tolist())),
+            dtype=bool,
+            count=found[0].size,
+        )
+        return found[0][keep], found[1][keep], found[2][keep]
+
+    def _fuzzy(self, norm_prompts: list[str], words: np.ndarray, doc_keys: Sequence[str]) -> Evidence:
+        """Ratios >= FUZZY_FLOOR of short documents against short items of similar length."""
+        out: dict[tuple[int, int], float] = {}
+        if self.cfg.fuzzy_ratio is None or not self.short_texts:
+            return _no_evidence()
+        try:
+            from rapidfuzz import fuzz
+
+            def ratio(a: str, b: str) -> float:
+                return float(fuzz.ratio(a, b, score_cutoff=FUZZY_FLOOR))
+        except ImportError:
+            import difflib
+
+            def ratio(a: str, b: str) -> float:
+                m = difflib.SequenceMatcher(None, a, b, autojunk=False)
+                if m.real_quick_ratio() * 100 < FUZZY_FLOOR or m.quick_ratio() * 100 < FUZZY_FLOOR:
+                    return 0.0
+                return m.ratio() * 100
+
+        lo_f = FUZZY_FLOOR / (200.0 - FUZZY_FLOOR)  # ratio >= F needs the shorter >= lo_f * the longer
+        for d, text in enumerate(norm_prompts):
+            if not (0 < words[d] <= self.cfg.fuzzy_max_words):
+                continue
+            n = len(text)
+            lo = bisect.bisect_left(self.short_lens, int(np.floor(n * lo_f)))
+            hi = bisect.bisect_right(self.short_lens, int(np.ceil(n / lo_f)))
+            for k in self._fuzzy_candidates(doc_keys[d] if self.cfg.number_aware else None, lo, hi):
+                item = int(self.short_item[k])
+                r = ratio(text, self.short_texts[k])
+                if r >= FUZZY_FLOOR:
+                    out[(d, item)] = r
+        if not out:
+            return _no_evidence()
+        pairs = np.array(list(out), dtype=np.int64)
+        return pairs[:, 0], pairs[:, 1], np.array(list(out.values()), dtype=np.float64)
+
+    def _fuzzy_candidates(self, doc_key: str | None, lo: int, hi: int) -> list[int]:
+        """Short items in the length window ``[lo, hi)`` whose numbers the document's contain.
+
+        Number-aware, the candidates come from the items filed under each contiguous run of the document's
+        numbers (few lookups per document), instead of scanning every item of similar length.
+        """
+        nums = [] if doc_key is None or doc_key == ",," else doc_key.strip(",").split(",")
+        if doc_key is None or len(nums) > _MAX_KEYED_NUMBERS:
+            found = range(lo, hi)
+            if doc_key is None:
+                return list(found)
+            return [k for k in found if _numbers_fit(doc_key, self.item_numbers[int(self.short_item[k])])]
+        keys = {",,"} | {"," + ",".join(nums[i:j]) + "," for i in range(len(nums)) for j in range(i + 1, len(nums) + 1)}
+        return sorted(k for key in keys for k in self.short_by_key.get(key, ()) if lo <= k < hi)
+
+    def evidence(self, prompts: Sequence[str | None], responses: Sequence[str | None] | None = None) -> dict[str, Evidence]:
+        """Per method, ``(texts, items, values)`` for every item a text matches (numbers permitting)."""
+        n = len(prompts)
+        doc_keys = _ngrams.digit_keys(list(prompts)) if self.cfg.number_aware else []
+        norm = normalize.normalize_array(list(prompts))
+        out: dict[str, Evidence] = {}
+        h, o = _ngrams.word_ngrams(norm, self.cfg.prompt_ngram)
+        out["ngram"] = self._numbers_permit(_lookup(self.prompt_h, self.prompt_item, h, o), doc_keys)
+        if self.cfg.full_ngram is not None:
+            resp = list(responses) if responses is not None else [None] * n
+            full = [(p or "") if not r else f"{p or ''}\n{r}" for p, r in zip(prompts, resp)]
+            fh, fo = _ngrams.word_ngrams(normalize.normalize_array(full), self.cfg.full_ngram)
+            found = self._numbers_permit(_lookup(self.full_h, self.full_item, fh, fo), doc_keys)
+            out["full"] = self._numbers_permit(found, _ngrams.digit_keys(full) if self.cfg.number_aware else [], full=True)
+        out["fuzzy"] = self._fuzzy(norm.to_pylist(), _ngrams.word_counts(norm), doc_keys)
+        if self.cfg.embedding is not None and self.emb is not None and n:
+            q = embed.embed_texts(list(prompts), self.cfg.embedding)
+            parts = []
+            for s in range(0, n, 1024):
+                sim = q[s : s + 1024] @ self.emb.T
+                d, item = np.nonzero(sim >= COSINE_FLOOR)
+                parts.append((d + s, item, sim[d, item].astype(np.float64)))
+            found = tuple(np.concatenate(x) for x in zip(*parts))
+            out["cosine"] = self._numbers_permit(found, doc_keys)  # type: ignore[arg-type]
+        return out
+
+    def score_texts(self, prompts: Sequence[str | None], responses: Sequence[str | None] | None = None) -> dict[str, np.ndarray]:
+        """Scores ``decontam:<benchmark>:<method>``: per benchmark, the best value over its items (NaN where
+        nothing matched). For n-gram methods the value is the number of matching n-gram positions."""
+        n = len(prompts)
+        scores: dict[str, np.ndarray] = {}
+        for method, (docs, items, values) in self.evidence(prompts, responses).items():
+            if docs.size == 0:
+                continue
+            best = np.full((n, len(self.names)), np.nan)
+            np.fmax.at(best, (docs, self.item_bench[items]), values)
+            for b, name in enumerate(self.names):
+                if not np.isnan(best[:, b]).all():
+                    scores[f"{SCORE_PREFIX}{name}:{method}"] = best[:, b]
+        return scores
+
+    def explain(self, prompt: str, response: str | None = None, limit: int = 5) -> list[Match]:
+        """The benchmark items a text matches, strongest first (for the examples of a report)."""
+        matches = [
+            Match(self.names[int(self.item_bench[item])], self.item_ids[item], method, float(value))
+            for method, (_, items, values) in self.evidence([prompt], [response]).items()
+            for item, value in zip(items.tolist(), values.tolist())
+        ]
+        return sorted(matches, key=lambda m: (-m.value, m.benchmark, m.item_id, m.method))[:limit]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# steps
+
+
+@steps.step("score_contamination", kind="transform", scope="row", reads=("messages", "response"), writes=("scores",))
+def score_contamination(table: pa.Table, index: DecontamIndex) -> tuple[pa.Table, stats.StepStats]:
+    """Write ``decontam:<benchmark>:<method>`` evidence scores (sparse; absent = nothing found)."""
+    n = table.num_rows
+    prompts = _arrow.prompt_texts(table).to_pylist()
+    responses = _arrow.strings(table, "response")
+    scores = index.score_texts(prompts, responses)
+    # Clear stale evidence from an earlier run over the same rows, then write the new values.
+    stale = {k: np.full(n, np.nan) for k in _arrow.score_keys_with_prefix(table, SCORE_PREFIX) if k not in scores}
+    out = _arrow.set_scores(table, {**stale, **scores})
+    flagged = int(np.any([~np.isnan(v) for v in scores.values()], axis=0).sum()) if scores else 0
+    return out, stats.StepStats.passthrough("score_contamination", n, {"rows_with_evidence": flagged})
+
+
+def _is_hit(method: str, value: float, cfg: DecontamConfig) -> bool:
+    if method == "ngram":
+        return value >= cfg.min_ngram_hits
+    if method == "full":
+        return cfg.full_ngram is not None and value >= cfg.min_full_hits
+    if method == "fuzzy":
+        return cfg.fuzzy_ratio is not None and value >= cfg.fuzzy_ratio
+    if method == "cosine":
+        return cfg.embedding is not None and value >= cfg.embedding_threshold
+    return False
+
+
+@steps.step("filter_contamination", kind="filter", scope="row", reads=("id", "scores"))
+def filter_contamination(table: pa.Table, cfg: DecontamConfig) -> tuple[pa.Table, stats.StepStats]:
+    """Drop rows whose evidence passes a threshold (reason ``contaminated``); count hits per benchmark."""
+    n = table.num_rows
+    keys = _arrow.score_keys_with_prefix(table, SCORE_PREFIX)
+    values = _arrow.get_scores(table, keys)
+    hits: list[list[str]] = [[] for _ in range(n)]
+    counters: dict[str, float] = {}
+    per_row_bench: list[set[str]] = [set() for _ in range(n)]
+    for key in keys:
+        _, bench, method = key.split(":", 2)
+        col = values[key]
+        for i in np.flatnonzero(~np.isnan(col)).tolist():
+            if _is_hit(method, float(col[i]), cfg):
+                hits[i].append(f"{bench} via {method}={col[i]:g}")
+                per_row_bench[i].add(bench)
+    for benches in per_row_bench:
+        for bench in benches:
+            counters[f"contaminated_{bench}"] = counters.get(f"contaminated_{bench}", 0) + 1
+    reasons = ["contaminated" if h else None for h in hits]
+    details = ["; ".join(h) for h in hits]
+    return _arrow.filter_rows(table, reasons, "filter_contamination", details, counters)
+
+
+def hits_by_benchmark(st: stats.StepStats) -> dict[str, int]:
+    """Per-benchmark counts of dropped rows from ``filter_contamination``'s stats (a row can count twice)."""
+    prefix = "contaminated_"
+    return {k[len(prefix) :]: int(v) for k, v in sorted(st.counters.items()) if k.startswith(prefix)}

@@ -1,0 +1,455 @@
+"""Rule filters: "filter out noise (non-English, half-baked answers) with rule-based precision" (seeds §1.2).
+
+Two steps, scores first (house rule 10, NeMo Curator's score/keep split):
+
+- :func:`score_rules` (transform) writes the measurements into ``scores``;
+- :func:`filter_rules` (filter) reads them and drops each failing row under the first rule it fails,
+  in this order, with these reasons:
+
+================  =========================  ===================================================  ==========
+rule              reason                     drops when                                           tag
+================  =========================  ===================================================  ==========
+empty             ``empty_prompt``           no user text                                         [SRC]
+                  ``empty_response``         no response, only with ``require_response``          [RECON]
+language          ``non_english``            < 80 % of letters are Latin, or (>= 8 words) more    [SRC] rule,
+                                             foreign than English stopwords                       [RECON] numbers
+length            ``prompt_too_short``       prompt < 10 characters                               [RECON] §1.2(4)
+                  ``prompt_too_long``        prompt > 16384 characters (~4096 tokens)             [RECON] §1.2(4)
+                  ``response_too_short``     response < ``min_response_chars`` (off)              [RECON]
+                  ``response_too_long``      response >= 32768 tokens or ``max_response_chars``   [RECON] §1.3
+truncation        ``truncated_cot``          unclosed ``<think>``, nothing after ``</think>``,    [SRC] "half-baked"
+                                             or the response ends mid-sentence
+final answer      ``no_final_answer``        a math row with no reference answer and no           [SRC] "math must
+                                             ``\\boxed{}`` in its response                          have \\boxed"
+                  ``no_boxed_answer``        a math response without ``\\boxed{}``, only with       [SRC]
+                                             ``require_boxed_response`` (use after distillation)
+repetition        ``repetition``             a word 20-gram occurs >= 5 times, or >= 50 % of the  [RECON] §1.2(4)
+                                             response's 10-gram positions repeat an earlier one
+================  =========================  ===================================================  ==========
+
+Every rule has an ``enabled`` switch; ``None`` disables a bound. Scores are NaN (absent) where a
+measurement does not apply (no response, no letters), and an absent score never drops a row.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from infialign.pipeline.curation import _arrow, _config, _ngrams, answers, domains, normalize, stats, steps
+from pydantic import Field
+
+__all__ = [
+    "DROP_REASONS",
+    "RULE_SCORE_KEYS",
+    "EmptyRule",
+    "FinalAnswerRule",
+    "LanguageRule",
+    "LengthRule",
+    "RepetitionRule",
+    "RuleFilterConfig",
+    "TruncationRule",
+    "filter_rules",
+    "rule_steps",
+    "score_rules",
+]
+
+RULE_SCORE_KEYS: Final = (
+    "prompt_chars",
+    "prompt_words",
+    "response_chars",
+    "lang_latin_ratio",
+    "lang_en_stopwords",
+    "lang_foreign_stopwords",
+    "has_final_answer",
+    "has_boxed_response",
+    "cot_unclosed_think",
+    "cot_chars_after_think",
+    "cot_ends_mid_sentence",
+    "rep_max_ngram_count",
+    "rep_dup_ngram_frac",
+)
+DROP_REASONS: Final = (
+    "empty_prompt",
+    "empty_response",
+    "non_english",
+    "prompt_too_short",
+    "prompt_too_long",
+    "response_too_short",
+    "response_too_long",
+    "truncated_cot",
+    "no_final_answer",
+    "no_boxed_answer",
+    "repetition",
+)
+
+
+class EmptyRule(_config.CurationConfig):
+    enabled: bool = True
+    require_response: bool = Field(False, description="Drop rows without a response. Off at curate time: distill fills them in.")
+
+
+class LanguageRule(_config.CurationConfig):
+    enabled: bool = True
+    min_latin_ratio: float = Field(
+        0.8, ge=0, le=1, description="Share of letters (outside LaTeX commands) that must be Latin. [RECON] §1.2(1)."
+    )
+    stopword_min_words: int = Field(
+        8, ge=1, description="Words a prompt needs before the stopword test applies (short math prompts lack them). [RECON]"
+    )
+
+
+class LengthRule(_config.CurationConfig):
+    enabled: bool = True
+    min_prompt_chars: int | None = Field(10, ge=0, description="[RECON] seeds §1.2(4).")
+    max_prompt_chars: int | None = Field(16384, ge=1, description="~4096 tokens. [RECON] seeds §1.2(4).")
+    min_response_chars: int | None = Field(None, ge=0, description="Off by default. [RECON]")
+    max_response_chars: int | None = Field(None, ge=1, description="Off by default. [RECON]")
+    max_response_tokens: int | None = Field(
+        32768,
+        ge=1,
+        description="Responses of this many tokens or more hit the teacher's max_tokens, so they are cut. [RECON] seeds §1.3.",
+    )
+
+
+class TruncationRule(_config.CurationConfig):
+    enabled: bool = True
+    mid_sentence: bool = Field(
+        True,
+        description="Also drop responses that end mid-sentence (last character a letter, comma, colon, "
+        "opening bracket or operator; digits, '.', '}' and '$' end fine). [RECON] seeds §1.2(2).",
+    )
+
+
+class FinalAnswerRule(_config.CurationConfig):
+    enabled: bool = True
+    math_domains: tuple[str, ...] = Field(tuple(sorted(domains.MATH_DOMAINS)), description="Domains (canonical labels) treated as math.")
+    require_boxed_response: bool = Field(
+        False,
+        description="Also require \\boxed{} in the response itself. [SRC] 'math must have \\boxed answers'; "
+        "turn on for distilled responses (reference solutions from the sources often lack a box).",
+    )
+
+
+class RepetitionRule(_config.CurationConfig):
+    enabled: bool = True
+    ngram: int = Field(20, ge=2, le=64, description="n of the repeated-n-gram test. [RECON] seeds §1.2(4).")
+    max_repeats: int = Field(5, ge=2, description="Drop when one n-gram occurs this often. [RECON] seeds §1.2(4).")
+    dup_ngram: int = Field(10, ge=2, le=64, description="n of the duplicate-fraction test. [RECON] (Gopher-style)")
+    max_dup_fraction: float | None = Field(
+        0.5, gt=0, le=1, description="Drop when this share of n-gram positions repeat. Lenient: long CoTs restate. [RECON]"
+    )
+
+
+class RuleFilterConfig(_config.CurationConfig):
+    """All rule filters. ``score_rules`` and ``filter_rules`` take the same config."""
+
+    empty: EmptyRule = Field(default_factory=EmptyRule)
+    language: LanguageRule = Field(default_factory=LanguageRule)
+    length: LengthRule = Field(default_factory=LengthRule)
+    truncation: TruncationRule = Field(default_factory=TruncationRule)
+    final_answer: FinalAnswerRule = Field(default_factory=FinalAnswerRule)
+    repetition: RepetitionRule = Field(default_factory=RepetitionRule)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scoring
+
+_EN: Final = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "that",
+    "this",
+    "it",
+    "for",
+    "on",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "what",
+    "which",
+    "how",
+    "if",
+    "then",
+    "there",
+    "their",
+    "its",
+    "not",
+    "all",
+    "each",
+    "has",
+    "have",
+    "find",
+    "let",
+    "many",
+    "much",
+    "than",
+    "when",
+    "where",
+    "who",
+    "whose",
+    "into",
+    "between",
+    "such",
+    "these",
+    "those",
+]
+_FOREIGN: Final = {
+    "fr": [
+        "le",
+        "les",
+        "des",
+        "est",
+        "une",
+        "du",
+        "et",
+        "que",
+        "qui",
+        "dans",
+        "pour",
+        "sur",
+        "avec",
+        "trouver",
+        "soit",
+        "sont",
+        "nous",
+        "vous",
+        "cette",
+    ],
+    "de": [
+        "der",
+        "die",
+        "das",
+        "und",
+        "ist",
+        "ein",
+        "eine",
+        "zu",
+        "den",
+        "von",
+        "mit",
+        "für",
+        "auf",
+        "sich",
+        "nicht",
+        "wie",
+        "welche",
+        "finden",
+        "dass",
+        "werden",
+    ],
+    "es": ["el", "los", "las", "del", "que", "y", "es", "en", "una", "por", "para", "con", "cuál", "encuentra", "sea", "son", "cuántos"],
+    "pt": ["os", "do", "da", "que", "é", "em", "um", "uma", "para", "com", "não", "são", "qual", "quantos", "seja"],
+    "it": ["il", "gli", "di", "che", "è", "per", "con", "non", "sono", "della", "delle", "quale", "trova", "sia"],
+    "id": ["dan", "yang", "adalah", "dengan", "untuk", "dari", "ini", "itu", "tentukan", "berapa", "jika"],
+}
+_LATEX_CMD: Final = r"\\[A-Za-z]+"
+_MID_SENTENCE: Final = ",;:([{=+-*/\\"
+
+
+def _word_re(words: list[str]) -> str:
+    return r"(?:^|[^\p{L}])(?:" + "|".join(words) + r")(?:[^\p{L}]|$)"
+
+
+def _count_words(arr: pa.Array, words: list[str]) -> np.ndarray:
+    # Space-pad so adjacent stopwords do not share the boundary character of the pattern.
+    padded = pc.replace_substring_regex(arr, r" ", "  ")
+    return pc.count_substring_regex(padded, _word_re(words)).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _language_scores(prompts: pa.Array) -> dict[str, np.ndarray]:
+    text = pc.replace_substring_regex(prompts, _LATEX_CMD, " ")
+    letters = pc.count_substring_regex(text, r"\p{L}").to_numpy(zero_copy_only=False).astype(np.float64)
+    latin = pc.count_substring_regex(text, r"\p{Latin}").to_numpy(zero_copy_only=False).astype(np.float64)
+    lower = pc.utf8_lower(text)
+    words = pc.count_substring_regex(lower, r"\p{L}+").to_numpy(zero_copy_only=False).astype(np.float64)
+    safe = np.where(words == 0, 1.0, words)
+    en = _count_words(lower, _EN) / safe
+    foreign = np.max([_count_words(lower, ws) / safe for ws in _FOREIGN.values()], axis=0)
+    return {
+        "lang_latin_ratio": np.where(letters > 0, latin / np.where(letters == 0, 1, letters), np.nan),
+        "lang_en_stopwords": np.where(words > 0, en, np.nan),
+        "lang_foreign_stopwords": np.where(words > 0, foreign, np.nan),
+        "prompt_words": words,
+    }
+
+
+def _repetition_scores(responses: list[str | None], cfg: RepetitionRule) -> dict[str, np.ndarray]:
+    n = len(responses)
+    max_count = np.full(n, np.nan)
+    dup_frac = np.full(n, np.nan)
+    present = [i for i, r in enumerate(responses) if r]
+    # Chunks of ~8M characters bound the memory of the flat n-gram arrays for long CoTs.
+    chunk: list[int] = []
+    size = 0
+    for idx in [*present, None]:
+        if idx is not None:
+            chunk.append(idx)
+            size += len(responses[idx] or "")
+        if chunk and (idx is None or size >= 8_000_000):
+            tokens = normalize.normalize_tokens([responses[i] for i in chunk], strip_instructions=False)
+            units, offsets = _ngrams.token_units(tokens)
+            rows = np.asarray(chunk)
+            for n_gram, out, kind in ((cfg.ngram, max_count, "max"), (cfg.dup_ngram, dup_frac, "frac")):
+                h, o = _ngrams.ngram_hashes(units, offsets, n_gram, whole_if_short=False)
+                total = np.diff(o)
+                res = np.zeros(len(chunk))
+                if h.size:
+                    # (document << 40 | 40 hash bits): one sort groups equal n-grams within each document.
+                    docs = _ngrams.doc_ids(o).astype(np.uint64)
+                    keys, count = _ngrams.sorted_unique((docs << np.uint64(40)) | (h >> np.uint64(24)))
+                    gdoc = (keys >> np.uint64(40)).astype(np.int64)
+                    if kind == "max":
+                        np.maximum.at(res, gdoc, count)
+                    else:
+                        uniq = np.bincount(gdoc, minlength=len(chunk))
+                        res = np.where(total > 0, 1.0 - uniq / np.where(total == 0, 1, total), 0.0)
+                out[rows] = res
+            chunk, size = [], 0
+    return {"rep_max_ngram_count": max_count, "rep_dup_ngram_frac": dup_frac}
+
+
+@steps.step(
+    "score_rules",
+    kind="transform",
+    scope="row",
+    reads=("messages", "response", "answer"),
+    writes=("scores",),
+    score_keys=RULE_SCORE_KEYS,
+)
+def score_rules(table: pa.Table, cfg: RuleFilterConfig) -> tuple[pa.Table, stats.StepStats]:
+    """Measure everything the rule filters decide on; write it into ``scores``."""
+    n = table.num_rows
+    prompts = _arrow.prompt_texts(table)
+    responses = _arrow.strings(table, "response")
+    answer_col = _arrow.strings(table, "answer")
+    scores: dict[str, np.ndarray] = {
+        "prompt_chars": pc.utf8_length(pc.utf8_trim_whitespace(prompts)).to_numpy(zero_copy_only=False).astype(np.float64)
+    }
+    scores.update(_language_scores(prompts))
+    resp_chars = np.full(n, np.nan)
+    boxed = np.full(n, np.nan)
+    unclosed = np.full(n, np.nan)
+    after = np.full(n, np.nan)
+    mid = np.full(n, np.nan)
+    has_answer = np.zeros(n)
+    for i, r in enumerate(responses):
+        if answer_col[i] and answer_col[i].strip():
+            has_answer[i] = 1.0
+        if r is None:
+            continue
+        resp_chars[i] = len(r.strip())
+        box = answers.last_boxed(answers.after_think(r)) is not None
+        boxed[i] = float(box)
+        if box:
+            has_answer[i] = 1.0
+        open_at, close_at = r.rfind(answers.THINK_OPEN), r.rfind(answers.THINK_CLOSE)
+        unclosed[i] = float(open_at >= 0 and close_at < open_at)
+        if close_at >= 0:
+            after[i] = len(r[close_at + len(answers.THINK_CLOSE) :].strip())
+        tail = r.rstrip()
+        mid[i] = float(bool(tail) and (tail[-1].isalpha() or tail[-1] in _MID_SENTENCE))
+    scores.update(
+        {
+            "response_chars": resp_chars,
+            "has_final_answer": has_answer,
+            "has_boxed_response": boxed,
+            "cot_unclosed_think": unclosed,
+            "cot_chars_after_think": after,
+            "cot_ends_mid_sentence": mid,
+        }
+    )
+    scores.update(_repetition_scores(responses, cfg.repetition))
+    return _arrow.set_scores(table, scores), stats.StepStats.passthrough("score_rules", n)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the keep decision
+
+
+def _ge(x: float, bound: float | None) -> bool:
+    return bound is not None and not np.isnan(x) and x >= bound
+
+
+@steps.step("filter_rules", kind="filter", scope="row", reads=("id", "domain", "response_tokens", "scores"))
+def filter_rules(table: pa.Table, cfg: RuleFilterConfig) -> tuple[pa.Table, stats.StepStats]:
+    """Drop rows failing an enabled rule, under the first failing rule's reason (see the module table)."""
+    n = table.num_rows
+    s = _arrow.get_scores(table, RULE_SCORE_KEYS)
+    if n and np.isnan(s["prompt_chars"]).all():
+        raise ValueError("filter_rules reads the scores score_rules writes, and they are missing; run score_rules first")
+    dom = _arrow.strings(table, "domain")
+    tokens = _arrow.column(table, "response_tokens").to_numpy(zero_copy_only=False).astype(np.float64)
+    c = cfg
+    math_domains = set(c.final_answer.math_domains)
+    reasons: list[str | None] = []
+    details: list[str] = []
+    for i in range(n):
+        g = {k: float(v[i]) for k, v in s.items()}
+        reason, detail = None, ""
+        has_resp = not np.isnan(g["response_chars"]) and g["response_chars"] > 0
+        if c.empty.enabled and not g["prompt_chars"] > 0:
+            reason = "empty_prompt"
+        elif c.empty.enabled and c.empty.require_response and not has_resp:
+            reason = "empty_response"
+        elif c.language.enabled and (
+            (not np.isnan(g["lang_latin_ratio"]) and g["lang_latin_ratio"] < c.language.min_latin_ratio)
+            or (g["prompt_words"] >= c.language.stopword_min_words and g["lang_foreign_stopwords"] > g["lang_en_stopwords"])
+        ):
+            reason = "non_english"
+            detail = f"latin={g['lang_latin_ratio']:.2f} en={g['lang_en_stopwords']:.2f} foreign={g['lang_foreign_stopwords']:.2f}"
+        elif c.length.enabled and c.length.min_prompt_chars is not None and g["prompt_chars"] < c.length.min_prompt_chars:
+            reason, detail = "prompt_too_short", f"{g['prompt_chars']:.0f} chars"
+        elif c.length.enabled and c.length.max_prompt_chars is not None and g["prompt_chars"] > c.length.max_prompt_chars:
+            reason, detail = "prompt_too_long", f"{g['prompt_chars']:.0f} chars"
+        elif (
+            c.length.enabled and has_resp and c.length.min_response_chars is not None and g["response_chars"] < c.length.min_response_chars
+        ):
+            reason, detail = "response_too_short", f"{g['response_chars']:.0f} chars"
+        elif (
+            c.length.enabled and has_resp and c.length.max_response_chars is not None and g["response_chars"] > c.length.max_response_chars
+        ):
+            reason, detail = "response_too_long", f"{g['response_chars']:.0f} chars"
+        elif c.length.enabled and _ge(tokens[i], c.length.max_response_tokens):
+            reason, detail = "response_too_long", f"{tokens[i]:.0f} tokens"
+        elif c.truncation.enabled and g["cot_unclosed_think"] == 1.0:
+            reason, detail = "truncated_cot", "unclosed <think>"
+        elif c.truncation.enabled and g["cot_chars_after_think"] == 0.0:
+            reason, detail = "truncated_cot", "nothing after </think>"
+        elif c.truncation.enabled and c.truncation.mid_sentence and g["cot_ends_mid_sentence"] == 1.0:
+            reason, detail = "truncated_cot", "ends mid-sentence"
+        elif c.final_answer.enabled and (dom[i] or "") in math_domains and g["has_final_answer"] != 1.0:
+            reason = "no_final_answer"
+        elif (
+            c.final_answer.enabled
+            and c.final_answer.require_boxed_response
+            and (dom[i] or "") in math_domains
+            and g["has_boxed_response"] == 0.0
+        ):
+            reason = "no_boxed_answer"
+        elif c.repetition.enabled and (
+            _ge(g["rep_max_ngram_count"], c.repetition.max_repeats) or _ge(g["rep_dup_ngram_frac"], c.repetition.max_dup_fraction)
+        ):
+            reason = "repetition"
+            detail = f"max {c.repetition.ngram}-gram count {g['rep_max_ngram_count']:.0f}, dup frac {g['rep_dup_ngram_frac']:.2f}"
+        reasons.append(reason)
+        details.append(detail)
+    return _arrow.filter_rows(table, reasons, "filter_rules", details)
+
+
+def rule_steps(cfg: RuleFilterConfig | None = None) -> list[steps.Step]:
+    """``[score_rules, filter_rules]`` bound to one config."""
+    cfg = cfg or RuleFilterConfig()
+    return [steps.Step(score_rules, cfg), steps.Step(filter_rules, cfg)]

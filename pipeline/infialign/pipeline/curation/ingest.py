@@ -1,0 +1,257 @@
+"""Map heterogeneous source rows onto the record schema (seeds §1.1, Stage A).
+
+Reading files or Hugging Face datasets is the stage glue's job; this module turns rows (dicts, or an
+Arrow table) into a record-schema table with :func:`records_from_rows`.
+
+Presets cover the common layouts; ``preset="auto"`` picks one from the columns present:
+
+============================  ==================================================  =========================
+preset                        columns                                             examples
+============================  ==================================================  =========================
+``chat``                      ``messages`` / ``conversations`` (role/content, or  Open-R1, ShareGPT
+                              ShareGPT from/value); the last assistant turn is
+                              the response, everything before it the prompt
+``problem_solution``          ``problem`` / ``solution`` (+ ``answer``)           NuminaMath, MATH
+``instruction_output``        ``instruction`` (+ ``input``) / ``output``          Alpaca
+``question_answer``           ``question`` / ``answer`` with ``#### 42``          GSM8K
+``prompt_response``           ``prompt`` / ``response`` or ``completion``         generic
+============================  ==================================================  =========================
+
+A :class:`FieldMapping` with explicit column names overrides the preset's choices.
+
+The reference answer comes from the answer column (its last ``\\boxed{}``, ``#### x``, or its last line),
+else from the response's last ``\\boxed{}`` / ``#### x``. In GSM8K-style rows, where the answer column
+holds "reasoning #### 42" and there is no response column, the reasoning becomes the response.
+
+The stable id is ``sha1(source name, normalised prompt, original row id)``; the original id is the id
+column's value, else the row index. ``provenance`` records the source, row index, original id, the
+preset and the column the response came from, so later stages can tell a teacher CoT from a short
+reference solution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import pyarrow as pa
+from infialign.pipeline import records
+from infialign.pipeline.curation import _config, answers, domains, normalize
+from pydantic import Field, model_validator
+
+__all__ = ["FieldMapping", "IngestError", "Preset", "ResolvedMapping", "records_from_rows", "resolve_mapping"]
+
+Preset = Literal["auto", "none", "chat", "problem_solution", "instruction_output", "question_answer", "prompt_response"]
+
+_CANDIDATES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
+    "chat": {"messages": ("messages", "conversations", "conversation")},
+    "problem_solution": {"prompt": ("problem",), "response": ("solution",)},
+    "instruction_output": {"prompt": ("instruction",), "prompt_input": ("input",), "response": ("output",)},
+    "question_answer": {"prompt": ("question",), "response": ("solution", "rationale")},
+    "prompt_response": {"prompt": ("prompt",), "response": ("response", "completion")},
+}
+_COMMON: Final[dict[str, tuple[str, ...]]] = {
+    "answer": ("answer", "final_answer"),
+    "id": ("id", "uuid", "problem_id", "task_id"),
+    "domain": ("domain", "type", "problem_type", "subject"),
+}
+_AUTO_ORDER: Final = ("chat", "problem_solution", "instruction_output", "question_answer", "prompt_response")
+_ROLE: Final = {
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
+    "system": "system",
+}
+
+
+class IngestError(ValueError):
+    """A source cannot be mapped; the message names the columns seen and the FieldMapping key to set."""
+
+
+class FieldMapping(_config.CurationConfig):
+    """Which source columns feed which record fields. Unset keys come from the preset."""
+
+    preset: Preset = Field("auto", description="Column layout; auto = detect from the columns; none = explicit keys only.")
+    messages: str | None = Field(None, description="Column with a chat list (role/content or from/value).")
+    prompt: str | None = Field(None, description="Column with the prompt text (instead of messages).")
+    prompt_input: str | None = Field(None, description="Column appended to the prompt after a blank line (Alpaca input).")
+    response: str | None = Field(None, description="Column with the response / solution / CoT.")
+    answer: str | None = Field(None, description="Column with the reference final answer.")
+    id: str | None = Field(None, description="Column with the source's own row id.")
+    domain: str | None = Field(None, description="Column with a domain label (canonicalised to snake_case).")
+    default_domain: str | None = Field(None, description="Domain for rows without one, e.g. 'math'.")
+    answer_last_line_fallback: bool = Field(True, description="Answer column without \\boxed{} or ####: use its last line. [RECON]")
+
+    @model_validator(mode="after")
+    def _one_prompt_source(self) -> FieldMapping:
+        if self.messages and self.prompt:
+            raise ValueError("set either FieldMapping.messages or FieldMapping.prompt, not both")
+        if self.preset == "none" and not (self.messages or self.prompt):
+            raise ValueError("preset='none' needs FieldMapping.messages or FieldMapping.prompt")
+        return self
+
+
+@dataclass(frozen=True)
+class ResolvedMapping:
+    """Column names after preset detection and overrides (None = not mapped)."""
+
+    preset: str
+    messages: str | None
+    prompt: str | None
+    prompt_input: str | None
+    response: str | None
+    answer: str | None
+    id: str | None
+    domain: str | None
+
+
+def _first(candidates: Sequence[str], columns: Sequence[str]) -> str | None:
+    return next((c for c in candidates if c in columns), None)
+
+
+def resolve_mapping(mapping: FieldMapping, columns: Sequence[str]) -> ResolvedMapping:
+    """Pick the preset (for ``auto``) and the column of every field; explicit keys win."""
+    columns = list(columns)
+    preset = mapping.preset
+    if preset == "auto":
+        if mapping.messages or mapping.prompt:
+            preset = "none"
+        else:
+            preset = next(
+                (p for p in _AUTO_ORDER if all(_first(c, columns) for k, c in _CANDIDATES[p].items() if k in ("messages", "prompt"))),
+                "",
+            )
+            if not preset:
+                raise IngestError(
+                    f"cannot detect the layout of columns {columns}: expected one of messages/conversations, "
+                    "problem, instruction, question or prompt; set FieldMapping(prompt=...) or "
+                    "FieldMapping(messages=...) and the other keys explicitly"
+                )
+    picks: dict[str, str | None] = {k: None for k in ("messages", "prompt", "prompt_input", "response", "answer", "id", "domain")}
+    if preset != "none":
+        for key, cands in {**_CANDIDATES[preset], **_COMMON}.items():
+            picks[key] = _first(cands, columns)
+    for key in picks:
+        explicit = getattr(mapping, key)
+        if explicit is not None:
+            picks[key] = explicit
+    if mapping.prompt:
+        picks["messages"] = None
+    if mapping.messages:
+        picks["prompt"] = picks["prompt_input"] = None
+    if not (picks["messages"] or picks["prompt"]):
+        raise IngestError(f"preset {preset!r} found no prompt column in {columns}; set FieldMapping(prompt=...)")
+    missing = [f"{k}={v!r}" for k, v in picks.items() if v is not None and v not in columns]
+    if missing:
+        raise IngestError(f"FieldMapping names columns the source lacks: {', '.join(missing)}; columns: {columns}")
+    return ResolvedMapping(preset=preset, **picks)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    s = value if isinstance(value, str) else str(value)
+    return s if s.strip() else None
+
+
+def _chat(value: Any) -> list[dict[str, str]]:
+    msgs = []
+    for m in value or []:
+        if not isinstance(m, Mapping):
+            continue
+        role = m.get("role", m.get("from"))
+        content = m.get("content", m.get("value"))
+        role = _ROLE.get(str(role).lower().strip(), str(role)) if role is not None else "user"
+        msgs.append({"role": role, "content": "" if content is None else str(content)})
+    return msgs
+
+
+def _iter_rows(rows: Iterable[Mapping[str, Any]] | pa.Table) -> tuple[list[str], Iterable[Mapping[str, Any]]]:
+    if isinstance(rows, pa.Table):
+        return rows.column_names, (r for b in rows.to_batches(max_chunksize=4096) for r in b.to_pylist())
+    rows = list(rows)
+    columns: dict[str, None] = {}
+    for r in rows[:100]:
+        columns.update(dict.fromkeys(r))
+    return list(columns), rows
+
+
+def records_from_rows(
+    rows: Iterable[Mapping[str, Any]] | pa.Table,
+    mapping: FieldMapping,
+    source_name: str,
+    *,
+    start_index: int = 0,
+) -> pa.Table:
+    """Record-schema table of the rows of one source (``start_index`` = row index of the first row,
+    for sources read in shards). Rows without a prompt are kept with empty messages: the
+    ``empty_prompt`` rule filter drops and counts them."""
+    if not source_name or not source_name.strip():
+        raise IngestError("source_name must be the source's non-empty name from the spec")
+    columns, it = _iter_rows(rows)
+    m = resolve_mapping(mapping, columns)
+    default_domain = domains.canonical_label(mapping.default_domain) if mapping.default_domain else None
+    out: list[dict[str, Any]] = []
+    prompt_texts: list[str] = []
+    keys: list[str] = []
+    seen: set[str] = set()
+    for offset, row in enumerate(it):
+        index = start_index + offset
+        response_field = m.response
+        if m.messages:
+            msgs = _chat(row.get(m.messages))
+            last = max((i for i, x in enumerate(msgs) if x["role"] == "assistant"), default=-1)
+            if last >= 0 and last == len(msgs) - 1:
+                prompt_msgs, response = msgs[:last], _text(msgs[last]["content"])
+                response_field = m.messages
+            else:
+                prompt_msgs, response = msgs, _text(row.get(m.response)) if m.response else None
+        else:
+            text = _text(row.get(m.prompt)) or ""
+            extra = _text(row.get(m.prompt_input)) if m.prompt_input else None
+            if extra:
+                text = f"{text}\n\n{extra}" if text else extra
+            prompt_msgs = [{"role": "user", "content": text}] if text else []
+            response = _text(row.get(m.response)) if m.response else None
+        answer = None
+        raw_answer = _text(row.get(m.answer)) if m.answer else None
+        if raw_answer is not None:
+            answer = answers.extract_answer(raw_answer, last_line_fallback=mapping.answer_last_line_fallback)
+            if answer is None and "\\boxed" not in raw_answer and "####" not in raw_answer:
+                answer = raw_answer.strip()
+            if response is None and "####" in raw_answer:
+                response = _text(raw_answer.rsplit("####", 1)[0].strip())  # GSM8K: the reasoning is the solution
+                response_field = m.answer
+        elif response is not None:
+            answer = answers.extract_answer(response)
+        orig_id = _text(row.get(m.id)) if m.id else None
+        key = orig_id if orig_id is not None else str(index)
+        if key in seen:
+            key = f"{key}#row{index}"
+        seen.add(key)
+        domain_value = _text(row.get(m.domain)) if m.domain else None
+        provenance = {"source": source_name, "row": str(index), "preset": m.preset}
+        if orig_id is not None:
+            provenance["orig_id"] = orig_id
+        provenance["response_field"] = response_field if response is not None else ""
+        out.append(
+            {
+                "source": source_name,
+                "domain": domains.canonical_label(domain_value) if domain_value else default_domain,
+                "messages": prompt_msgs,
+                "response": response,
+                "answer": answer,
+                "verification": "unknown",
+                "provenance": provenance,
+            }
+        )
+        prompt_texts.append("\n".join(x["content"] for x in prompt_msgs if x["role"] == "user"))
+        keys.append(key)
+    for rec, norm, key in zip(out, normalize.normalize_array(prompt_texts).to_pylist(), keys):
+        rec["id"] = hashlib.sha1(f"{source_name}\x1f{norm}\x1f{key}".encode()).hexdigest()
+    return records.to_table(out)

@@ -1,0 +1,148 @@
+"""Decontamination finds exact, lightly edited, short and solution leaks, per benchmark, and nothing else."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from curation_helpers import make_record, make_table
+from infialign.pipeline.curation import decontam
+
+AIME = [
+    "Find the number of ordered pairs of positive integers (m, n) such that m^2 n = 20^20 and m divides n.",
+    (
+        "Let N be the greatest four-digit positive integer with the property that whenever one of its digits is "
+        "changed to 1, the resulting number is divisible by 7. Find the remainder when N is divided by 1000."
+    ),
+    "What is 17 times 23?",  # short item: fewer words than the n-gram
+    "Compute the sum of all positive divisors of 360 please.",  # 10 words: one inserted word breaks every 8-gram
+]
+MATH = make_table(
+    make_record(
+        "A regular hexagon has side length 6. What is the area of the hexagon, in simplest radical form?",
+        id="math-1",
+        response="Split the hexagon into 6 equilateral triangles of side 6, each with area 9 sqrt(3), so the total area is 54 sqrt(3).",
+    )
+)
+
+
+@pytest.fixture(scope="module")
+def index() -> decontam.DecontamIndex:
+    return decontam.DecontamIndex.build({"aime": AIME, "math500": MATH}, decontam.DecontamConfig())
+
+
+def _run(index, *recs):
+    t = make_table(*recs)
+    scored, _ = decontam.score_contamination(t, index)
+    return decontam.filter_contamination(scored, index.cfg)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "response", "bench"),
+    [
+        (AIME[0], None, "aime"),  # exact copy
+        ("Problem 4. " + AIME[1].replace("greatest", "largest"), None, "aime"),  # edited word + prefix
+        ("what  is 17 TIMES 23 ?", None, "aime"),  # short item, compared whole
+        ("Compute the sum of all the positive divisors of 360 please.", None, "aime"),  # light edit: fuzzy ratio
+        (
+            "Compute the area of a hexagon with side 6.",
+            "Split the hexagon into 6 equilateral triangles of side 6, each with area 9 sqrt(3), so the total area is 54 sqrt(3).",
+            "math500",
+        ),  # leaked solution: 13-grams over prompt + response
+    ],
+)
+def test_leaks_are_caught_and_attributed(index, prompt, response, bench):
+    clean = make_record("A farmer has 12 cows and buys 7 more. How many cows does the farmer have now?")
+    out, st = _run(index, make_record(prompt, response=response or "\\boxed{1}"), clean)
+    assert out.column("id").to_pylist() == [clean["id"]]
+    assert dict(st.dropped) == {"contaminated": 1}
+    assert decontam.hits_by_benchmark(st) == {bench: 1}
+    assert st.examples[0].detail.startswith(bench)
+
+
+def test_same_template_other_numbers_is_not_a_leak(index):
+    recs = [
+        make_record("Find the number of ordered pairs of positive integers (m, n) such that m^2 n = 30^30 and m divides n."),
+        make_record("What is 19 times 23?"),
+        make_record("A regular hexagon has side length 8. What is the area of the hexagon, in simplest radical form?"),
+    ]
+    _, st = _run(index, *recs)
+    assert st.n_dropped == 0, st.examples
+    lax = decontam.DecontamIndex.build({"aime": AIME, "math500": MATH}, decontam.DecontamConfig(number_aware=False))
+    _, st = _run(lax, *recs)
+    assert st.n_dropped == 3
+
+
+def test_scores_are_sparse_and_thresholds_apply_at_filter_time(index):
+    t = make_table(make_record(AIME[0]), make_record("Unrelated question about 5 apples and 3 pears, how many fruits?"))
+    scored, st = decontam.score_contamination(t, index)
+    keys = [k for k, _ in scored.column("scores")[0].as_py() if k.startswith(decontam.SCORE_PREFIX)]
+    assert "decontam:aime:ngram" in keys
+    assert not [k for k, _ in scored.column("scores")[1].as_py() if k.startswith(decontam.SCORE_PREFIX)]
+    strict = decontam.DecontamConfig(min_ngram_hits=1000, full_ngram=None, fuzzy_ratio=None)
+    _out, st = decontam.filter_contamination(scored, strict)
+    assert st.n_dropped == 0
+
+
+def test_explain_names_the_item(index):
+    matches = index.explain(AIME[1])
+    assert ("aime", "1", "ngram") in {(m.benchmark, m.item_id, m.method) for m in matches}
+
+
+def test_index_is_picklable_and_has_a_digest(index):
+    import pickle
+
+    again = pickle.loads(pickle.dumps(index))
+    assert again.digest() == index.digest()
+    other = decontam.DecontamIndex.build({"aime": AIME[:1]}, decontam.DecontamConfig())
+    assert other.digest() != index.digest()
+
+
+def test_bad_benchmark_names_are_rejected():
+    with pytest.raises(ValueError, match="benchmark name"):
+        decontam.DecontamIndex.build({"aime:24": AIME}, decontam.DecontamConfig())
+    with pytest.raises(ValueError, match="at least one"):
+        decontam.DecontamIndex.build({}, decontam.DecontamConfig())
+
+
+def test_agrees_with_naive_set_intersection():
+    """The hashed index finds the same prompt 8-gram overlaps as a naive per-item set intersection."""
+    from infialign.pipeline.curation import normalize
+
+    bench = [f"Item {i}: the quick brown fox number {i} jumps over the lazy dog {i} times today" for i in range(30)]
+    docs = [f"Doc: the quick brown fox number {i} jumps over the lazy dog {i} times today, and more" for i in range(0, 60, 2)]
+    docs += ["a completely different text with no overlap at all here today friends and family"]
+    idx = decontam.DecontamIndex.build({"b": bench}, decontam.DecontamConfig(number_aware=False, fuzzy_ratio=None, full_ngram=None))
+
+    def grams(t):
+        w = normalize.word_tokens(t)
+        return {tuple(w[i : i + 8]) for i in range(len(w) - 7)}
+
+    bench_grams = [grams(b) for b in bench]
+    naive = [any(grams(d) & g for g in bench_grams) for d in docs]
+    scores = idx.score_texts(docs)
+    ours = [False] * len(docs)
+    for col in scores.values():
+        ours = [o or not math.isnan(v) for o, v in zip(ours, col)]
+    assert ours == naive
+    assert any(naive) and not all(naive)
+
+
+def test_embedding_check_flags_what_the_ngrams_miss():
+    """The cosine path, with the lexical hashing embedding (the real model's quality is tested in embed)."""
+    from infialign.pipeline.curation import embed
+
+    cfg = decontam.DecontamConfig(
+        prompt_ngram=40,  # longer than the prompts: only identical prompts match by n-grams
+        full_ngram=None,
+        fuzzy_ratio=None,
+        embedding=embed.EmbedConfig(backend="hashing"),
+        embedding_threshold=0.85,
+    )
+    index = decontam.DecontamIndex.build({"aime": AIME}, cfg)
+    variant = make_record(AIME[0].replace("Find the number", "Determine the count"))
+    other = make_record("A farmer has 12 cows and buys 7 more. How many cows does the farmer have now?")
+    scored, _ = decontam.score_contamination(make_table(variant, other), index)
+    out, st = decontam.filter_contamination(scored, cfg)
+    assert out.column("id").to_pylist() == [other["id"]]
+    assert "aime via cosine" in st.examples[0].detail

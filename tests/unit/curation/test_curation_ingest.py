@@ -1,0 +1,119 @@
+"""Presets map the common layouts onto the record schema; explicit keys override; ids are stable."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from infialign.pipeline import records
+from infialign.pipeline.curation import answers, ingest
+
+FM = ingest.FieldMapping
+
+
+def _one(rows, mapping=None, source="src"):
+    t = ingest.records_from_rows(rows, mapping or FM(), source)
+    return records.to_records(t)
+
+
+def test_openr1_chat_messages():
+    rec = _one(
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": "What is 1+1?"},
+                    {"role": "assistant", "content": "<think>1+1=2</think> \\boxed{2}"},
+                ],
+                "answer": "2",
+                "uuid": "u-1",
+            }
+        ]
+    )[0]
+    assert rec["messages"] == [{"role": "user", "content": "What is 1+1?"}]
+    assert rec["response"].endswith("\\boxed{2}") and rec["answer"] == "2"
+    assert rec["provenance"] == {"source": "src", "row": "0", "preset": "chat", "orig_id": "u-1", "response_field": "messages"}
+
+
+def test_sharegpt_conversations():
+    rec = _one(
+        [
+            {
+                "conversations": [
+                    {"from": "system", "value": "Be brief."},
+                    {"from": "human", "value": "Name a prime."},
+                    {"from": "gpt", "value": "\\boxed{7}"},
+                ]
+            }
+        ]
+    )[0]
+    assert [m["role"] for m in rec["messages"]] == ["system", "user"]
+    assert rec["response"] == "\\boxed{7}" and rec["answer"] == "7"
+
+
+def test_numina_problem_solution_and_domain_canonicalised():
+    rec = _one([{"problem": "Find x.", "solution": "So $x=\\boxed{\\frac{1}{2}}$.", "type": "Counting & Probability"}])[0]
+    assert rec["answer"] == "\\frac{1}{2}" and rec["domain"] == "counting_probability"
+    assert rec["provenance"]["response_field"] == "solution"
+
+
+def test_alpaca_instruction_input_output():
+    rec = _one([{"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"}])[0]
+    assert rec["messages"][0]["content"] == "Add the numbers.\n\n2 and 3" and rec["response"] == "5"
+    assert rec["answer"] is None
+
+
+def test_gsm8k_question_answer_splits_reasoning_and_final_answer():
+    rec = _one([{"question": "Tom has 3 apples and buys 4 more. How many?", "answer": "3 + 4 = 7\n#### 7"}])[0]
+    assert rec["answer"] == "7" and rec["response"] == "3 + 4 = 7"
+    assert rec["provenance"]["preset"] == "question_answer"
+
+
+def test_explicit_mapping_overrides_preset_and_arrow_input():
+    t = pa.table({"q": ["What is 6*7?"], "a": ["The answer: 42"], "problem": ["ignored"], "key": ["k9"]})
+    rec = _one(t, FM(prompt="q", answer="a", id="key", default_domain="Prealgebra"))[0]
+    assert rec["messages"][0]["content"] == "What is 6*7?"
+    assert rec["answer"] == "42"  # last-line fallback strips "The answer:"
+    assert rec["domain"] == "prealgebra" and rec["provenance"]["orig_id"] == "k9"
+
+
+def test_undetectable_layout_and_bad_keys_name_the_fix():
+    with pytest.raises(ingest.IngestError, match="FieldMapping"):
+        ingest.records_from_rows([{"foo": 1}], FM(), "s")
+    with pytest.raises(ingest.IngestError, match="nope"):
+        ingest.records_from_rows([{"problem": "p"}], FM(answer="nope"), "s")
+    with pytest.raises(ValueError, match="not both"):
+        FM(messages="m", prompt="p")
+
+
+def test_ids_are_stable_unique_and_depend_on_source_prompt_and_row_id():
+    rows = [{"problem": "Same?", "solution": "x"}, {"problem": "Same?", "solution": "y"}]
+    a = ingest.records_from_rows(rows, FM(), "s").column("id").to_pylist()
+    assert a == ingest.records_from_rows(rows, FM(), "s").column("id").to_pylist()
+    assert len(set(a)) == 2
+    assert a != ingest.records_from_rows(rows, FM(), "other").column("id").to_pylist()
+    # The id normalises the prompt: spacing and case do not change it.
+    b = ingest.records_from_rows([{"problem": "  same?", "solution": "x"}], FM(), "s").column("id").to_pylist()
+    assert b[0] == a[0]
+    # Repeated source ids stay unique.
+    dup = ingest.records_from_rows([{"problem": "p q r", "id": 1}, {"problem": "p q r", "id": 1}], FM(), "s")
+    assert dup.num_rows == 2
+
+
+def test_rows_without_prompt_are_kept_for_the_empty_filter():
+    rec = _one([{"problem": None, "solution": "x"}])[0]
+    assert rec["messages"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "fallback"),
+    [
+        ("so \\boxed{\\frac{1}{2}} then \\boxed{3}", "3", False),
+        ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}", False),
+        ("cut \\boxed{3", None, True),
+        ("\\boxed 5", "5", False),
+        ("work\n#### 1,234", "1,234", False),
+        ("Reasoning.\nAnswer: 42.", None, False),
+        ("Reasoning.\nAnswer: 42.", "42", True),
+    ],
+)
+def test_extract_answer(text, expected, fallback):
+    assert answers.extract_answer(text, last_line_fallback=fallback) == expected

@@ -1,0 +1,130 @@
+"""Quotas, SFT selection, curriculum invariants and the DPO challenge pool; all deterministic."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from curation_helpers import make_record, make_table
+from infialign.pipeline.curation import _arrow, selection
+
+
+@pytest.mark.parametrize(
+    ("sizes", "budget", "expected"),
+    [
+        ({"a": 1000, "b": 100, "c": 10}, 300, {"a": 190, "b": 100, "c": 10}),
+        ({"a": 10, "b": 10}, 7, {"a": 4, "b": 3}),
+        ({"a": 5, "b": 5}, 100, {"a": 5, "b": 5}),
+        ({"a": 50, "b": 30, "c": 2}, 40, {"a": 21, "b": 17, "c": 2}),  # 13+13+2, then 12 split 37:17
+        ({"a": 3}, 0, {"a": 0}),
+    ],
+)
+def test_allocate_quotas(sizes, budget, expected):
+    got = selection.allocate_quotas(sizes, budget)
+    assert got == expected
+    assert sum(got.values()) == min(budget, sum(sizes.values()))
+    assert all(got[k] <= sizes[k] for k in sizes)
+
+
+def _pool(seed: int = 0, n: int = 200):
+    rng = random.Random(seed)
+    recs = []
+    for i in range(n):
+        dom = ["algebra", "geometry", "number_theory"][i % 3] if i % 10 else "counting"
+        recs.append(
+            make_record(
+                f"Problem {i} about {dom}: compute value {i * 7 + 3}.",
+                id=f"p{i:04d}",
+                domain=dom,
+                cluster=rng.randrange(4),
+                response_tokens=rng.randrange(100, 5000),
+                verification=rng.choice(["pass", "pass", "pass", "unknown", "fail"]),
+                response="<think>...</think>\\boxed{1}",
+            )
+        )
+    return make_table(*recs)
+
+
+def test_select_sft_balances_domains_and_prefers_long_responses():
+    pool = _pool()
+    cfg = selection.SelectionConfig(target_size=60)
+    out, st = selection.select_sft(pool, cfg)
+    assert out.num_rows == 60 and st.dropped["failed_verification"] > 0
+    assert set(out.column("verification").to_pylist()) <= {"pass", "unknown"}
+    doms = out.column("domain").to_pylist()
+    counts = {d: doms.count(d) for d in set(doms)}
+    assert counts["counting"] == min(
+        15,
+        sum(
+            1 for d, v in zip(pool.column("domain").to_pylist(), pool.column("verification").to_pylist()) if d == "counting" and v != "fail"
+        ),
+    )
+    assert max(counts.values()) - min(counts.values()) <= 60  # balanced split, leftovers proportional
+    # Within a (domain, cluster) group the chosen rows are the longest eligible ones.
+    chosen = set(out.column("id").to_pylist())
+    rows = [r for r in pool.to_pylist() if r["verification"] != "fail"]
+    for key in {(r["domain"], r["cluster"]) for r in rows}:
+        group = sorted((r for r in rows if (r["domain"], r["cluster"]) == key), key=lambda r: (-r["response_tokens"], r["id"]))
+        picked = [r["id"] in chosen for r in group]
+        assert picked == sorted(picked, reverse=True), key  # a prefix of the longest-first order
+
+
+def test_selection_is_deterministic_and_order_independent():
+    pool = _pool()
+    cfg = selection.SelectionConfig(target_fraction=0.5, seed=3)
+    a = selection.select(pool, cfg)
+    b = selection.select(pool.take(list(range(pool.num_rows - 1, -1, -1))), cfg)
+    for x, y in ((a.phase1, b.phase1), (a.phase2, b.phase2), (a.dpo, b.dpo)):
+        assert sorted(x.column("id").to_pylist()) == sorted(y.column("id").to_pylist())
+
+
+def test_curriculum_phase1_is_a_subset_with_70_percent_easy():
+    pool = _pool(n=300)
+    cfg = selection.SelectionConfig(target_size=200, phase1_fraction=0.5, phase1_easy_share=0.7)
+    sel = selection.select(pool, cfg)
+    p1 = set(sel.phase1.column("id").to_pylist())
+    p2 = sel.phase2.column("id").to_pylist()
+    assert p1 <= set(p2) and len(p2) == 200 and len(p1) == 100
+    difficulty = dict(zip(p2, _arrow.get_score(sel.phase2, "difficulty")))
+    easiest = sorted(p2, key=lambda i: (difficulty[i], i))[:70]
+    assert set(easiest) <= p1  # the 70 % easy part: the easiest rows of the selection
+    rest = p1 - set(easiest)
+    assert len(rest) == 30 and not rest & set(easiest)
+    again = selection.select(pool, cfg)
+    assert sel.phase1.column("id").to_pylist() == again.phase1.column("id").to_pylist()
+    other = selection.select(pool, cfg.model_copy(update={"seed": 1}))
+    assert set(other.phase1.column("id").to_pylist()) != p1  # only the 30 % hard sample depends on the seed
+
+
+def test_difficulty_is_a_per_domain_quantile():
+    recs = [
+        make_record(f"q{i} long enough", domain=d, response_tokens=t)
+        for i, (d, t) in enumerate([("a", 10), ("a", 20), ("a", 30), ("b", 1000), ("b", 1000)])
+    ]
+    out, _ = selection.score_difficulty(make_table(*recs))
+    assert _arrow.get_score(out, "difficulty").tolist() == [0.0, 0.5, 1.0, 0.5, 0.5]
+
+
+def test_challenge_pool_excludes_sft_and_unverified_and_ranks_longest():
+    pool = _pool()
+    cfg = selection.SelectionConfig(target_size=50, dpo_size=20)
+    sel = selection.select(pool, cfg)
+    dpo = sel.dpo.to_pylist()
+    assert len(dpo) == 20
+    sft_ids = set(sel.phase2.column("id").to_pylist())
+    assert all(r["verification"] == "pass" and r["answer"] and r["id"] not in sft_ids for r in dpo)
+    st = sel.funnel["challenge_pool"]
+    assert st.dropped["in_sft"] == 50 and st.dropped["not_verified"] > 0
+    # The same prompt under another id is also "in SFT".
+    twin = make_record(
+        sel.phase2.column("messages")[0].as_py()[0]["content"], id="twin", verification="pass", response_tokens=99999, domain="algebra"
+    )
+    dpo2, st2 = selection.challenge_pool(make_table(twin), sel.phase2, cfg)
+    assert dpo2.num_rows == 0 and st2.dropped == {"in_sft": 1}
+
+
+def test_config_needs_exactly_one_target():
+    with pytest.raises(ValueError, match="exactly one"):
+        selection.SelectionConfig()
+    with pytest.raises(ValueError, match="exactly one"):
+        selection.SelectionConfig(target_size=1, target_fraction=0.5)
