@@ -1,0 +1,748 @@
+"""One idempotent reconcile per AlignmentRun: observe → plan → act → record, around the shared planner.
+
+    body (Kopf index)  ─┐
+    Jobs, Pods (index) ─┼─ observe ─→ status ─→ plan() ─→ actions ─→ side effects (kube) ─→ apply()
+    markers (store)    ─┘                                                             └─→ PATCH …/status
+
+The operator holds no stage logic and no retry logic of its own: `planner.plan` decides, this module
+turns its actions into Kubernetes objects and records them with `planner.apply`. Every entry point —
+Kopf's create/resume/update handlers, Job and Pod events, the periodic tick, a timed wake-up for a
+backoff — ends in `reconcile(namespace, name)`, serialised per run by a lock, so concurrent events of
+one run never race. While the process lives, the status it decided is authoritative (one replica
+writes status); the last status known to be on the server is kept apart, so a failed status patch is
+retried as a merge-patch diff without repeating side effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final
+
+import kopf
+from infialign.operator import builders, kube, observe
+from infialign.operator.artifacts import ArtifactReader, Success, Tracker
+from infialign.operator.config import OperatorConfig
+from infialign.operator.metrics import Metrics
+from infialign.pipeline import graph, planner, validation
+from infialign.pipeline.api import (
+    AlignmentRun,
+    AlignmentRunSpec,
+    AlignmentRunStatus,
+    Condition,
+    ConditionType,
+    Failure,
+    FailureClass,
+    MlflowStatus,
+    Reason,
+    RunPhase,
+    StepOutput,
+    StepPhase,
+    StepProgress,
+    StepStatus,
+    truncate,
+)
+from infialign.pipeline.runtime.config import RunIdentity, StageConfig, TrackingConfig, artifacts_root, build_stage_config, output_uri
+
+__all__ = ["Reconciler", "merge_patch", "invalid_status", "KOPF_STATUS_KEY"]
+
+log = logging.getLogger(__name__)
+
+KOPF_STATUS_KEY: Final = "kopf"  # Kopf's room in the status; never ours to write or delete
+_MAX_ROUNDS: Final = 16  # plan/act rounds per reconcile; a plan that never settles is a bug, not a loop
+_TERMINAL: Final = (RunPhase.SUCCEEDED.value, RunPhase.FAILED.value)
+_JOB_MISSING: Final = "JobMissing"
+_REJECTED: Final = "ChildRejected"
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 merge patch that turns `old` into `new`: `None` deletes a key, lists are replaced whole."""
+    patch: dict[str, Any] = {key: None for key in old.keys() - new.keys()}
+    for key, value in new.items():
+        before = old.get(key, ...)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            sub = merge_patch(before, value)
+            if sub:
+                patch[key] = sub
+        elif before != value:
+            patch[key] = value
+    return patch
+
+
+def invalid_status(
+    problems: list[validation.Problem], generation: int | None, now: dt.datetime, previous: AlignmentRunStatus | None
+) -> AlignmentRunStatus:
+    """Failed before anything ran: Accepted=False with the problems, as `infialign validate` words them."""
+    message = truncate("; ".join(f"{p.path}: {p.message}" for p in problems)) or "invalid spec"
+    conditions = [
+        Condition(
+            type=ConditionType.ACCEPTED,
+            status="False",
+            reason=Reason.INVALID_SPEC,
+            message=message,
+            last_transition_time=now,
+            observed_generation=generation,
+        ),
+        Condition(
+            type=ConditionType.FAILED,
+            status="True",
+            reason=Reason.INVALID_SPEC,
+            message=message,
+            last_transition_time=now,
+            observed_generation=generation,
+        ),
+    ]
+    base = previous or AlignmentRunStatus()
+    steps = [s.model_copy(update={"phase": StepPhase.PENDING}) if s.phase == StepPhase.RUNNING else s for s in base.steps]
+    return base.model_copy(
+        update={
+            "phase": RunPhase.FAILED,
+            "conditions": conditions,
+            "message": message,
+            "observed_generation": generation,
+            "completion_time": now,
+            "steps": steps,
+        }
+    )
+
+
+def _was_rejected(status: AlignmentRunStatus) -> bool:
+    return any(c.type == ConditionType.ACCEPTED and c.status == "False" for c in status.conditions)
+
+
+def _reaccept(status: AlignmentRunStatus) -> AlignmentRunStatus:
+    """A fixed spec after a rejected one: unfinished steps start over with the next attempt number."""
+    steps = [
+        s if s.phase in (StepPhase.SUCCEEDED, StepPhase.SKIPPED) else s.model_copy(update={"phase": StepPhase.PENDING})
+        for s in status.steps
+    ]
+    conditions = [c for c in status.conditions if c.type not in (ConditionType.ACCEPTED, ConditionType.FAILED)]
+    return status.model_copy(
+        update={"phase": RunPhase.PENDING, "steps": steps, "conditions": conditions, "completion_time": None, "message": None}
+    )
+
+
+@dataclasses.dataclass
+class _RunState:
+    uid: str | None
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    status: AlignmentRunStatus | None = None  # what this process decided (authoritative while it lives)
+    persisted: dict[str, Any] | None = None  # what is known to be on the server
+    parsed_generation: object = ...  # the generation `spec`/`problems` were parsed for
+    spec: AlignmentRunSpec | None = None
+    problems: list[validation.Problem] = dataclasses.field(default_factory=list)
+    dirty: bool = False
+    task: asyncio.Task[None] | None = None
+    wake: asyncio.TimerHandle | None = None
+    wake_at: float | None = None
+    last_progress_read: dict[str, float] = dataclasses.field(default_factory=dict)
+    mlflow_tried_at: float | None = None
+    broken: bool = False
+
+
+@dataclasses.dataclass
+class _Progress:
+    """The status as far as one reconcile got (it survives an exception half-way)."""
+
+    status: AlignmentRunStatus
+
+
+@dataclasses.dataclass
+class _Pass:
+    """Everything one reconcile pass works with."""
+
+    key: Key
+    run: RunIdentity
+    generation: int | None
+    spec: AlignmentRunSpec
+    now: dt.datetime
+    tracking: TrackingConfig
+    notes: list[tuple[str, str, bool]] = dataclasses.field(default_factory=list)  # (reason, message, warning) for one Event
+
+    def note(self, reason: str, message: str, warning: bool = False) -> None:
+        self.notes.append((reason, message, warning))
+
+
+class Reconciler:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        metrics: Metrics,
+        artifacts: ArtifactReader,
+        tracker: Tracker,
+        *,
+        clock: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.artifacts = artifacts
+        self.tracker = tracker
+        self.clock = clock
+        self.kube: kube.KubeClient | None = None
+        self._runs_index: Mapping[Any, Any] = {}
+        self._jobs_index: Mapping[Any, Any] = {}
+        self._pods_index: Mapping[Any, Any] = {}
+        self._states: dict[Key, _RunState] = {}
+        self._io = concurrent.futures.ThreadPoolExecutor(max_workers=max(2, config.api_workers // 2), thread_name_prefix="infialign-io")
+        self.last_tick = time.monotonic()
+        self.reconciles = 0
+
+    # ---------------------------------------------------------------- wiring
+
+    def bind(self, *, kube_client: kube.KubeClient, runs: Mapping[Any, Any], jobs: Mapping[Any, Any], pods: Mapping[Any, Any]) -> None:
+        """Attach the API client and Kopf's live indexes (they are updated in place by Kopf)."""
+        self.kube = kube_client
+        self._runs_index, self._jobs_index, self._pods_index = runs, jobs, pods
+
+    def close(self) -> None:
+        for state in self._states.values():
+            if state.wake is not None:
+                state.wake.cancel()
+        self._io.shutdown(wait=False, cancel_futures=True)
+        if self.kube is not None:
+            self.kube.close()
+
+    # ---------------------------------------------------------------- entry points
+
+    def poke(self, namespace: str, name: str) -> None:
+        """Reconcile soon, in the background; bursts of events of one run coalesce into one pass."""
+        key = (namespace, name)
+        if self._body(key) is None:
+            return
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = _RunState(uid=None)
+        state.dirty = True
+        if state.task is None or state.task.done():
+            state.task = asyncio.get_running_loop().create_task(self._drain(key, state), name=f"reconcile {namespace}/{name}")
+
+    async def _drain(self, key: Key, state: _RunState) -> None:
+        while state.dirty:
+            state.dirty = False
+            try:
+                await self.reconcile(*key)
+            except Exception as e:  # logged and retried by a wake-up; the tick is the safety net
+                self.metrics.reconcile_errors.inc()
+                level = logging.WARNING if isinstance(e, (kopf.TemporaryError, kube.ApiError)) else logging.ERROR
+                log.log(
+                    level,
+                    "reconcile of %s/%s failed, retrying in %.1fs: %s",
+                    *key,
+                    self.config.retry_delay_seconds,
+                    e,
+                    exc_info=level == logging.ERROR,
+                )
+                self._wake_in(key, self.config.retry_delay_seconds)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The run is gone: drop its state (its children go with it through their ownerReferences)."""
+        state = self._states.pop((namespace, name), None)
+        if state is not None and state.wake is not None:
+            state.wake.cancel()
+        self._update_phase_gauge()
+
+    def tick(self) -> None:
+        """Level-based safety net: poke every run that is not finished (and refresh the phase gauge)."""
+        self.last_tick = time.monotonic()
+        self._update_phase_gauge()
+        for key in list(self._states.keys() | set(self._index_keys())):
+            body = self._body(key)
+            if body is None:
+                self.forget(*key)
+                continue
+            state = self._states.get(key)
+            phase = state.status.phase.value if state is not None and state.status is not None else (body.get("status") or {}).get("phase")
+            if phase not in _TERMINAL:
+                self.poke(*key)
+
+    async def tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_seconds)
+            try:
+                self.tick()
+            except Exception:  # the ticker must survive anything
+                log.exception("tick failed")
+
+    # ---------------------------------------------------------------- indexes
+
+    def _index_keys(self) -> Iterator[Key]:
+        for key in list(self._runs_index.keys()):
+            if isinstance(key, tuple) and len(key) == 2:
+                yield key
+
+    def _body(self, key: Key) -> dict[str, Any] | None:
+        store = self._runs_index.get(key)
+        if not store:
+            return None
+        bodies = [b for b in store if not b["metadata"].get("deletionTimestamp")]
+        return bodies[-1] if bodies else None
+
+    def _job(self, run: RunIdentity, job_name: str) -> dict[str, Any] | None:
+        for job in self._jobs_index.get((run.namespace, run.name)) or ():
+            if job["metadata"]["name"] == job_name and self._owned(job, run):
+                return job  # type: ignore[no-any-return]
+        return None
+
+    def _foreign_job(self, run: RunIdentity, job_name: str) -> bool:
+        return any(
+            j["metadata"]["name"] == job_name and not self._owned(j, run) for j in self._jobs_index.get((run.namespace, run.name)) or ()
+        )
+
+    @staticmethod
+    def _owned(obj: Mapping[str, Any], run: RunIdentity) -> bool:
+        owners = obj["metadata"].get("ownerReferences") or []
+        return not owners or not run.uid or any(o.get("uid") == run.uid for o in owners)
+
+    def _pods(self, run: RunIdentity, step: str, attempt: int) -> list[dict[str, Any]]:
+        out = []
+        for pod in self._pods_index.get((run.namespace, run.name)) or ():
+            labels = pod["metadata"].get("labels") or {}
+            if labels.get(builders.LABEL_STAGE) == step and labels.get(builders.LABEL_ATTEMPT) == str(attempt):
+                out.append(pod)
+        return out
+
+    # ---------------------------------------------------------------- the reconcile
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        """Bring one run one step closer to done. Idempotent; raises `kopf.TemporaryError` on API trouble."""
+        key = (namespace, name)
+        body = self._body(key)
+        if body is None:
+            return
+        state = self._state(key, body)
+        async with state.lock:
+            body = self._body(key)  # the freshest, after waiting for the lock
+            if body is None or self._state(key, body) is not state:
+                return
+            started = time.monotonic()
+            try:
+                await self._reconcile(key, state, body)
+            finally:
+                self.reconciles += 1
+                self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+
+    def _state(self, key: Key, body: Mapping[str, Any]) -> _RunState:
+        uid = body["metadata"].get("uid")
+        state = self._states.get(key)
+        if state is None or (state.uid is not None and state.uid != uid):  # new, or deleted and re-created
+            if state is not None and state.wake is not None:
+                state.wake.cancel()
+            state = self._states[key] = _RunState(uid=uid)
+        state.uid = uid  # a state made by poke() learns its uid here
+        return state
+
+    async def _reconcile(self, key: Key, state: _RunState, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        run = RunIdentity(namespace=key[0], name=key[1], uid=meta.get("uid"))
+        generation = meta.get("generation")
+        now = self.clock()
+        self._parse_spec(state, body, generation)
+        status = self._current_status(state, body)
+        if state.broken:
+            return
+
+        rejected = status is not None and status.phase == RunPhase.FAILED and _was_rejected(status)
+        if status is not None and status.phase.value in _TERMINAL and not (rejected and status.observed_generation != generation):
+            return  # a finished run is history: a later spec edit changes nothing (only a rejected spec may be fixed)
+        if state.spec is None or state.problems:
+            await self._stop_running(run, status)
+            status = invalid_status(state.problems, generation, now, status)
+            log.warning("%s/%s: invalid spec: %s", *key, status.message)
+            await self._persist(key, state, status, notes=[("InvalidSpec", status.message or "", True)], run=run)
+            return
+
+        spec = state.spec
+        if status is None or not status.steps:
+            status = planner.initial_status(spec, generation)
+        elif rejected:
+            status = _reaccept(status)
+        status = planner.reconcile_steps(spec, status)
+        before = {s.name: s.phase for s in status.steps}
+
+        tracking = self._tracking_config(spec, status)
+        ctx = _Pass(key=key, run=run, generation=generation, spec=spec, now=now, tracking=tracking)
+        progress = _Progress(status)
+        try:
+            progress.status = await self._observe(ctx, state, progress.status)
+            progress.status = await self._act(ctx, state, progress.status, progress)
+        finally:
+            # Record what was done even when a later action failed: its side effects happened, and a
+            # user should see the run's state while the operator retries the rest.
+            status = progress.status
+            if generation is not None:
+                status = status.model_copy(update={"observed_generation": generation})
+            self._count_transitions(spec, before, status)
+            await self._persist(key, state, status, notes=ctx.notes, run=run)
+
+    # ---------------------------------------------------------------- spec and status
+
+    def _parse_spec(self, state: _RunState, body: Mapping[str, Any], generation: int | None) -> None:
+        """Schema and semantic checks, exactly as `infialign validate` words them; cached per generation."""
+        marker = (generation, json.dumps(body.get("spec"), sort_keys=True)) if generation is None else generation
+        if state.parsed_generation == marker:
+            return
+        doc = {
+            "apiVersion": body.get("apiVersion") or "infialign.dev/v1alpha1",
+            "kind": body.get("kind") or "AlignmentRun",
+            "metadata": _meta_for_validation(body),
+            "spec": body.get("spec"),
+        }
+        state.parsed_generation = marker
+        try:
+            spec = AlignmentRun.model_validate(doc).spec
+        except ValueError:
+            # the slow path only for bad specs: the same field-path messages as `infialign validate`
+            result = validation.load_manifest_text(json.dumps(doc))
+            state.spec, state.problems = (
+                None,
+                [p for p in result.problems if p.severity == "error"] or [validation.Problem("spec", "cannot be read")],
+            )
+            return
+        state.problems = [p for p in validation.semantic_problems(spec) if p.severity == "error"]
+        state.spec = None if state.problems else spec
+
+    def _current_status(self, state: _RunState, body: Mapping[str, Any]) -> AlignmentRunStatus | None:
+        if state.status is not None:
+            return state.status
+        raw = dict(body.get("status") or {})
+        raw.pop(KOPF_STATUS_KEY, None)
+        state.persisted = raw
+        if not raw:
+            return None
+        try:
+            state.status = AlignmentRunStatus.model_validate(raw)
+        except ValueError as e:
+            # Rebuilding a status would restart attempt numbers and collide with existing Jobs; leave it alone.
+            if not state.broken:
+                log.error(
+                    "%s/%s: the stored status cannot be read, not reconciling it: %s",
+                    body["metadata"]["namespace"],
+                    body["metadata"]["name"],
+                    str(e)[:500],
+                )
+            state.broken = True
+            return None
+        state.broken = False
+        return state.status
+
+    def _tracking_config(self, spec: AlignmentRunSpec, status: AlignmentRunStatus) -> TrackingConfig:
+        uri = spec.tracking.uri or self.config.mlflow_uri
+        tracking = TrackingConfig(enabled=spec.tracking.enabled and bool(uri), uri=uri, experiment=spec.tracking.experiment)
+        if status.mlflow is not None and status.mlflow.parent_run_id:
+            tracking = tracking.model_copy(
+                update={"experiment_id": status.mlflow.experiment_id, "parent_run_id": status.mlflow.parent_run_id}
+            )
+        return tracking
+
+    def _stage_config(self, ctx: _Pass, step: str, attempt: int) -> StageConfig:
+        return build_stage_config(ctx.spec, ctx.run, step, attempt, artifacts_root(ctx.spec), ctx.tracking)
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._io, lambda: fn(*args))
+
+    # ---------------------------------------------------------------- observe
+
+    async def _observe(self, ctx: _Pass, state: _RunState, status: AlignmentRunStatus) -> AlignmentRunStatus:
+        for step in list(status.steps):
+            if step.phase == StepPhase.RUNNING:
+                status = await self._observe_step(ctx, state, status, step)
+        return planner.summarize(status, ctx.now)
+
+    async def _observe_step(self, ctx: _Pass, state: _RunState, status: AlignmentRunStatus, step: StepStatus) -> AlignmentRunStatus:
+        job_name = planner.job_name(ctx.run.name, step.name, step.attempt)
+        job = self._job(ctx.run, job_name)
+        seen = observe.observe(job, self._pods(ctx.run, step.name, step.attempt), ctx.spec.failure_policy.fatal_exit_codes)
+        now = ctx.now
+
+        if isinstance(seen, observe.Missing):
+            started = step.attempt_start_time or now
+            if (now - started).total_seconds() <= self.config.job_missing_grace_seconds:
+                return status  # just created: the watch has not delivered it yet
+            failure = Failure(
+                failure_class=FailureClass.INFRA, reason=_JOB_MISSING, message=f"the Job {job_name} is gone", attempt=step.attempt, time=now
+            )
+            return planner.attempt_ended(status, step.name, failure)
+
+        if isinstance(seen, observe.Succeeded):
+            config = self._stage_config(ctx, step.name, step.attempt)
+            success: Success | None = await self._in_thread(self.artifacts.success, config)
+            return self._succeeded(ctx, status, step, config, success, reason="Succeeded")
+
+        if isinstance(seen, observe.Failed):
+            failure = Failure(
+                failure_class=seen.failure_class,
+                reason=seen.reason,
+                message=seen.message,
+                exit_code=seen.exit_code,
+                attempt=step.attempt,
+                time=now,
+            )
+            ctx.note(
+                "StepFailed", f"{step.name} attempt {step.attempt}: {seen.failure_class.value}: {seen.reason}: {seen.message or ''}", True
+            )
+            return planner.attempt_ended(status, step.name, failure)
+
+        if step.waiting is not None and step.waiting.queued and not (isinstance(seen, observe.Pending) and seen.waiting.queued):
+            # Kueue admitted the Job just now: that is when the attempt really starts. The planner times the
+            # startup and stall timeouts from `attemptStartTime`, and hours in a queue must not count.
+            status = planner.heartbeat(status, step.name, step.attempt, attempt_start_time=now)
+            step = status.step(step.name) or step
+
+        if isinstance(seen, observe.Pending):
+            just_created = (now - (step.attempt_start_time or now)).total_seconds() <= self.config.job_missing_grace_seconds
+            if seen.waiting.reason == observe.NO_PODS_YET and just_created and not seen.pods:
+                return status  # the Job controller has not made pods yet: nothing worth a status write
+            if step.waiting != seen.waiting:
+                status = planner.heartbeat(status, step.name, step.attempt, waiting=seen.waiting)
+            return status
+
+        # Running: the first sight of running pods is the first sign of life; the stall clock starts here,
+        # not at attempt creation (image pulls and queueing happened before it).
+        if step.waiting is not None or step.progress is None:
+            status = planner.heartbeat(status, step.name, step.attempt, waiting=None, progress=step.progress or StepProgress(time=now))
+        return await self._read_heartbeat(ctx, state, status, step.name)
+
+    async def _read_heartbeat(self, ctx: _Pass, state: _RunState, status: AlignmentRunStatus, step_name: str) -> AlignmentRunStatus:
+        last = state.last_progress_read.get(step_name)
+        if last is not None and time.monotonic() - last < self.config.progress_poll_seconds:
+            return status
+        state.last_progress_read[step_name] = time.monotonic()
+        step = status.step(step_name)
+        assert step is not None
+        config = self._stage_config(ctx, step.name, step.attempt)
+        beat = await self._in_thread(self.artifacts.heartbeat, config)
+        if beat is None or beat.progress.time is None:
+            return status  # the store is unreadable or silent: keep the last heartbeat
+        if step.attempt_start_time is not None and beat.progress.time < step.attempt_start_time:
+            return status  # written by an earlier attempt of this step
+        if (
+            step.progress is not None
+            and step.progress.time is not None
+            and beat.progress.time <= step.progress.time
+            and step.progress.step is not None
+        ):
+            return status
+        return planner.heartbeat(
+            status, step.name, step.attempt, progress=beat.progress, last_checkpoint=beat.last_checkpoint or step.last_checkpoint
+        )
+
+    def _succeeded(
+        self, ctx: _Pass, status: AlignmentRunStatus, step: StepStatus, config: StageConfig, success: Success | None, *, reason: str
+    ) -> AlignmentRunStatus:
+        update: dict[str, Any] = {"reason": reason}
+        if success is not None:
+            update["outputs"] = success.outputs or None
+            if success.metrics:
+                update["progress"] = StepProgress(percent=100.0, metrics=success.metrics, time=ctx.now)
+        else:
+            # The Job's exit 0 is authoritative; the operator may lack access to the store (a PVC it does not mount).
+            ref = next(s for s in graph.pipeline_steps(ctx.spec) if s.name == step.name)
+            update["outputs"] = [StepOutput(name=n, uri=output_uri(config.output, n)) for n in graph.step_outputs(ctx.spec, ref)]
+            update["message"] = "completed; its _SUCCESS.json is not readable by the operator"
+        ctx.note("StepSucceeded", f"{step.name} attempt {step.attempt} succeeded" + (" (already done)" if reason != "Succeeded" else ""))
+        return planner.attempt_succeeded(status, step.name, step.attempt, ctx.now, **update)
+
+    # ---------------------------------------------------------------- act
+
+    async def _act(self, ctx: _Pass, state: _RunState, status: AlignmentRunStatus, progress: _Progress) -> AlignmentRunStatus:
+        """Plan and act until only waiting is left; `progress` always holds the status of the actions done."""
+        for _ in range(_MAX_ROUNDS):
+            actions = planner.plan(ctx.spec, status, ctx.now)
+            effective = [a for a in actions if not isinstance(a, planner.Wait)]
+            for wait in actions:
+                if isinstance(wait, planner.Wait) and wait.until is not None:
+                    self._wake_in(ctx.key, (wait.until - ctx.now).total_seconds())
+            if not effective:
+                return status
+            for action in effective:
+                status = progress.status = await self._perform(ctx, state, status, action)
+        log.error("%s/%s: the plan did not settle in %d rounds; last status phase %s", *ctx.key, _MAX_ROUNDS, status.phase)
+        return status
+
+    async def _perform(self, ctx: _Pass, state: _RunState, status: AlignmentRunStatus, action: planner.Action) -> AlignmentRunStatus:
+        now, run = ctx.now, ctx.run
+        if isinstance(action, planner.StartAttempt):
+            return await self._start(ctx, state, status, action)
+        if isinstance(action, planner.StopAttempt):
+            assert action.step is not None
+            assert self.kube is not None
+            await self.kube.delete("batch/v1", "Job", run.namespace, planner.job_name(run.name, action.step, action.attempt))
+            why = action.failure.message if action.failure is not None else "suspended"
+            ctx.note("StepStopped", f"{action.step} attempt {action.attempt} stopped: {action.reason}: {why}", action.failure is not None)
+        elif isinstance(action, planner.ScheduleRetry):
+            self.metrics.restarts.labels(failure_class=action.failure_class.value).inc()
+            if action.not_before is not None:
+                self._wake_in(ctx.key, (action.not_before - now).total_seconds())
+            delay = max(0.0, (action.not_before - now).total_seconds()) if action.not_before else 0.0
+            ctx.note("StepRestarting", f"{action.step} restarts after a {action.failure_class.value} failure in {delay:.0f}s", True)
+        elif isinstance(action, planner.CompleteRun):
+            ctx.note("RunSucceeded", "every step succeeded")
+            self._finish_tracking(ctx, "FINISHED")
+        elif isinstance(action, planner.FailRun):
+            ctx.note("RunFailed", f"{action.step or 'run'}: {action.reason}: {action.message or ''}", True)
+            self._finish_tracking(ctx, "FAILED")
+        elif isinstance(action, planner.SuspendRun):
+            ctx.note("RunSuspended", "spec.suspend is true; nothing runs")
+        return planner.apply(status, action, now, run_name=run.name)
+
+    async def _start(self, ctx: _Pass, state: _RunState, status: AlignmentRunStatus, action: planner.StartAttempt) -> AlignmentRunStatus:
+        assert action.step is not None
+        assert self.kube is not None
+        status = await self._ensure_tracking(ctx, state, status)
+        config = self._stage_config(ctx, action.step, action.attempt)
+        done: Success | None = await self._in_thread(self.artifacts.already_done, config)
+        if done is not None:
+            status = planner.apply(status, action, ctx.now, run_name=ctx.run.name)
+            step = status.step(action.step)
+            assert step is not None
+            return self._succeeded(ctx, status, step, config, done, reason="AlreadySucceeded")
+        try:
+            children = builders.build_children(ctx.spec, ctx.run, action.step, action.attempt, config)
+            for child in children:
+                await self._create(ctx.run, child)
+        except (builders.ChildSpecError, kube.Rejected) as e:
+            failure = Failure(
+                failure_class=FailureClass.PERMANENT, reason=_REJECTED, message=truncate(str(e)), attempt=action.attempt, time=ctx.now
+            )
+            status = planner.apply(status, action, ctx.now, run_name=ctx.run.name)
+            return planner.attempt_ended(status, action.step, failure)
+        job = planner.job_name(ctx.run.name, action.step, action.attempt)
+        ctx.note("StepStarted", f"{action.step} attempt {action.attempt} started as Job {job}")
+        return planner.apply(status, action, ctx.now, run_name=ctx.run.name)
+
+    async def _create(self, run: RunIdentity, obj: dict[str, Any]) -> None:
+        assert self.kube is not None
+        try:
+            await self.kube.create(obj)
+        except kube.AlreadyExists:
+            name = obj["metadata"]["name"]
+            if obj["kind"] == "Job" and self._foreign_job(run, name):
+                # a run of the same name was deleted and re-created; its children wait for garbage collection
+                raise kopf.TemporaryError(
+                    f"the Job {name} belongs to an earlier run of the same name; waiting for its deletion",
+                    delay=self.config.retry_delay_seconds,
+                ) from None
+
+    async def _stop_running(self, run: RunIdentity, status: AlignmentRunStatus | None) -> None:
+        assert self.kube is not None
+        for step in status.steps if status is not None else []:
+            if step.phase == StepPhase.RUNNING:
+                await self.kube.delete("batch/v1", "Job", run.namespace, planner.job_name(run.name, step.name, step.attempt))
+
+    # ---------------------------------------------------------------- tracking
+
+    async def _ensure_tracking(self, ctx: _Pass, state: _RunState, status: AlignmentRunStatus) -> AlignmentRunStatus:
+        """The MLflow parent run, before the first attempt that would log under it. Bounded in time:
+        an unreachable MLflow delays the run by `mlflowTimeoutSeconds` once, never fails it."""
+        tracking = ctx.tracking
+        if not tracking.enabled or tracking.parent_run_id:
+            return status
+        if state.mlflow_tried_at is not None and time.monotonic() - state.mlflow_tried_at < self.config.mlflow_retry_seconds:
+            return status
+        state.mlflow_tried_at = time.monotonic()
+        try:
+            tracked: TrackingConfig = await asyncio.wait_for(
+                self._in_thread(self.tracker.ensure_parent_run, tracking, ctx.run), self.config.mlflow_timeout_seconds
+            )
+        except TimeoutError:
+            log.warning(
+                "%s/%s: MLflow at %s did not answer within %.0fs; starting without a parent run",
+                *ctx.key,
+                tracking.uri,
+                self.config.mlflow_timeout_seconds,
+            )
+            return status
+        if not tracked.parent_run_id:
+            return status
+        ctx.tracking = tracked
+        url = self.tracker.parent_run_url(tracked)
+        mlflow = MlflowStatus(experiment_id=tracked.experiment_id, parent_run_id=tracked.parent_run_id, url=url)
+        return status.model_copy(update={"mlflow": mlflow})
+
+    def _finish_tracking(self, ctx: _Pass, outcome: str) -> None:
+        if ctx.tracking.enabled and ctx.tracking.parent_run_id:
+            asyncio.get_running_loop().run_in_executor(self._io, self.tracker.finish_parent_run, ctx.tracking, outcome)
+
+    # ---------------------------------------------------------------- record
+
+    async def _persist(
+        self, key: Key, state: _RunState, status: AlignmentRunStatus, *, notes: list[tuple[str, str, bool]], run: RunIdentity
+    ) -> None:
+        state.status = status
+        new = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        patch = merge_patch(state.persisted or {}, new)
+        if notes and self.config.events:
+            self._post_event(run, notes)
+        if not patch:
+            return
+        assert self.kube is not None
+        try:
+            await self.kube.patch_status(key[0], key[1], {"status": patch})
+        except kube.NotFound:
+            self.forget(*key)  # deleted meanwhile
+            return
+        state.persisted = new
+
+    def _post_event(self, run: RunIdentity, notes: list[tuple[str, str, bool]]) -> None:
+        """One Event per reconcile, however many transitions it made: Events cost API calls too."""
+        assert self.kube is not None
+        reason = notes[-1][0]
+        warning = any(w for _, _, w in notes)
+        message = "; ".join(m for _, m, _ in notes)
+        ref = {"namespace": run.namespace, "name": run.name, "uid": run.uid or ""}
+        asyncio.get_running_loop().create_task(self.kube.post_event(ref, reason=reason, message=message, warning=warning))
+
+    def _count_transitions(self, spec: AlignmentRunSpec, before: Mapping[str, StepPhase], status: AlignmentRunStatus) -> None:
+        for step in status.steps:
+            if before.get(step.name) != step.phase:
+                self.metrics.transitions.labels(stage=step.stage, phase=step.phase.value).inc()
+
+    def _update_phase_gauge(self) -> None:
+        self.metrics.set_run_phases(s.status.phase.value for s in self._states.values() if s.status is not None)
+
+    # ---------------------------------------------------------------- timers
+
+    def _wake_in(self, key: Key, seconds: float) -> None:
+        """Reconcile again after `seconds` (a backoff's end); keeps the earliest pending wake-up."""
+        state = self._states.get(key)
+        if state is None:
+            return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max(0.0, seconds) + 0.01  # a hair late, so `now >= retryAfter` holds on waking
+        if state.wake is not None and state.wake_at is not None and loop.time() < state.wake_at <= at:
+            return  # an earlier wake-up is still pending
+        if state.wake is not None:
+            state.wake.cancel()
+        state.wake_at = at
+        state.wake = loop.call_at(at, self.poke, *key)
+
+    # ---------------------------------------------------------------- introspection (probe, benchmark)
+
+    def snapshot(self) -> dict[str, Any]:
+        phases: dict[str, int] = {}
+        for state in self._states.values():
+            if state.status is not None:
+                phases[state.status.phase.value] = phases.get(state.status.phase.value, 0) + 1
+        return {
+            "runs": len(self._states),
+            "phases": phases,
+            "reconciles": self.reconciles,
+            "secondsSinceTick": round(time.monotonic() - self.last_tick, 1),
+        }
+
+
+def _meta_for_validation(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    return {k: meta[k] for k in ("name", "namespace", "uid", "generation") if meta.get(k) is not None}

@@ -1,0 +1,196 @@
+"""Builders: golden YAML per case, and every object valid against the real Kubernetes OpenAPI schema (strict).
+
+Regenerate the golden files after an intended change with `INFIALIGN_UPDATE_GOLDEN=1 pytest tests/operator/test_builders.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from infialign.operator import builders
+from infialign.pipeline.api import AlignmentRun
+from infialign.pipeline.runtime.config import RunIdentity, TrackingConfig, artifacts_root, build_stage_config
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden"
+K8S_VERSIONS = ("1.30.0", "1.32.0")  # podFailurePolicy is GA from 1.31 and beta (on by default) in 1.30
+UID = "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+
+
+def _qwen() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "manifests" / "examples" / "qwen-7b-infialign.yaml").read_text())
+
+
+def _objects(doc: dict[str, Any], step: str, attempt: int, tracking_uri: str | None = None) -> list[dict[str, Any]]:
+    run = AlignmentRun.model_validate(doc)
+    identity = RunIdentity(namespace=run.metadata.namespace, name=run.metadata.name, uid=UID)
+    tracking = TrackingConfig(enabled=tracking_uri is not None, uri=tracking_uri, experiment_id="3", parent_run_id="0123abcd")
+    config = build_stage_config(run.spec, identity, step, attempt, artifacts_root(run.spec), tracking)
+    return builders.build_children(run.spec, identity, step, attempt, config)
+
+
+def _case_curate(make_run: Any) -> list[dict[str, Any]]:
+    return _objects(make_run().stage("curate", resources={"cpu": "4", "memory": "16Gi"}).dict(), "curate", 1)
+
+
+def _case_sft_multinode(make_run: Any) -> list[dict[str, Any]]:
+    return _objects(_qwen(), "sft-phase1", 2, tracking_uri="http://mlflow.infialign:5000")
+
+
+def _case_distill_shards(make_run: Any) -> list[dict[str, Any]]:
+    return _objects(_qwen(), "distill", 1, tracking_uri="http://mlflow.infialign:5000")
+
+
+def _case_select_on_pvc(make_run: Any) -> list[dict[str, Any]]:
+    doc = (
+        make_run()
+        .set("spec.storage", {"local": {"path": "artifacts", "pvcName": "shared-rwx"}})
+        .set("spec.serviceAccountName", "trainer")
+        .dict()
+    )
+    return _objects(doc, "select", 3)
+
+
+CASES = {
+    "curate-cpu": _case_curate,
+    "sft-multinode-kueue": _case_sft_multinode,
+    "distill-shards": _case_distill_shards,
+    "select-on-pvc": _case_select_on_pvc,
+}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (stage.json) as literal blocks, so a golden diff reads like the file."""
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden(case: str, make_run: Any) -> None:
+    objects = CASES[case](make_run)
+    # stage.json is the runtime's contract (tested with it); the golden pins what the builders add around it
+    for obj in objects:
+        if obj["kind"] == "ConfigMap":
+            config = json.loads(obj["data"]["stage.json"])
+            obj["data"]["stage.json"] = f"<stage.json of step {config['step']}, attempt {config['attempt']}>"
+    text = yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False, width=160)
+    path = GOLDEN / f"{case}.yaml"
+    if os.environ.get("INFIALIGN_UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"no golden file {path}; run with INFIALIGN_UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"{case} drifted from {path}; if intended, regenerate with INFIALIGN_UPDATE_GOLDEN=1"
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_object_is_valid_kubernetes(case: str, version: str, make_run: Any) -> None:
+    for obj in CASES[case](make_run):
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_create_order_and_shape_of_a_multi_node_step(make_run: Any) -> None:
+    configmap, service, job = _case_sft_multinode(make_run)
+    assert [o["kind"] for o in (configmap, service, job)] == ["ConfigMap", "Service", "Job"]
+    name = "qwen-7b-infialign-sft-phase1-a2"
+    assert (configmap["metadata"]["name"], service["metadata"]["name"], job["metadata"]["name"]) == (f"{name}-config", name, name)
+    for obj in (configmap, service, job):
+        labels = obj["metadata"]["labels"]
+        assert labels["infialign.dev/run"] == "qwen-7b-infialign" and labels["infialign.dev/stage"] == "sft-phase1"
+        assert labels["infialign.dev/attempt"] == "2" and labels["app.kubernetes.io/managed-by"] == "infialign"
+        (owner,) = obj["metadata"]["ownerReferences"]
+        assert owner == {
+            "apiVersion": "infialign.dev/v1alpha1",
+            "kind": "AlignmentRun",
+            "name": "qwen-7b-infialign",
+            "uid": UID,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-training" and job["spec"]["suspend"] is True
+    assert "kueue.x-k8s.io/queue-name" not in job["spec"]["template"]["metadata"]["labels"]
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    assert rules[1]["onExitCodes"] == {"containerName": "stage", "operator": "In", "values": [2]}
+    stage = yaml.safe_load(configmap["data"]["stage.json"])
+    assert (stage["step"], stage["attempt"], stage["tracking"]["parent_run_id"]) == ("sft-phase1", 2, "0123abcd")
+
+
+def test_secrets_only_by_reference_and_pod_hardening(make_run: Any) -> None:
+    _, _, job = _case_sft_multinode(make_run)
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    for name, secret in (
+        ("AWS_ACCESS_KEY_ID", "minio-credentials"),
+        ("AWS_SECRET_ACCESS_KEY", "minio-credentials"),
+        ("HF_TOKEN", "hf-token"),
+    ):
+        assert "value" not in env[name] and env[name]["valueFrom"]["secretKeyRef"]["name"] == secret
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError" and pod["restartPolicy"] == "Never"
+    assert container["command"] == ["infialign", "stage", "sft-phase1", "--config", "/etc/infialign/stage.json"]
+    assert env["MLFLOW_TRACKING_URI"]["value"] == "http://mlflow.infialign:5000"
+    assert "HF_HUB_OFFLINE" not in env
+
+
+def test_cpu_step_has_no_gpu_no_shm_no_torchrun_env(make_run: Any) -> None:
+    _, job = _case_curate(make_run)
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"cpu": "4", "memory": "16Gi"}}
+    assert not any(e["name"].startswith(("PET_", "NCCL_")) for e in container["env"])
+    assert [v["name"] for v in job["spec"]["template"]["spec"]["volumes"]] == ["config", "scratch"]
+    assert "completionMode" not in job["spec"] and "suspend" not in job["spec"] and "subdomain" not in job["spec"]["template"]["spec"]
+
+
+def test_generation_shards_are_an_indexed_job_without_a_service(make_run: Any) -> None:
+    objects = _case_distill_shards(make_run)
+    assert [o["kind"] for o in objects] == ["ConfigMap", "Job"]
+    job = objects[-1]
+    assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["parallelism"]) == ("Indexed", 8, 8)
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["INFIALIGN_SHARD_COUNT"]["value"] == "8"
+    assert (
+        env["INFIALIGN_SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+        == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    )
+
+
+def test_user_env_cannot_override_the_stage_contract(make_run: Any) -> None:
+    env = [
+        {"name": "PET_NNODES", "value": "99"},
+        {"name": "INFIALIGN_STEP", "value": "x"},
+        {"name": "NCCL_DEBUG", "value": "INFO"},
+        {"name": "MY_KNOB", "value": "1"},
+    ]
+    doc = make_run().stage("sft", resources={"numNodes": 2, "gpusPerNode": 8, "env": env}).dict()
+    job = _objects(doc, "sft-phase1", 1)[-1]
+    names = [e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]]
+    values = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert names.count("PET_NNODES") == 1 and values["PET_NNODES"] == "2" and values["INFIALIGN_STEP"] == "sft-phase1"
+    assert values["NCCL_DEBUG"] == "INFO" and values["MY_KNOB"] == "1"  # defaults yield to the user
+    assert len(names) == len(set(names))
+
+
+def test_names_over_63_characters_are_refused(make_run: Any) -> None:
+    doc = make_run().name("r" * 40).stage("sft", phases=[{"name": "p" * 30}]).dict()
+    with pytest.raises(builders.ChildSpecError, match="more than"):
+        _objects(doc, f"sft-{'p' * 30}", 1)
