@@ -54,6 +54,8 @@ CASES = [
      "spec.stages.sft.deepspeed.offloadParams: parameter offload needs zeroStage: 3, got 2"),
     ("min-lr-above-lr", lambda b: b.stage("sft", phases=[{"name": "p", "learningRate": 1e-5, "minLearningRate": 1e-4}]),
      "spec.stages.sft.phases[0].minLearningRate: must be ≤ learningRate (1e-05), got 0.0001"),
+    ("job-name-too-long", lambda b: b.name("a" * 40).stage("sft", phases=[{"name": "p" * 20}]),
+     f"spec.stages.sft.phases[0].name: the Job name {'a' * 40}-sft-{'p' * 20}-a<attempt> would exceed 59 characters (69); shorten the run or phase name"),
     ("env-one-of", lambda b: b.stage("sft", resources={"gpusPerNode": 1, "env": [{"name": "A"}]}), "spec.stages.sft.resources.env[0]: set exactly one of `value` and `secretKeyRef`"),
 ]
 
@@ -74,6 +76,13 @@ def test_unavailable_stages_are_warnings_not_errors(make_run) -> None:
     result = validation.load_manifest_text(yaml.safe_dump(doc))
     assert result.ok
     assert [p.path for p in result.problems if p.severity == "warning"] == ["spec.stages.distill.enabled"]
+
+
+def test_launcher_owned_env_is_a_warning(make_run) -> None:
+    doc = make_run().stage("sft", resources={"gpusPerNode": 8, "env": [{"name": "PET_NNODES", "value": "4"}]}).dict()
+    result = validation.load_manifest_text(yaml.safe_dump(doc))
+    assert result.ok
+    assert [(p.path, p.severity) for p in result.problems] == [("spec.stages.sft.resources.env[0].name", "warning")]
 
 
 def test_multi_document_files_prefix_the_document(make_run) -> None:

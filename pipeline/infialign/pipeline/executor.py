@@ -119,6 +119,7 @@ class LocalExecutor:
                     status,
                     step.name,
                     step.attempt,
+                    now=now,
                     progress=StepProgress(
                         step=progress.step, total=progress.total, percent=progress.percent, eta_seconds=progress.eta_seconds, metrics=progress.metrics or None, time=progress.time
                     ),

@@ -45,6 +45,8 @@ __all__ = [
     "attempt_ended",
     "attempt_succeeded",
     "heartbeat",
+    "summarize",
+    "reconcile_steps",
     "classify_exit_code",
     "job_name",
     "PERMANENT_WAITING_REASONS",
@@ -324,12 +326,12 @@ def attempt_succeeded(status: AlignmentRunStatus, step_name: str, attempt: int, 
     return summarize(status, now)
 
 
-def heartbeat(status: AlignmentRunStatus, step_name: str, attempt: int, **update: object) -> AlignmentRunStatus:
+def heartbeat(status: AlignmentRunStatus, step_name: str, attempt: int, now: dt.datetime | None = None, **update: object) -> AlignmentRunStatus:
     """An observation: progress, waiting pods or a checkpoint of the running attempt."""
     step = status.step(step_name)
     if step is None or step.phase != StepPhase.RUNNING or step.attempt != attempt:
         return status
-    return _replace_step(status, step_name, **update)
+    return summarize(_replace_step(status, step_name, **update), now)
 
 
 # ---------------------------------------------------------------- derived fields

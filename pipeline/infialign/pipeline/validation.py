@@ -229,6 +229,18 @@ def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
         if source.secret_ref is not None and not source.uri.startswith("hf://"):
             add(Problem(f"{path}.secretRef", f"a hub token is only used for hf:// models, got uri {source.uri!r}; remove secretRef"))
 
+    for stage in sorted(enabled):
+        resources = getattr(spec.stages, stage).resources
+        for i, env in enumerate(resources.env or []):
+            if env.name.startswith(("PET_", "INFIALIGN_")):
+                add(
+                    Problem(
+                        f"spec.stages.{stage}.resources.env[{i}].name",
+                        f"{env.name} is set by the launcher and would be overridden; remove it",
+                        "warning",
+                    )
+                )
+
     near = spec.stages.curate.near_dedup
     if near.bands * near.rows > 1024:
         add(Problem("spec.stages.curate.nearDedup", f"bands × rows must be ≤ 1024 permutations, got {near.bands * near.rows}"))
@@ -242,6 +254,23 @@ def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
             )
     if spec.stages.sft.deepspeed.offload_params and spec.stages.sft.deepspeed.zero_stage != 3:
         add(Problem("spec.stages.sft.deepspeed.offloadParams", "parameter offload needs zeroStage: 3, got 2"))
+    return problems
+
+
+# Kubernetes label values and Job names stop at 63 characters; an Indexed Job's pod hostname adds `-<index>`.
+JOB_NAME_LIMIT = 59
+
+
+def name_problems(run_name: str, spec: AlignmentRunSpec) -> list[Problem]:
+    """Child object names are `<run>-<step>-a<attempt>`; a long run name plus a long phase name overflows them."""
+    problems: list[Problem] = []
+    for step in graph.pipeline_steps(spec):
+        longest = len(f"{run_name}-{step.name}-a99")
+        if step.enabled and longest > JOB_NAME_LIMIT:
+            path = f"{step.settings_path}.name" if step.phase is not None else "metadata.name"
+            problems.append(
+                Problem(path, f"the Job name {run_name}-{step.name}-a<attempt> would exceed {JOB_NAME_LIMIT} characters ({longest}); shorten the run or phase name")
+            )
     return problems
 
 
@@ -279,7 +308,7 @@ def _check_document(doc: Any) -> tuple[AlignmentRun | None, list[Problem]]:
     if problems:
         return None, problems
     run = AlignmentRun.model_validate(doc)
-    return run, semantic_problems(run.spec)
+    return run, semantic_problems(run.spec) + name_problems(run.metadata.name, run.spec)
 
 
 def load_manifest_text(text: str) -> LoadResult:
