@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -260,6 +261,10 @@ def _outputs(marker: markers.SuccessMarker) -> list[StepOutput]:
     return [StepOutput(name=o.name, uri=o.uri, digest=o.digest, rows=o.rows) for o in marker.outputs]
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_file(path: Path, workdir: Path, name: str | None = None, console: Console | None = None) -> int:
     """`infialign run`: validate, execute, summarise. Returns the process exit code."""
     console = console or Console(stderr=True)
@@ -274,6 +279,10 @@ def run_file(path: Path, workdir: Path, name: str | None = None, console: Consol
         console.print(f"{path}: holds runs {names}; choose one with --name" if runs else f"{path}: no run named {name!r}; it holds {names}")
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored; a supervisor
+    # stops with SIGTERM. Both must reach the clean stop path that leaves the run resumable.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     executor = LocalExecutor(runs[0], workdir, console=console)
     status = executor.execute()
     console.print(executor.summary(status))
