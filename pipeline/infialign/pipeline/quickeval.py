@@ -23,6 +23,7 @@ class QuickEvalResult:
     accuracy: float
     correct: int
     total: int
+    answered: int = 0  # outputs with a closed </think> block and a boxed answer: the format was learned
     samples: list[dict[str, Any]] = field(default_factory=list)  # a few (prompt, output, answer) for the run page
 
 
@@ -44,7 +45,7 @@ def exact_match(
     tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()
-    correct = 0
+    correct = answered = 0
     samples: list[dict[str, Any]] = []
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
@@ -61,8 +62,9 @@ def exact_match(
         texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         for (messages, reference), text in zip(batch, texts, strict=True):
             predicted = answers.extract_answer(text)
+            answered += "</think>" in text and answers.last_boxed(text) is not None
             ok = answers.answers_equal(predicted, reference)
             correct += ok
             if len(samples) < keep_samples:
                 samples.append({"prompt": messages[-1]["content"], "output": text, "answer": reference, "correct": ok})
-    return QuickEvalResult(accuracy=correct / len(items), correct=correct, total=len(items), samples=samples)
+    return QuickEvalResult(accuracy=correct / len(items), correct=correct, total=len(items), answered=answered, samples=samples)

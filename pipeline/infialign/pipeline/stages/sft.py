@@ -149,7 +149,7 @@ def _quick_eval(ctx: StageContext, settings: SftStage, model_dir: Path, label: s
     items = [(row["messages"], row["answer"]) for row in rows if row["answer"]]
     result = quickeval.exact_match(model_dir, items, max_new_tokens=settings.quick_eval_max_tokens)
     log.info("quick eval (%s) on %s: %d/%d = %.3f", label, bench.name, result.correct, result.total, result.accuracy)
-    ctx.add_metrics({f"quick_eval.{label}.exact_match": result.accuracy})
+    ctx.add_metrics({f"quick_eval.{label}.exact_match": result.accuracy, f"quick_eval.{label}.answer_format": result.answered / max(result.total, 1)})
     ctx.tracker.log_dict({"benchmark": bench.name, "accuracy": result.accuracy, "samples": result.samples}, f"quick-eval-{label}.json")
 
 
