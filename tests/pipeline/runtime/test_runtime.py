@@ -165,3 +165,14 @@ def test_child_run_with_parent_params_and_datasets(tmp_path: Path) -> None:
     written = markers.read_success(config.output).outputs[0].digest
     assert ("pool", written.removeprefix("sha256:")[:36]) in inputs
     assert len(inputs) == 2  # the input and the output, each with our own digest
+
+
+def test_only_node_zero_writes_markers(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PET_NODE_RANK", "1")
+    config = _config((tmp_path / "a").as_uri(), tmp_path)
+    CALLS.clear()
+    assert entrypoint.run_stage(config, halve) == 0 and CALLS == ["curate"]
+    assert markers.read_success(config.output) is None and markers.read_progress(config.output) is None
+    monkeypatch.setenv("PET_NODE_RANK", "0")
+    assert entrypoint.run_stage(config, halve) == 0
+    assert markers.read_success(config.output) is not None

@@ -26,7 +26,7 @@ from infialign.pipeline.runtime.config import StageConfig, StageConfigError, con
 from infialign.pipeline.runtime.context import StageContext, StageInputError
 from infialign.pipeline.runtime.tracking import StageTracker
 
-__all__ = ["EXIT_SUCCESS", "EXIT_PERMANENT", "EXIT_RETRYABLE", "main", "run_stage", "input_digests"]
+__all__ = ["EXIT_SUCCESS", "EXIT_PERMANENT", "EXIT_RETRYABLE", "main", "run_stage", "input_digests", "is_leader"]
 
 EXIT_SUCCESS: Final = 0
 EXIT_PERMANENT: Final = 2
@@ -73,9 +73,15 @@ def input_digests(config: StageConfig) -> dict[str, str]:
     return digests
 
 
+def is_leader(env: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+    """Node 0 of a multi-node stage owns the markers and the MLflow run; the other nodes only compute."""
+    return env.get("PET_NODE_RANK", "0") in ("", "0")
+
+
 def run_stage(config: StageConfig, module: ModuleType | Callable[[StageContext], None], scratch: Path | None = None) -> int:
     """Run one attempt of a stage implementation with markers, heartbeat and tracking around it."""
     started = time.monotonic()
+    leader = is_leader()
     try:
         digests = input_digests(config)
     except StageInputError as e:
@@ -88,9 +94,11 @@ def run_stage(config: StageConfig, module: ModuleType | Callable[[StageContext],
         log.info("%s already succeeded (attempt %d, %s); skipping", config.step, done.attempt, digest[:19])
         return EXIT_SUCCESS
 
-    tracker = StageTracker(config, pending_file=scratch / "tracking-pending.jsonl" if scratch else None)
+    tracked = config if leader else config.model_copy(update={"tracking": config.tracking.model_copy(update={"enabled": False})})
+    tracker = StageTracker(tracked, pending_file=scratch / "tracking-pending.jsonl" if scratch else None)
     tracker.start()
-    heartbeat = markers.Heartbeat(config.output, config.storage, interval=float(os.environ.get("INFIALIGN_HEARTBEAT_SECONDS", "30")))
+    interval = float(os.environ.get("INFIALIGN_HEARTBEAT_SECONDS", "30")) if leader else float("inf")
+    heartbeat = markers.Heartbeat(config.output, config.storage, interval=interval, enabled=leader)
     ctx = StageContext(config, tracker, heartbeat, scratch=scratch, input_digests=digests)
     tracker.log_params({"step": config.step, "stage": config.stage, "attempt": config.attempt, "settings": config.settings, "model": config.model.uri})
     heartbeat.beat(step=0, message="started", force=True)
@@ -113,6 +121,9 @@ def run_stage(config: StageConfig, module: ModuleType | Callable[[StageContext],
         return EXIT_RETRYABLE
 
     duration = time.monotonic() - started
+    if not leader:
+        log.info("%s: node %s finished its part; node 0 writes the markers", config.step, os.environ.get("PET_NODE_RANK"))
+        return EXIT_SUCCESS
     ctx.add_metrics({"duration_seconds": duration}, headline=False)
     heartbeat.beat(step=1, total=1, message="finished", force=True)
     # The marker is written last: its presence means every output above is complete.

@@ -116,7 +116,9 @@ class Heartbeat:
         interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         on_beat: Callable[[Progress], None] | None = None,
+        enabled: bool = True,
     ) -> None:
+        self._enabled = enabled  # off on non-leader nodes: one writer per progress.json
         self._uri = _join(prefix_uri, PROGRESS_FILE)
         self._storage = storage_config
         self._interval = interval
@@ -145,6 +147,8 @@ class Heartbeat:
             self._state["last_checkpoint"] = last_checkpoint
         if message is not None:
             self._state["message"] = message
+        if not self._enabled:
+            return
         now = self._clock()
         if not force and self._last_write is not None and now - self._last_write < self._interval:
             return
