@@ -69,8 +69,9 @@ def run(ctx: StageContext) -> None:
     phases = phase_tables(selection.phase2, ctx.config.curriculum, config)
     for name, table in phases.items():
         ctx.write_records(f"sft-{name}", table)
-    ctx.write_records("dpo-prompts", selection.dpo)
+    dpo = selection.dpo if settings.challenge_size else selection.dpo.slice(0, 0)  # 0 asks for no challenge pool
+    ctx.write_records("dpo-prompts", dpo)
     verdicts = pool.column("verification").value_counts().to_pylist()
     ctx.add_metrics({f"verification.{v['values']}": v["counts"] for v in verdicts}, headline=False)
-    ctx.add_metrics({f"rows.sft-{name}": t.num_rows for name, t in phases.items()} | {"rows.dpo-prompts": selection.dpo.num_rows})
+    ctx.add_metrics({f"rows.sft-{name}": t.num_rows for name, t in phases.items()} | {"rows.dpo-prompts": dpo.num_rows})
     _report.write_funnel(ctx, funnel, "select", rows_in=pool.num_rows, rows_out=selection.phase2.num_rows)
