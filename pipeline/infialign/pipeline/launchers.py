@@ -67,7 +67,7 @@ class LocalLauncher:
         env = {
             **os.environ,
             **self.extra_env,
-            **{f"{k}": v for k, v in _env_from_resources(config).items()},
+            **_env_from_resources(config),
             "INFIALIGN_SCRATCH": str(scratch),
             "INFIALIGN_TERMINATION_LOG": str(attempt_dir / "termination.json"),
             "PYTHONUNBUFFERED": "1",

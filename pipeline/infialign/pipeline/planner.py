@@ -180,7 +180,7 @@ def plan(spec: AlignmentRunSpec, status: AlignmentRunStatus, now: dt.datetime) -
     if status.phase in (RunPhase.SUCCEEDED, RunPhase.FAILED):
         return []
     steps = {s.name: s for s in status.steps}
-    order = [s for s in graph.pipeline_steps(spec)]
+    order = graph.pipeline_steps(spec)
 
     if spec.suspend:
         actions: list[Action] = [
