@@ -9,9 +9,8 @@ heartbeat it had.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from infialign.pipeline.api import StepOutput, StepProgress
 from infialign.pipeline.runtime.config import RunIdentity, StageConfig, TrackingConfig
@@ -19,9 +18,6 @@ from infialign.pipeline.runtime.config import RunIdentity, StageConfig, Tracking
 __all__ = ["Success", "Heartbeat", "ArtifactReader", "Tracker", "StoreReader", "MlflowTracker"]
 
 log = logging.getLogger(__name__)
-
-_MAX_ITEMS = 32  # the status bounds outputs and metrics to 32 entries each
-
 
 @dataclass(frozen=True)
 class Success:
@@ -51,32 +47,6 @@ class Tracker(Protocol):
     def finish_parent_run(self, tracking: TrackingConfig, status: Literal["FINISHED", "FAILED", "KILLED"]) -> None: ...
 
 
-def _metrics(raw: dict[str, Any] | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in (raw or {}).items():
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(number):
-            out[str(key)] = number
-        if len(out) >= _MAX_ITEMS:
-            break
-    return out
-
-
-def _outputs(records: list[Any]) -> list[StepOutput]:
-    return [
-        StepOutput(
-            name=str(o.name)[:63],
-            uri=str(o.uri)[:2048],
-            digest=(o.digest[:128] if o.digest else None),
-            rows=o.rows if (o.rows or 0) >= 0 else None,
-        )
-        for o in records[:_MAX_ITEMS]
-    ]
-
-
 class StoreReader:
     """`_SUCCESS.json` and `progress.json` through `runtime.markers` (file:// and s3://)."""
 
@@ -86,7 +56,7 @@ class StoreReader:
         marker = markers.read_success(config.output, config.storage)
         if marker is None:
             return None
-        return Success(outputs=_outputs(marker.outputs), metrics=_metrics(marker.metrics))
+        return Success(outputs=markers.status_outputs(marker.outputs), metrics=markers.status_metrics(marker.metrics))
 
     def heartbeat(self, config: StageConfig) -> Heartbeat | None:
         from infialign.pipeline.runtime import markers
@@ -94,18 +64,8 @@ class StoreReader:
         progress = markers.read_progress(config.output, config.storage)
         if progress is None:
             return None
-        try:
-            percent = None if progress.percent is None else min(100.0, max(0.0, float(progress.percent)))
-            step_progress = StepProgress(
-                step=progress.step if progress.step is None or progress.step >= 0 else None,
-                total=progress.total if progress.total is None or progress.total >= 0 else None,
-                percent=percent,
-                eta_seconds=progress.eta_seconds if progress.eta_seconds is None or progress.eta_seconds >= 0 else None,
-                metrics=_metrics(progress.metrics) or None,
-                time=progress.time,
-            )
-        except ValueError as e:  # a heartbeat out of the status bounds is ignored, not fatal
-            log.warning("ignoring an invalid heartbeat of %s: %s", config.step, e)
+        step_progress = markers.status_progress(progress)
+        if step_progress is None:  # out of the status bounds: ignored, not fatal
             return None
         checkpoint = progress.last_checkpoint[:2048] if progress.last_checkpoint else None
         return Heartbeat(progress=step_progress, last_checkpoint=checkpoint)
@@ -114,19 +74,11 @@ class StoreReader:
         """The stage's own skip rule (`_SUCCESS.json` matches the config digest), checked before any pod
         is scheduled: a resumed run does not queue for an 8-GPU node just to learn it has nothing to do."""
         from infialign.pipeline.runtime import entrypoint, markers
-        from infialign.pipeline.runtime.config import config_digest
 
-        marker = markers.read_success(config.output, config.storage)
+        marker = entrypoint.finished_marker(config)
         if marker is None:
             return None
-        try:
-            digest = config_digest(config, entrypoint.input_digests(config))
-        except Exception as e:  # noqa: BLE001  an input without a marker, an unreadable store: run the stage
-            log.debug("%s: not skipping: %s", config.step, e)
-            return None
-        if marker.config_digest != digest:
-            return None
-        return Success(outputs=_outputs(marker.outputs), metrics=_metrics(marker.metrics))
+        return Success(outputs=markers.status_outputs(marker.outputs), metrics=markers.status_metrics(marker.metrics))
 
 
 class MlflowTracker:

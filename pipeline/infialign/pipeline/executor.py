@@ -30,9 +30,7 @@ from infialign.pipeline.api import (
     MlflowStatus,
     Reason,
     RunPhase,
-    StepOutput,
     StepPhase,
-    StepProgress,
     truncate,
 )
 from infialign.pipeline.launchers import LocalLauncher, tail
@@ -43,9 +41,7 @@ from infialign.pipeline.runtime.config import (
     TrackingConfig,
     artifacts_root,
     build_stage_config,
-    config_digest,
 )
-from infialign.pipeline.runtime.context import StageInputError
 
 __all__ = ["run_file", "LocalExecutor"]
 
@@ -115,22 +111,14 @@ class LocalExecutor:
             config = self.configs[step.name]
             code = attempt.process.poll()
             progress = markers.read_progress(config.output, self.storage)
-            if progress is not None:
-                status = planner.heartbeat(
-                    status,
-                    step.name,
-                    step.attempt,
-                    now=now,
-                    progress=StepProgress(
-                        step=progress.step, total=progress.total, percent=progress.percent, eta_seconds=progress.eta_seconds, metrics=progress.metrics or None, time=progress.time
-                    ),
-                    last_checkpoint=progress.last_checkpoint,
-                )
+            beat = markers.status_progress(progress) if progress is not None else None
+            if progress is not None and beat is not None:
+                status = planner.heartbeat(status, step.name, step.attempt, now=now, progress=beat, last_checkpoint=progress.last_checkpoint)
             if code is None:
                 continue
             marker = markers.read_success(config.output, self.storage) if code == entrypoint.EXIT_SUCCESS else None
             if marker is not None and marker.attempt <= step.attempt:
-                status = planner.attempt_succeeded(status, step.name, step.attempt, now, outputs=_outputs(marker), reason="Succeeded")
+                status = planner.attempt_succeeded(status, step.name, step.attempt, now, outputs=markers.status_outputs(marker.outputs), reason="Succeeded")
                 continue
             message = attempt.termination_message() or {}
             error = str(message.get("error") or tail(attempt.log_path, 15))
@@ -152,26 +140,16 @@ class LocalExecutor:
         self.configs[step] = config
         return config
 
-    def _already_done(self, config: StageConfig) -> markers.SuccessMarker | None:
-        marker = markers.read_success(config.output, self.storage)
-        if marker is None:
-            return None
-        try:
-            digest = config_digest(config, entrypoint.input_digests(config))
-        except StageInputError:
-            return None
-        return marker if marker.config_digest == digest else None
-
     def _act(self, status: AlignmentRunStatus, action: planner.Action) -> AlignmentRunStatus:
         now = self.clock()
         if isinstance(action, planner.StartAttempt):
             assert action.step is not None
             config = self._config(action.step, action.attempt)
             status = planner.apply(status, action, now, run_name=self.identity.name)
-            done = self._already_done(config)
+            done = entrypoint.finished_marker(config)
             if done is not None:
                 self.skipped.add(action.step)
-                return planner.attempt_succeeded(status, action.step, action.attempt, now, outputs=_outputs(done), reason="AlreadySucceeded")
+                return planner.attempt_succeeded(status, action.step, action.attempt, now, outputs=markers.status_outputs(done.outputs), reason="AlreadySucceeded")
             self.launcher.start(config)
             return status
         if isinstance(action, planner.StopAttempt):
@@ -255,10 +233,6 @@ def _phase_text(phase: StepPhase, skipped: bool) -> Text:
     styles = {StepPhase.SUCCEEDED: "green", StepPhase.FAILED: "red", StepPhase.RUNNING: "cyan", StepPhase.BACKOFF: "yellow", StepPhase.SKIPPED: "dim"}
     label = "Succeeded (cached)" if skipped and phase == StepPhase.SUCCEEDED else str(phase)
     return Text(label, style=styles.get(phase, ""))
-
-
-def _outputs(marker: markers.SuccessMarker) -> list[StepOutput]:
-    return [StepOutput(name=o.name, uri=o.uri, digest=o.digest, rows=o.rows) for o in marker.outputs]
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -26,7 +26,7 @@ from infialign.pipeline.runtime.config import StageConfig, StageConfigError, con
 from infialign.pipeline.runtime.context import StageContext, StageInputError
 from infialign.pipeline.runtime.tracking import StageTracker
 
-__all__ = ["EXIT_SUCCESS", "EXIT_PERMANENT", "EXIT_RETRYABLE", "main", "run_stage", "input_digests", "is_leader"]
+__all__ = ["EXIT_SUCCESS", "EXIT_PERMANENT", "EXIT_RETRYABLE", "main", "run_stage", "input_digests", "finished_marker", "is_leader"]
 
 EXIT_SUCCESS: Final = 0
 EXIT_PERMANENT: Final = 2
@@ -71,6 +71,23 @@ def input_digests(config: StageConfig) -> dict[str, str]:
         record = marker.output(output)
         digests[name] = (record.digest if record and record.digest else marker.config_digest) or ""
     return digests
+
+
+def finished_marker(config: StageConfig) -> markers.SuccessMarker | None:
+    """The step's `_SUCCESS.json` if it matches this config and these inputs, else None.
+
+    The stage's own skip rule, also checked by the executor and the operator before they start a
+    process or schedule a pod for a step that has nothing to do.
+    """
+    marker = markers.read_success(config.output, config.storage)
+    if marker is None:
+        return None
+    try:
+        digest = config_digest(config, input_digests(config))
+    except Exception as e:  # noqa: BLE001  an input without a marker, an unreadable store: run the step
+        log.debug("%s: not skipping: %s", config.step, e)
+        return None
+    return marker if marker.config_digest == digest else None
 
 
 def is_leader(env: dict[str, str] | os._Environ[str] = os.environ) -> bool:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from infialign.pipeline.api import StepOutput, StepProgress
 from infialign.pipeline.runtime import storage
 from infialign.pipeline.runtime.config import StorageConfig
 
@@ -29,7 +31,12 @@ __all__ = [
     "write_success",
     "read_progress",
     "Heartbeat",
+    "status_metrics",
+    "status_outputs",
+    "status_progress",
 ]
+
+STATUS_ITEMS = 32  # the status bounds outputs and metrics to 32 entries each
 
 SUCCESS_FILE = "_SUCCESS.json"
 PROGRESS_FILE = "progress.json"
@@ -179,3 +186,51 @@ class Heartbeat:
             log.warning("heartbeat write to %s failed (will retry): %s", self._uri, e)
         if self._on_beat is not None:
             self._on_beat(progress)
+
+
+# ---------------------------------------------------------------- markers → AlignmentRun status
+# Markers are written by stage processes and read back by the executor and the operator; what goes
+# into the status is cut to the status schema's bounds, so a stage cannot make a status patch invalid.
+
+
+def status_metrics(raw: dict[str, Any] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in (raw or {}).items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            out[str(key)] = number
+        if len(out) >= STATUS_ITEMS:
+            break
+    return out
+
+
+def status_outputs(records: list[OutputRecord]) -> list[StepOutput]:
+    return [
+        StepOutput(
+            name=str(o.name)[:63],
+            uri=str(o.uri)[:2048],
+            digest=(o.digest[:128] if o.digest else None),
+            rows=o.rows if (o.rows or 0) >= 0 else None,
+        )
+        for o in records[:STATUS_ITEMS]
+    ]
+
+
+def status_progress(progress: Progress) -> StepProgress | None:
+    """A heartbeat as status progress; None (logged) when it is out of the status bounds."""
+    try:
+        percent = None if progress.percent is None else min(100.0, max(0.0, float(progress.percent)))
+        return StepProgress(
+            step=progress.step if progress.step is None or progress.step >= 0 else None,
+            total=progress.total if progress.total is None or progress.total >= 0 else None,
+            percent=percent,
+            eta_seconds=progress.eta_seconds if progress.eta_seconds is None or progress.eta_seconds >= 0 else None,
+            metrics=status_metrics(progress.metrics) or None,
+            time=progress.time,
+        )
+    except ValueError as e:
+        log.warning("ignoring an invalid heartbeat: %s", e)
+        return None
