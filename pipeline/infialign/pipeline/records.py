@@ -23,8 +23,12 @@ __all__ = [
     "empty_table",
 ]
 
-Verification = Literal["unknown", "pass", "fail", "error"]
-VERIFICATION_VALUES: Final = ("unknown", "pass", "fail", "error")
+Verification = Literal["unknown", "pass", "fail", "error", "timeout", "unverified"]
+VERIFICATION_VALUES: Final = ("unknown", "pass", "fail", "error", "timeout", "unverified")
+"""``unknown``: not checked yet. ``pass`` / ``fail``: a verifier decided against a reference that did not
+come from the response itself (only ``pass`` counts as verified). ``error``: the check crashed.
+``timeout``: the check ran out of time (never recorded as ``fail``). ``unverified``: checked, but nothing
+independent to check against (no reference, or a reference taken from the response itself)."""
 
 MESSAGE_TYPE: Final = pa.struct([("role", pa.string()), ("content", pa.string())])
 

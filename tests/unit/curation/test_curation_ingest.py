@@ -30,7 +30,9 @@ def test_openr1_chat_messages():
     )[0]
     assert rec["messages"] == [{"role": "user", "content": "What is 1+1?"}]
     assert rec["response"].endswith("\\boxed{2}") and rec["answer"] == "2"
-    assert rec["provenance"] == {"source": "src", "row": "0", "preset": "chat", "orig_id": "u-1", "response_field": "messages"}
+    assert rec["provenance"] == {
+        "source": "src", "row": "0", "preset": "chat", "orig_id": "u-1", "response_field": "messages", "answer_source": "reference"
+    }
 
 
 def test_sharegpt_conversations():

@@ -42,6 +42,8 @@ __all__ = [
     "Embeddings",
     "CurateStage",
     "DistillStage",
+    "SandboxSettings",
+    "JudgeSettings",
     "VerificationSettings",
     "SelectStage",
     "DeepSpeedSettings",
@@ -68,6 +70,12 @@ GPU_STAGES = frozenset({"distill", "sft", "prefs", "dpo", "eval"})
 
 
 # ---------------------------------------------------------------- references and sources
+
+Preset = Literal[
+    "auto", "records", "messages", "sharegpt", "numina", "alpaca", "gsm8k",
+    "aime", "math500", "humaneval", "apps", "taco", "livecodebench", "gpqa",
+]
+AnswerType = Literal["auto", "math", "code", "choice", "open"]
 
 
 class SecretKeyRef(ApiModel):
@@ -131,11 +139,19 @@ class DataSource(ApiModel):
 
     name: DnsLabel = Field(description="A short name, recorded as `source` in every record it produces.")
     uri: ArtifactUri
-    preset: Literal["auto", "records", "messages", "sharegpt", "numina", "alpaca", "gsm8k"] = Field(
+    preset: Preset = Field(
         default="auto",
         description="How columns map onto the record schema: `messages` (OpenR1 chat lists), `sharegpt` (`from`/`value`), "
         "`numina` (`problem`/`solution`), `alpaca` (`instruction`/`output`), `gsm8k` (`question`/`answer` with `####`), "
+        "`aime` and `math500` (`problem`/`answer`), `humaneval` (`prompt`/`test`/`entry_point`), `apps` and `taco` "
+        "(`question`/`solutions`/`input_output`), `livecodebench` (`question_content`/`public_test_cases`/`private_test_cases`), "
+        "`gpqa` (`Question`/`Correct Answer`/`Incorrect Answer 1-3` → options A-D), "
         "`records` (already in our schema). `auto` detects it from the columns. Default: auto.",
+    )
+    answer_type: AnswerType = Field(
+        default="auto",
+        description="How answers of this source are verified: `math`, `code` (tests), `choice` (an option letter) or `open` "
+        "(the LLM judge). `auto`: the preset's type, else `math`, or `choice` for a one-letter reference. Default: auto.",
     )
     fields: FieldMapping | None = Field(default=None, description="Explicit column names; they win over the preset.")
     max_rows: int | None = Field(default=None, ge=1, le=1_000_000_000, description="Read at most this many rows. Empty reads all.")
@@ -149,9 +165,8 @@ class Benchmark(ApiModel):
 
     name: DnsLabel = Field(description="The benchmark's name in reports and metrics, e.g. `aime24`.")
     uri: ArtifactUri
-    preset: Literal["auto", "records", "messages", "sharegpt", "numina", "alpaca", "gsm8k"] = Field(
-        default="auto", description="Column mapping, as for sources. Default: auto."
-    )
+    preset: Preset = Field(default="auto", description="Column mapping, as for sources. Default: auto.")
+    answer_type: AnswerType = Field(default="auto", description="How answers are verified, as for sources. Default: auto.")
     decontaminate: bool = Field(default=True, description="Drop training records that overlap this benchmark. Default: true.")
     evaluate: bool = Field(default=True, description="Evaluate models on this benchmark in the `eval` stage. Default: true.")
     samples: int = Field(
@@ -338,13 +353,82 @@ class DistillStage(ApiModel):
 # ---------------------------------------------------------------- select
 
 
+class SandboxSettings(ApiModel):
+    """Limits of the code sandbox: each test runs as a fresh subprocess ([RECON] seeds §1.6)."""
+
+    test_timeout_seconds: float = Field(default=6.0, gt=0, le=600, description="Wall and CPU limit per test run [RECON]. Default: 6.")
+    total_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="Budget for all tests of one problem; past it the verdict is `timeout` [RECON]. Default: 10."
+    )
+    memory_mb: int = Field(default=2048, ge=64, le=1_048_576, description="Address-space limit (RLIMIT_AS) per run, in MiB [RECON]. Default: 2048.")
+    max_processes: int = Field(
+        default=16,
+        ge=1,
+        le=4096,
+        description="RLIMIT_NPROC of the sandbox user (stops fork bombs). It counts every process of that user, "
+        "`nobody` when the stage runs as root, else the stage's own user. Default: 16.",
+    )
+    max_output_mb: int = Field(default=64, ge=1, le=65536, description="Largest stdout/stderr/file a run may write (RLIMIT_FSIZE), in MiB. Default: 64.")
+    isolate_network: bool = Field(
+        default=True,
+        description="No network for candidate code: a network namespace when permitted, else sockets disabled in-process. Default: true.",
+    )
+    drop_root: bool = Field(default=True, description="When the stage runs as root, run candidate code as `nobody`. Default: true.")
+
+
+_JUDGE_PROMPT = (
+    "You grade an answer to an open-ended question for correctness, completeness, clarity and faithfulness.\n\n"
+    "Question:\n{prompt}\n\nReference answer (may be empty):\n{reference}\n\nAnswer to grade:\n{response}\n\n"
+    'Reply with JSON only: {"score": <integer 1-10>, "reason": "<one sentence>"}'
+)
+
+
+class JudgeSettings(ApiModel):
+    """LLM judge for open-ended answers, through an OpenAI-compatible endpoint ([SRC] 'LLM quality scores'; details [RECON])."""
+
+    endpoint: Annotated[str, StringConstraints(max_length=512, pattern=r"^https?://\S+$")] | None = Field(
+        default=None,
+        description="OpenAI-compatible base URL, e.g. `http://qwen-72b:8000/v1` (vLLM's server). Empty: open answers stay `unverified`.",
+    )
+    model: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None, description="The served model name ([RECON] Qwen2.5-32B/72B-Instruct). Required with `endpoint`."
+    )
+    prompt_template: Annotated[str, StringConstraints(min_length=1, max_length=16384)] = Field(
+        default=_JUDGE_PROMPT,
+        description="The user message; `{prompt}`, `{response}` and `{reference}` are replaced. The reply must hold a JSON `score`.",
+    )
+    threshold: float = Field(default=8.0, ge=0, le=100, description="Lowest score that passes ([RECON] 8 of 10). Default: 8.")
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600, description="Per request. Default: 60.")
+    max_tokens: int = Field(default=256, ge=1, le=32768, description="Reply budget. Default: 256.")
+    concurrency: int = Field(default=4, ge=1, le=256, description="Requests in flight. Default: 4.")
+    api_key_env: EnvName | None = Field(
+        default=None, description="Environment variable holding a bearer token (set it from a Secret with `resources.env`)."
+    )
+
+    @model_validator(mode="after")
+    def _model_with_endpoint(self) -> JudgeSettings:
+        if self.endpoint and not self.model:
+            raise ValueError("judge.model is required when judge.endpoint is set: name the model the endpoint serves")
+        return self
+
+
 class VerificationSettings(ApiModel):
-    """Answer verification with math-verify [SRC: 'MathVerify']."""
+    """Answer verification: math-verify, option letters, a code sandbox and an LLM judge ([SRC] 'MathVerify, Sandbox', LLM-as-judge).
+
+    Only `pass` counts as verified. A reference answer taken from the response itself never verifies it
+    (the record is `unverified`)."""
 
     enabled: bool = Field(default=True, description="Default: true.")
-    timeout_seconds: float = Field(default=5.0, gt=0, le=600, description="Per-record timeout [RECON]. Default: 5.")
-    workers: int = Field(default=2, ge=1, le=256, description="Verification processes. Default: 2.")
-    drop_failed: bool = Field(default=True, description="Drop records whose response fails verification. Default: true.")
+    timeout_seconds: float = Field(default=5.0, gt=0, le=600, description="Per math check; past it the verdict is `timeout` [RECON]. Default: 5.")
+    workers: int = Field(default=2, ge=1, le=256, description="Math processes, and code sandboxes run at once. Default: 2.")
+    drop_failed: bool = Field(default=True, description="Drop records whose verdict is `fail`, `error` or `timeout`. Default: true.")
+    keep_unverified: bool = Field(
+        default=True,
+        description="Keep records nothing could check (`unknown`, `unverified`) eligible for SFT. They never enter the DPO "
+        "challenge pool, which needs `pass`. Default: true.",
+    )
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings, description="Code sandbox limits.")
+    judge: JudgeSettings = Field(default_factory=JudgeSettings, description="LLM judge for open-ended answers.")
 
 
 class SelectStage(ApiModel):

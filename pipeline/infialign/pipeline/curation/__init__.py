@@ -14,21 +14,22 @@ Pipeline order for ``curate``::
     score_rules -> filter_rules                        filters
     dedup_exact -> dedup_near                          dedup (global)
     score_contamination -> filter_contamination        decontam
-    verify_answers                                     verify (global, own worker processes)
     cluster_prompts                                    embed (global)
 
 and for ``select``: :func:`select` (score_difficulty -> select_sft -> curriculum_split -> challenge_pool).
 
-Dedup keeps the best representative of each duplicate group (a verified answer first, then the longer
-CoT); verification can only count for that if ``verify_answers`` ran before dedup. After distillation,
+Answer verification is not a curation step: it lives in ``infialign.pipeline.verifiers`` (math, choice,
+code sandbox, judge), which builds on this package, and runs in ``select`` (``verifiers.verify_records``).
+Dedup runs before it, so its choice of representative uses only what is known at dedup time (see
+``_arrow.representative_rank``: a response with an independent reference answer first). After distillation,
 run ``rule_steps`` again with ``FinalAnswerRule(require_boxed_response=True)`` and ``EmptyRule(
 require_response=True)``.
 
-``verify_answers`` and the ``processes`` executor start worker processes with ``spawn``: a script that
+The ``processes`` executor starts worker processes with ``spawn``: a script that
 calls them needs the ``if __name__ == "__main__":`` guard (console-script entry points have it).
 
 This package imports only pyarrow, numpy, pydantic and the standard library at import time; torch,
-sentence-transformers, scikit-learn, faiss, math-verify, rapidfuzz and Ray load inside the functions
+sentence-transformers, scikit-learn, faiss, rapidfuzz and Ray load inside the functions
 that need them, so the CPU image imports it without torch (house rule 13).
 """
 
@@ -45,8 +46,8 @@ from infialign.pipeline.curation import (
     selection,
     stats,
     steps,
+    presets,
     tokens,
-    verify,
 )
 from infialign.pipeline.curation.decontam import DecontamConfig, DecontamIndex, filter_contamination, score_contamination
 from infialign.pipeline.curation.dedup import ExactDedupConfig, MinHashConfig, dedup_exact, dedup_near, find_near_duplicates
@@ -74,7 +75,6 @@ from infialign.pipeline.curation.selection import (
 from infialign.pipeline.curation.stats import Funnel, StepStats
 from infialign.pipeline.curation.steps import Step
 from infialign.pipeline.curation.tokens import TokenCountConfig, count_response_tokens
-from infialign.pipeline.curation.verify import VerifyConfig, verify_answers
 
 __all__ = [
     "ClusterConfig",
@@ -99,7 +99,6 @@ __all__ = [
     "Step",
     "StepStats",
     "TokenCountConfig",
-    "VerifyConfig",
     # modules
     "answers",
     "challenge_pool",
@@ -135,7 +134,6 @@ __all__ = [
     "selection",
     "stats",
     "steps",
+    "presets",
     "tokens",
-    "verify",
-    "verify_answers",
 ]

@@ -157,17 +157,53 @@ def response_lengths(table: pa.Table) -> np.ndarray:
     return np.where(np.isnan(tokens), chars / 4.0, tokens)
 
 
-VERIFICATION_PRIORITY: Mapping[str, int] = {"pass": 0, "unknown": 1, "error": 2, "fail": 3}
+def provenance_values(table: pa.Table, key: str) -> list[str | None]:
+    """``provenance[key]`` of every row (None where absent)."""
+    out: list[str | None] = []
+    for pairs in column(table, "provenance").to_pylist():
+        out.append(dict(pairs or []).get(key))
+    return out
+
+
+def representative_tier(table: pa.Table) -> np.ndarray:
+    """Which duplicate is worth keeping (lower is better), from what is known when dedup runs, which is
+    before verification (so nearly every row is still ``unknown``):
+
+    - 0: a response already verified ``pass`` (``records`` sources may carry verdicts);
+    - 1: a response with an independent reference answer (an answer column, or code tests): whatever
+      verification later says, the problem keeps an answer it can be checked against;
+    - 2: a response without one (no answer, or an answer taken from the response itself, which proves nothing);
+    - 4: a response that already failed a check (``fail``/``error``/``timeout``);
+    - 5: no response (the problem alone, for ``distill``).
+    """
+    verif = strings(table, "verification")
+    responses = strings(table, "response")
+    answers_col = strings(table, "answer")
+    source = provenance_values(table, "answer_source")
+    tests = provenance_values(table, "tests")
+    tier = np.zeros(table.num_rows, dtype=np.int64)
+    for i in range(table.num_rows):
+        has_response = bool(responses[i] and responses[i].strip())
+        independent = bool(tests[i]) or (bool(answers_col[i] and answers_col[i].strip()) and source[i] != "response")
+        if not has_response:
+            tier[i] = 5
+        elif verif[i] == "pass":
+            tier[i] = 0
+        elif verif[i] in ("fail", "error", "timeout"):
+            tier[i] = 4
+        else:
+            tier[i] = 1 if independent else 2
+    return tier
 
 
 def representative_rank(table: pa.Table) -> np.ndarray:
-    """Rank of each row as the one to keep among duplicates (0 = best): a verified answer first, then the
-    longer CoT, then the shorter raw prompt (extra characters are mostly boilerplate or whitespace noise
-    around the same problem), then the smaller id (so ties are deterministic whatever the row order)."""
+    """Rank of each row as the one to keep among duplicates (0 = best): :func:`representative_tier` first,
+    then the longer CoT, then the shorter raw prompt (extra characters are mostly boilerplate or whitespace
+    noise around the same problem), then the smaller id (so ties are deterministic whatever the row order)."""
     n = table.num_rows
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    verif = np.array([VERIFICATION_PRIORITY.get(v, 4) for v in strings(table, "verification")])
+    verif = representative_tier(table)
     length = np.nan_to_num(response_lengths(table), nan=-1.0)
     prompt_chars = pc.utf8_length(prompt_texts(table)).to_numpy(zero_copy_only=False)
     ids = np.array(strings(table, "id"), dtype=object).astype(str)

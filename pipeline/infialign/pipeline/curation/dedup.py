@@ -2,7 +2,8 @@
 
 Both steps are global filters: whether a row is a duplicate depends on other rows, so they run on the
 whole (gathered) table. Among duplicates one representative is kept, chosen by
-``_arrow.representative_rank``: a verified answer first, then the longer CoT, then the shorter prompt,
+``_arrow.representative_rank``: a response with an independent reference answer first (decided on what
+is known before verification: see ``_arrow.representative_tier``), then the longer CoT, then the shorter prompt,
 then the smaller id (seeds-algorithms.md §1.4 D3 "keep the one with the longer response";
 curation-anchors.md §5.2(4)). The choice does not depend on row order, so every executor agrees.
 
@@ -164,7 +165,7 @@ def dedup_texts(normalized: Sequence[str], rank: np.ndarray) -> np.ndarray:
     "dedup_exact",
     kind="filter",
     scope="global",
-    reads=("id", "messages", "response", "response_tokens", "verification"),
+    reads=("id", "messages", "response", "response_tokens", "answer", "verification", "provenance"),
 )
 def dedup_exact(table: pa.Table, cfg: ExactDedupConfig) -> tuple[pa.Table, stats.StepStats]:
     """Drop rows whose normalised prompt equals a better-ranked row's (reason ``exact_duplicate``)."""
@@ -460,7 +461,7 @@ def find_near_duplicates(texts: pa.Array | Sequence[str | None], cfg: MinHashCon
     "dedup_near",
     kind="filter",
     scope="global",
-    reads=("id", "messages", "response", "response_tokens", "verification"),
+    reads=("id", "messages", "response", "response_tokens", "answer", "verification", "provenance"),
 )
 def dedup_near(table: pa.Table, cfg: MinHashConfig) -> tuple[pa.Table, stats.StepStats]:
     """Drop near-duplicates (reason ``near_duplicate``), keeping each cluster's best-ranked row."""

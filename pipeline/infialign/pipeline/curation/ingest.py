@@ -15,12 +15,16 @@ preset                        columns                                           
 ``instruction_output``        ``instruction`` (+ ``input``) / ``output``          Alpaca
 ``question_answer``           ``question`` / ``answer`` with ``#### 42``          GSM8K
 ``prompt_response``           ``prompt`` / ``response`` or ``completion``         generic
+``humaneval`` ``apps``        code problems with tests, and multiple choice       HumanEval, APPS/TACO,
+``livecodebench`` ``gpqa``    (row adapters in :mod:`.presets`)                   LiveCodeBench, GPQA
 ============================  ==================================================  =========================
 
 A :class:`FieldMapping` with explicit column names overrides the preset's choices.
 
 The reference answer comes from the answer column (its last ``\\boxed{}``, ``#### x``, or its last line),
-else from the response's last ``\\boxed{}`` / ``#### x``. In GSM8K-style rows, where the answer column
+else from the response's last ``\\boxed{}`` / ``#### x``. ``provenance["answer_source"]`` says which:
+``reference`` or ``response``. An answer taken from the response can never verify that response (the
+verifiers call it ``unverified``): it is a hint for later stages, not a check. In GSM8K-style rows, where the answer column
 holds "reasoning #### 42" and there is no response column, the reasoning becomes the response.
 
 The stable id is ``sha1(source name, normalised prompt, original row id)``; the original id is the id
@@ -38,12 +42,15 @@ from typing import Any, Final, Literal
 
 import pyarrow as pa
 from infialign.pipeline import records
-from infialign.pipeline.curation import _config, answers, domains, normalize
+from infialign.pipeline.curation import _config, answers, domains, normalize, presets
 from pydantic import Field, model_validator
 
 __all__ = ["FieldMapping", "IngestError", "Preset", "ResolvedMapping", "records_from_rows", "resolve_mapping"]
 
-Preset = Literal["auto", "none", "chat", "problem_solution", "instruction_output", "question_answer", "prompt_response"]
+Preset = Literal[
+    "auto", "none", "chat", "problem_solution", "instruction_output", "question_answer", "prompt_response",
+    "humaneval", "apps", "livecodebench", "gpqa",
+]
 
 _CANDIDATES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
     "chat": {"messages": ("messages", "conversations", "conversation")},
@@ -54,7 +61,7 @@ _CANDIDATES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
 }
 _COMMON: Final[dict[str, tuple[str, ...]]] = {
     "answer": ("answer", "final_answer"),
-    "id": ("id", "uuid", "problem_id", "task_id"),
+    "id": ("id", "uuid", "problem_id", "task_id", "unique_id"),
     "domain": ("domain", "type", "problem_type", "subject"),
 }
 _AUTO_ORDER: Final = ("chat", "problem_solution", "instruction_output", "question_answer", "prompt_response")
@@ -86,6 +93,10 @@ class FieldMapping(_config.CurationConfig):
     domain: str | None = Field(None, description="Column with a domain label (canonicalised to snake_case).")
     default_domain: str | None = Field(None, description="Domain for rows without one, e.g. 'math'.")
     answer_last_line_fallback: bool = Field(True, description="Answer column without \\boxed{} or ####: use its last line. [RECON]")
+    answer_type: Literal["auto", "math", "code", "choice", "open"] = Field(
+        "auto", description="Written to provenance.answer_type; auto = the adapter's type, else left for the verifier to infer."
+    )
+    choice_seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the per-question option order of multiple-choice presets.")
 
     @model_validator(mode="after")
     def _one_prompt_source(self) -> FieldMapping:
@@ -118,7 +129,12 @@ def resolve_mapping(mapping: FieldMapping, columns: Sequence[str]) -> ResolvedMa
     """Pick the preset (for ``auto``) and the column of every field; explicit keys win."""
     columns = list(columns)
     preset = mapping.preset
+    if preset in presets.ADAPTERS:
+        return ResolvedMapping(preset, None, None, None, None, None, None, None)
     if preset == "auto":
+        adapter = None if (mapping.messages or mapping.prompt) else presets.detect(set(columns))
+        if adapter:
+            return ResolvedMapping(adapter, None, None, None, None, None, None, None)
         if mapping.messages or mapping.prompt:
             preset = "none"
         else:
@@ -181,6 +197,53 @@ def _iter_rows(rows: Iterable[Mapping[str, Any]] | pa.Table) -> tuple[list[str],
     return list(columns), rows
 
 
+def _unique_key(orig_id: str | None, index: int, seen: set[str]) -> str:
+    key = orig_id if orig_id is not None else str(index)
+    if key in seen:
+        key = f"{key}#row{index}"
+    seen.add(key)
+    return key
+
+
+def _record(
+    source_name: str,
+    index: int,
+    preset: str,
+    canon: presets.Canonical,
+    answer: str | None,
+    answer_source: str,
+    mapping: FieldMapping,
+    default_domain: str | None,
+    prompt_msgs: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """One record dict; ``provenance`` records where everything came from (source, row, preset, original id,
+    the response's column, the answer's source, and the answer type and tests when known)."""
+    provenance = {"source": source_name, "row": str(index), "preset": preset}
+    if canon.id is not None:
+        provenance["orig_id"] = canon.id
+    provenance["response_field"] = canon.response_field if canon.response is not None else ""
+    if answer is not None:
+        provenance["answer_source"] = answer_source
+    provenance.update(canon.provenance)
+    if mapping.answer_type != "auto":
+        provenance["answer_type"] = mapping.answer_type
+    if prompt_msgs is None:
+        prompt_msgs = [{"role": "user", "content": canon.prompt}] if canon.prompt else []
+    domain = domains.canonical_label(canon.domain) if canon.domain else None
+    # A domain column's value wins over the source's default; an adapter's domain is itself a default
+    # ("code"), so the source's setting wins over it.
+    adapted = preset in presets.ADAPTERS
+    return {
+        "source": source_name,
+        "domain": (default_domain or domain) if adapted else (domain or default_domain),
+        "messages": prompt_msgs,
+        "response": canon.response,
+        "answer": answer,
+        "verification": "unknown",
+        "provenance": provenance,
+    }
+
+
 def records_from_rows(
     rows: Iterable[Mapping[str, Any]] | pa.Table,
     mapping: FieldMapping,
@@ -200,8 +263,15 @@ def records_from_rows(
     prompt_texts: list[str] = []
     keys: list[str] = []
     seen: set[str] = set()
+    adapter = presets.ADAPTERS.get(m.preset)
     for offset, row in enumerate(it):
         index = start_index + offset
+        if adapter is not None:
+            canon = adapter(row, mapping.choice_seed)
+            out.append(_record(source_name, index, m.preset, canon, canon.answer, "reference", mapping, default_domain))
+            prompt_texts.append(canon.prompt)
+            keys.append(_unique_key(canon.id, index, seen))
+            continue
         response_field = m.response
         if m.messages:
             msgs = _chat(row.get(m.messages))
@@ -219,6 +289,7 @@ def records_from_rows(
             prompt_msgs = [{"role": "user", "content": text}] if text else []
             response = _text(row.get(m.response)) if m.response else None
         answer = None
+        answer_source = "reference"
         raw_answer = _text(row.get(m.answer)) if m.answer else None
         if raw_answer is not None:
             answer = answers.extract_answer(raw_answer, last_line_fallback=mapping.answer_last_line_fallback)
@@ -229,29 +300,19 @@ def records_from_rows(
                 response_field = m.answer
         elif response is not None:
             answer = answers.extract_answer(response)
+            answer_source = "response"  # the self-reference: never a verification of this response
         orig_id = _text(row.get(m.id)) if m.id else None
-        key = orig_id if orig_id is not None else str(index)
-        if key in seen:
-            key = f"{key}#row{index}"
-        seen.add(key)
         domain_value = _text(row.get(m.domain)) if m.domain else None
-        provenance = {"source": source_name, "row": str(index), "preset": m.preset}
-        if orig_id is not None:
-            provenance["orig_id"] = orig_id
-        provenance["response_field"] = response_field if response is not None else ""
-        out.append(
-            {
-                "source": source_name,
-                "domain": domains.canonical_label(domain_value) if domain_value else default_domain,
-                "messages": prompt_msgs,
-                "response": response,
-                "answer": answer,
-                "verification": "unknown",
-                "provenance": provenance,
-            }
+        canon = presets.Canonical(
+            prompt="",
+            response=response,
+            id=orig_id,
+            domain=domains.canonical_label(domain_value) if domain_value else None,
+            response_field=response_field or "",
         )
+        out.append(_record(source_name, index, m.preset, canon, answer, answer_source, mapping, default_domain, prompt_msgs))
         prompt_texts.append("\n".join(x["content"] for x in prompt_msgs if x["role"] == "user"))
-        keys.append(key)
+        keys.append(_unique_key(orig_id, index, seen))
     for rec, norm, key in zip(out, normalize.normalize_array(prompt_texts).to_pylist(), keys):
         rec["id"] = hashlib.sha1(f"{source_name}\x1f{norm}\x1f{key}".encode()).hexdigest()
     return records.to_table(out)

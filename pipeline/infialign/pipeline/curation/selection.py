@@ -53,8 +53,8 @@ class SelectionConfig(_config.CurationConfig):
     group_levels: tuple[Literal["domain", "cluster"], ...] = Field(
         ("domain", "cluster"), max_length=2, description="Quota levels, outermost first. [SRC] domain + semantic."
     )
-    eligible_verification: tuple[Literal["pass", "fail", "error", "unknown"], ...] = Field(
-        ("pass", "unknown"),
+    eligible_verification: tuple[Literal["pass", "fail", "error", "timeout", "unknown", "unverified"], ...] = Field(
+        ("pass", "unknown", "unverified"),
         min_length=1,
         description="Verdicts a row may have to be selected. [RECON] seeds §1.6: failed samples are re-generated or dropped.",
     )
@@ -187,7 +187,8 @@ def _target(cfg: SelectionConfig, eligible: int) -> int:
 )
 def select_sft(table: pa.Table, cfg: SelectionConfig) -> tuple[pa.Table, stats.StepStats]:
     """The SFT selection (phase 2) under the domain x cluster quotas; drops ``no_response``,
-    ``failed_verification`` and ``over_quota``."""
+    ``failed_verification`` (fail/error/timeout not eligible), ``unverified`` (unknown/unverified not
+    eligible) and ``over_quota``."""
     n = table.num_rows
     verif = _arrow.strings(table, "verification")
     responses = _arrow.strings(table, "response")
@@ -196,7 +197,7 @@ def select_sft(table: pa.Table, cfg: SelectionConfig) -> tuple[pa.Table, stats.S
         if not responses[i]:
             reasons[i] = "no_response"
         elif verif[i] not in cfg.eligible_verification:
-            reasons[i] = "failed_verification"
+            reasons[i] = "unverified" if verif[i] in ("unknown", "unverified") else "failed_verification"
     eligible = np.asarray([i for i in range(n) if reasons[i] is None], dtype=np.int64)
     ids = np.array(_arrow.strings(table, "id"), dtype=object).astype(str)
     chosen = set(_pick(table, eligible, _target(cfg, len(eligible)), cfg.group_levels, _lengths(table), ids))

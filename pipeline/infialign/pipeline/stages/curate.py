@@ -32,13 +32,27 @@ PRESETS: dict[str, str] = {
     "numina": "problem_solution",
     "alpaca": "instruction_output",
     "gsm8k": "question_answer",
+    "aime": "problem_solution",
+    "math500": "problem_solution",
+    "humaneval": "humaneval",
+    "apps": "apps",
+    "taco": "apps",
+    "livecodebench": "livecodebench",
+    "gpqa": "gpqa",
 }
+# Presets whose answers are math whatever the columns say (the code and choice presets set their own).
+_MATH_PRESETS = frozenset({"aime", "math500", "numina", "gsm8k"})
 
 
 def _mapping(source: DataSource | Benchmark) -> curation.FieldMapping:
     fields = getattr(source, "fields", None)
     explicit: dict[str, Any] = fields.model_dump(exclude_none=True) if fields is not None else {}
-    return curation.FieldMapping(preset=PRESETS[source.preset], default_domain=getattr(source, "domain", None), **explicit)
+    answer_type = source.answer_type
+    if answer_type == "auto" and source.preset in _MATH_PRESETS:
+        answer_type = "math"
+    return curation.FieldMapping(
+        preset=PRESETS[source.preset], default_domain=getattr(source, "domain", None), answer_type=answer_type, **explicit
+    )
 
 
 def to_records(table: pa.Table, source: DataSource | Benchmark) -> pa.Table:

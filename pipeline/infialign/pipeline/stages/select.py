@@ -1,6 +1,7 @@
 """`select`: pool → one SFT dataset per curriculum phase, and the DPO challenge prompts.
 
-verification (math-verify, in worker processes with real timeouts) → difficulty (response length
+verification (`verifiers.verify_records`: math-verify in killable worker processes, option letters, a
+code sandbox, an LLM judge; only `pass` counts as verified) → difficulty (response length
 quantile per domain) → diversity quotas (domain × cluster, longest responses first [SRC]) →
 curriculum: the phase with the largest fraction is the full selection; every earlier phase is a
 subset drawn `easyShare` from the easiest records ([SRC] "Stage 1: 70% Easy") → challenge pool.
@@ -12,20 +13,32 @@ import logging
 
 import pyarrow as pa
 
-from infialign.pipeline import curation
-from infialign.pipeline.api import SelectStage
+from infialign.pipeline import curation, verifiers
+from infialign.pipeline.api import SelectStage, VerificationSettings
 from infialign.pipeline.runtime.context import StageContext, StageInputError
 from infialign.pipeline.stages import _report
 from infialign.pipeline.stages.curate import executor_config
 
-__all__ = ["run", "selection_config", "phase_tables"]
+__all__ = ["run", "selection_config", "phase_tables", "eligible_verdicts"]
 
 log = logging.getLogger(__name__)
 
 
+def eligible_verdicts(verification: VerificationSettings) -> tuple[str, ...]:
+    """Verdicts a record may have to enter the SFT selection. ``pass`` always; ``unknown`` and
+    ``unverified`` (nothing independent to check against) unless ``keepUnverified`` is off; ``fail``,
+    ``error`` and ``timeout`` only when ``dropFailed`` is off."""
+    eligible: tuple[str, ...] = ("pass",)
+    if verification.keep_unverified or not verification.drop_failed:
+        eligible += ("unknown", "unverified")
+    if not verification.drop_failed:
+        eligible += ("fail", "error", "timeout")
+    return eligible
+
+
 def selection_config(settings: SelectStage) -> curation.SelectionConfig:
     target = {"target_size": settings.target_size} if settings.target_size else {"target_fraction": settings.target_fraction}
-    eligible = ("pass", "unknown") if settings.verification.drop_failed else ("pass", "unknown", "fail", "error")
+    eligible = eligible_verdicts(settings.verification)
     return curation.SelectionConfig(
         **target,
         group_levels=tuple(settings.group_levels),
@@ -59,8 +72,7 @@ def run(ctx: StageContext) -> None:
     verify = settings.verification
     if verify.enabled:
         ctx.beat(step=0, total=3, message=f"verifying {pool.num_rows} answers")
-        cfg = curation.VerifyConfig(timeout_s=verify.timeout_seconds, workers=verify.workers)
-        pool, stats = curation.run_steps(pool, [curation.Step(curation.verify_answers, cfg)], executor_config(settings))
+        pool, stats = curation.run_steps(pool, [curation.Step(verifiers.verify_records, verify)], executor_config(settings))
         funnel = funnel + stats
     config = selection_config(settings)
     ctx.beat(step=1, total=3, message="selecting")

@@ -1,0 +1,170 @@
+"""Route each task to its verifier and run them in bulk: :func:`verify_all` never raises for one item.
+
+- math → :mod:`.mathcheck` in killable worker processes (:mod:`._pool`), ``timeout_seconds`` per item;
+- choice → :mod:`.choice`, in-process (a regex, no hang risk);
+- code → :mod:`.codecheck`, ``workers`` sandboxes at once (threads waiting on subprocesses);
+- open → :mod:`.judge`, ``judge.concurrency`` requests at once.
+
+Rules applied before any verifier (so no verifier can get them wrong):
+a reference that came from the response itself gives ``unverified``; a task with nothing to check
+against (no reference, no tests, no judge) gives ``unverified``; an empty response gives ``fail``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from infialign.pipeline.api import VerificationSettings
+from infialign.pipeline.verifiers import _pool, choice, codecheck, judge, mathcheck, sandbox
+from infialign.pipeline.verifiers._types import ANSWER_TYPES, AnswerType, Task, Verdict
+
+__all__ = ["code_limits", "infer_answer_type", "judge_config", "task_from_record", "verify_all"]
+
+VERIFIER_OF: dict[str, str] = {"math": "math", "code": "code", "choice": "choice", "open": "judge"}
+
+
+def _provenance(record: Mapping[str, Any]) -> dict[str, str]:
+    prov = record.get("provenance") or {}
+    return dict(prov) if not isinstance(prov, Mapping) else {str(k): str(v) for k, v in prov.items()}
+
+
+def _prompt_text(record: Mapping[str, Any]) -> str | None:
+    msgs = record.get("messages") or []
+    text = "\n\n".join(str(m.get("content") or "") for m in msgs if isinstance(m, Mapping) and m.get("role") == "user")
+    return text or None
+
+
+def infer_answer_type(provenance: Mapping[str, str], reference: str | None) -> AnswerType:
+    """``provenance.answer_type`` when set; else ``code`` when there are tests, ``choice`` for a one-letter
+    reference ("C", "(C)"), else ``math``."""
+    declared = provenance.get("answer_type")
+    if declared in ANSWER_TYPES:
+        return declared  # type: ignore[return-value]
+    if provenance.get("tests"):
+        return "code"
+    if choice.reference_letter(reference) is not None and reference is not None and len(reference.strip()) <= 3:
+        return "choice"
+    return "math"
+
+
+def task_from_record(record: Mapping[str, Any], response: str | None = None) -> Task:
+    """The task of a record-schema row: its ``response`` (or the one given, e.g. a new generation), its
+    ``answer``, and ``provenance`` keys ``answer_type``, ``answer_source``, ``tests``."""
+    prov = _provenance(record)
+    reference = record.get("answer")
+    reference = str(reference) if reference is not None and str(reference).strip() else None
+    kind = infer_answer_type(prov, reference)
+    source = "tests" if kind == "code" else prov.get("answer_source") or ("reference" if reference is not None else "none")
+    text = response if response is not None else record.get("response")
+    return Task(
+        response=str(text or ""),
+        reference=reference,
+        answer_type=kind,
+        reference_source=source,
+        tests=prov.get("tests") or None,
+        prompt=_prompt_text(record),
+    )
+
+
+def code_limits(settings: VerificationSettings) -> codecheck.CodeLimits:
+    sb = settings.sandbox
+    return codecheck.CodeLimits(
+        test_timeout_s=sb.test_timeout_seconds,
+        total_timeout_s=sb.total_timeout_seconds,
+        run=sandbox.Limits(
+            memory_mb=sb.memory_mb,
+            max_processes=sb.max_processes,
+            max_file_mb=sb.max_output_mb,
+            isolate_network=sb.isolate_network,
+            drop_root=sb.drop_root,
+        ),
+    )
+
+
+def judge_config(settings: VerificationSettings) -> judge.JudgeConfig | None:
+    j = settings.judge
+    if not j.endpoint or not j.model:
+        return None
+    return judge.JudgeConfig(
+        endpoint=j.endpoint,
+        model=j.model,
+        prompt_template=j.prompt_template,
+        threshold=j.threshold,
+        timeout_s=j.timeout_seconds,
+        max_tokens=j.max_tokens,
+        api_key_env=j.api_key_env,
+    )
+
+
+def _precheck(task: Task, has_judge: bool) -> Verdict | None:
+    """The verdicts decided without running a verifier."""
+    verifier = VERIFIER_OF[task.answer_type]
+    if task.reference_source == "response":
+        return Verdict("unverified", verifier, "reference came from the response itself", "response")
+    if task.answer_type == "code" and not task.tests:
+        return Verdict("unverified", verifier, "no tests for this code problem", "none")
+    if task.answer_type == "open" and not has_judge:
+        return Verdict("unverified", verifier, "no judge configured (verification.judge.endpoint)", task.reference_source)
+    if task.answer_type in ("math", "choice") and not (task.reference and task.reference.strip()):
+        return Verdict("unverified", verifier, "no reference answer", "none")
+    if not task.response.strip():
+        return Verdict("fail", verifier, "empty response", task.reference_source)
+    return None
+
+
+def _math_verdict(result: Any, task: Task, settings: VerificationSettings) -> Verdict:
+    if isinstance(result, _pool.PoolFailure):
+        if result.kind == "timeout":
+            return Verdict("timeout", "math", f"math-verify gave no answer within {settings.timeout_seconds:g} s", task.reference_source)
+        return Verdict("error", "math", f"math-verify {result.kind}: {result.detail}"[:200], task.reference_source)
+    status, reason = result
+    return Verdict(status, "math", reason, task.reference_source)
+
+
+def verify_all(tasks: Sequence[Task], settings: VerificationSettings) -> list[Verdict]:
+    """One verdict per task, in order. Never raises for an item: a crash is ``error``, a hang ``timeout``."""
+    jcfg = judge_config(settings)
+    out: list[Verdict | None] = [_precheck(t, jcfg is not None) for t in tasks]
+    todo = [i for i, v in enumerate(out) if v is None]
+    by_kind: dict[str, list[int]] = {k: [i for i in todo if tasks[i].answer_type == k] for k in ANSWER_TYPES}
+    for i in by_kind["choice"]:
+        status, reason = choice.check(tasks[i].response, tasks[i].reference or "")
+        out[i] = Verdict(status, "choice", reason, tasks[i].reference_source)  # type: ignore[arg-type]
+    math_ix = by_kind["math"]
+    if math_ix:
+        results = _pool.run_pool(
+            [(tasks[i].response, tasks[i].reference or "") for i in math_ix],
+            mathcheck.check,
+            timeout_s=settings.timeout_seconds,
+            workers=settings.workers,
+            warmup=mathcheck.warmup,
+            start_hint="; is math-verify installed in this image (`pip install 'infialign[cpu]'`)?",
+        )
+        for i, r in zip(math_ix, results):
+            out[i] = _math_verdict(r, tasks[i], settings)
+    limits = code_limits(settings)
+
+    def run_code(i: int) -> Verdict:
+        try:
+            status, reason = codecheck.check(tasks[i].response, tasks[i].tests or "", limits)
+        except Exception as e:  # noqa: BLE001 - a sandbox failure is this item's error, not the batch's
+            status, reason = "error", f"sandbox failed: {type(e).__name__}: {str(e)[:150]}"
+        return Verdict(status, "code", reason, "tests")  # type: ignore[arg-type]
+
+    def run_judge(i: int) -> Verdict:
+        assert jcfg is not None
+        status, reason = judge.check(tasks[i].prompt or "", tasks[i].response, tasks[i].reference, jcfg)
+        return Verdict(status, "judge", reason, tasks[i].reference_source if tasks[i].reference else "none")  # type: ignore[arg-type]
+
+    for kind, fn, width in (("code", run_code, settings.workers), ("open", run_judge, settings.judge.concurrency)):
+        ix = by_kind[kind]
+        if ix:
+            with ThreadPoolExecutor(max_workers=min(width, len(ix))) as ex:
+                for i, v in zip(ix, ex.map(fn, ix)):
+                    out[i] = v
+    missing = [i for i, v in enumerate(out) if v is None]
+    if missing:  # a routing bug, not a bad item
+        raise RuntimeError(f"no verdict for tasks {missing[:5]} of answer types {[tasks[i].answer_type for i in missing[:5]]}")
+    return out  # type: ignore[return-value]
