@@ -19,7 +19,7 @@ LETTERS: Final = "ABCDEFGHIJ"  # up to 10 options (MMLU-Pro)
 _L = f"[{LETTERS}]"
 _BOX_LETTER = re.compile(rf"^\s*(?:\\text\{{|\\mathrm\{{|\\textbf\{{)?\s*\(?\s*({_L})\s*\)?\s*\}}?\s*(?:[.:)].*)?$", re.IGNORECASE)
 _ANSWER_IS = re.compile(
-    rf"answer\s*(?:is|:|：)?\s*(?:option\s*|choice\s*)?[:：]?\s*[*_$\\{{(\[]*\s*((?-i:{_L}))\b(?![A-Za-z])",
+    rf"answer\s*(?:is|:|：)?\s*(?:option\s*|choice\s*)?[:：]?[\s*_$\\{{(\[]*((?-i:{_L}))\b(?![A-Za-z])",
     re.IGNORECASE,
 )
 _LAST_LINE = re.compile(rf"^\s*[*_(\[]*\s*({_L})\s*[)\].:*_]*\s*(?:[-:)].*)?$")
