@@ -56,6 +56,8 @@ CASES = [
      "spec.stages.sft.phases[0].minLearningRate: must be ≤ learningRate (1e-05), got 0.0001"),
     ("job-name-too-long", lambda b: b.name("a" * 40).stage("sft", phases=[{"name": "p" * 20}]),
      f"spec.stages.sft.phases[0].name: the Job name {'a' * 40}-sft-{'p' * 20}-a<attempt> would exceed 59 characters (69); shorten the run or phase name"),
+    ("judge-without-model", lambda b: b.stage("select", verification={"judge": {"endpoint": "http://judge:8000/v1"}}),
+     "spec.stages.select.verification.judge: judge.model is required when judge.endpoint is set: name the model the endpoint serves"),
     ("env-one-of", lambda b: b.stage("sft", resources={"gpusPerNode": 1, "env": [{"name": "A"}]}), "spec.stages.sft.resources.env[0]: set exactly one of `value` and `secretKeyRef`"),
 ]
 
@@ -83,6 +85,13 @@ def test_launcher_owned_env_is_a_warning(make_run) -> None:
     result = validation.load_manifest_text(yaml.safe_dump(doc))
     assert result.ok
     assert [(p.path, p.severity) for p in result.problems] == [("spec.stages.sft.resources.env[0].name", "warning")]
+
+
+def test_open_answers_without_a_judge_are_a_warning(make_run) -> None:
+    doc = make_run().set("spec.sources", [{"name": "essays", "uri": "s3://b/e.parquet", "answerType": "open"}]).dict()
+    result = validation.load_manifest_text(yaml.safe_dump(doc))
+    assert result.ok
+    assert [(p.path, p.severity) for p in result.problems] == [("spec.sources[0].answerType", "warning")]
 
 
 def test_multi_document_files_prefix_the_document(make_run) -> None:

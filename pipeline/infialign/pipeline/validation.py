@@ -241,6 +241,19 @@ def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
                     )
                 )
 
+    if "select" in enabled and spec.stages.select.verification.enabled and not spec.stages.select.verification.judge.endpoint:
+        for path, items in (("spec.sources", spec.sources), ("spec.benchmarks", spec.benchmarks)):
+            for i, item in enumerate(items):
+                if item.answer_type == "open":
+                    add(
+                        Problem(
+                            f"{path}[{i}].answerType",
+                            f"{item.name!r} has open-ended answers but spec.stages.select.verification.judge.endpoint is empty, "
+                            "so they stay unverified; set a judge endpoint and model",
+                            "warning",
+                        )
+                    )
+
     near = spec.stages.curate.near_dedup
     if near.bands * near.rows > 1024:
         add(Problem("spec.stages.curate.nearDedup", f"bands × rows must be ≤ 1024 permutations, got {near.bands * near.rows}"))

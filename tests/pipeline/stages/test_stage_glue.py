@@ -44,3 +44,35 @@ def test_failed_verification_is_eligible_only_when_asked() -> None:
     strict = select.selection_config(SelectStage())
     lenient = select.selection_config(SelectStage.model_validate({"verification": {"dropFailed": False}}))
     assert "fail" not in strict.eligible_verification and "fail" in lenient.eligible_verification
+
+
+def test_unverified_records_follow_keep_unverified_and_never_count_as_verified() -> None:
+    keep = select.eligible_verdicts(SelectStage().verification)
+    strict = select.eligible_verdicts(SelectStage.model_validate({"verification": {"keepUnverified": False}}).verification)
+    assert keep == ("pass", "unknown", "unverified") and strict == ("pass",)
+    assert "timeout" in select.eligible_verdicts(SelectStage.model_validate({"verification": {"dropFailed": False}}).verification)
+
+
+def test_select_verifies_through_the_verifiers_package() -> None:
+    from infialign.pipeline import curation, records, verifiers
+
+    def rec(i: int, response: str, answer: str | None, **prov: str) -> dict:
+        q = f"Question number {i}: which option or value is right, considering everything above?"
+        return {"id": f"r{i}", "source": "t", "domain": "science", "messages": [{"role": "user", "content": q}],
+                "response": response, "answer": answer, "verification": "unknown", "provenance": prov}
+
+    pool = records.to_table([
+        rec(0, "<think>It is C.</think> The answer is C", "C"),                        # choice: was a math fail before
+        rec(1, "<think>2 + 2 = 5</think> \\boxed{5}", "5", answer_source="response"),  # self-reference
+        rec(2, "<think>...</think> \\boxed{4}", "5"),                                  # wrong
+    ])
+    settings = SelectStage.model_validate({"targetFraction": 1.0, "groupLevels": ["domain"], "verification": {"workers": 1}})
+    out, stats = curation.run_steps(pool, [curation.Step(verifiers.verify_records, settings.verification)])
+    rows = {r["id"]: r for r in records.to_records(out)}
+    assert [rows[k]["verification"] for k in ("r0", "r1", "r2")] == ["pass", "unverified", "fail"]
+    assert rows["r0"]["provenance"]["verifier"] == "choice" and rows["r1"]["provenance"]["reference_source"] == "response"
+    assert rows["r2"]["provenance"]["verify_reason"] == "boxed 4 ≠ reference 5"
+    assert stats["verify_records"].counters["verification_unverified"] == 1
+    chosen = curation.select(out, select.selection_config(settings))
+    assert set(chosen.phase2.column("id").to_pylist()) == {"r0", "r1"}  # unverified stays eligible for SFT by default...
+    assert set(chosen.dpo.column("id").to_pylist()) <= {"r0"}  # ...but only `pass` may enter the challenge pool

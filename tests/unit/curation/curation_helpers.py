@@ -1,10 +1,8 @@
-"""Helpers for the curation tests: a record builder, and module-level functions that spawned worker
-processes must be able to import (so they live in a module, not in a test file)."""
+"""Helpers for the curation tests: a record builder."""
 
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Any
 
 import pyarrow as pa
@@ -30,12 +28,3 @@ def make_record(prompt: str | None = "What is the value of x if 2x + 3 = 7 for a
 
 def make_table(*recs: dict[str, Any]) -> pa.Table:
     return records.to_table(recs)
-
-
-def slow_checker(response: str, reference: str) -> str:
-    """A checker that hangs on the answer HANG, crashes on CRASH, and compares strings otherwise."""
-    if "HANG" in response:
-        time.sleep(3600)
-    if "CRASH" in response:
-        raise RuntimeError("boom")
-    return "pass" if reference in response else "fail"

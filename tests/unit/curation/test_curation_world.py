@@ -1,13 +1,15 @@
 """The whole curate chain on the built-in world catches every planted defect and keeps every clean problem.
 
 ``builtin://reasoning`` plants defects of known classes (world/reasoning.py). Duplicates collapse to one
-record per problem, but which one survives is the representative rule's choice (verified, longer CoT,
-shorter prompt, id), so for a duplicate pair the test asks that exactly one of the two survives.
+record per problem, but which one survives is the representative rule's choice (an independent
+reference answer, longer CoT, shorter prompt, id), so for a duplicate pair the test asks that exactly one of the two survives.
 """
 
 from __future__ import annotations
 
 import pytest
+from infialign.pipeline import verifiers
+from infialign.pipeline.api import VerificationSettings
 from infialign.pipeline.curation import (
     decontam,
     dedup,
@@ -16,7 +18,6 @@ from infialign.pipeline.curation import (
     filters,
     steps,
     tokens,
-    verify,
 )
 
 reasoning = pytest.importorskip("infialign.pipeline.world.reasoning")
@@ -34,7 +35,7 @@ def curated():
         steps.Step(dedup.dedup_near, dedup.MinHashConfig()),
         steps.Step(decontam.score_contamination, index),
         steps.Step(decontam.filter_contamination, decontam.DecontamConfig()),
-        steps.Step(verify.verify_answers, verify.VerifyConfig(backend="string")),
+        steps.Step(verifiers.verify_records, VerificationSettings(workers=2)),
     ]
     out, funnel = executor.run_steps(world.table, chain)
     return world, out, funnel
