@@ -106,3 +106,25 @@ def test_pool_kills_hung_items_and_reports_each_failure_alone():
     assert out[0] == "A" and out[2] == "B" and out[4] == "C" and out[7] == "D"
     assert [out[i].kind for i in (1, 3, 5, 6)] == ["timeout", "exception", "crash", "timeout"]
     assert "RuntimeError: boom" in out[3].detail
+
+
+def test_a_pool_timeout_is_a_timeout_verdict_never_a_fail():
+    from infialign.pipeline.verifiers import dispatch
+
+    task = verifiers.Task(response="\\boxed{1}", reference="1")
+    v = dispatch._math_verdict(_pool.PoolFailure("timeout", "no result within 5 s"), task, SETTINGS)
+    assert (v.status, v.verifier) == ("timeout", "math") and "within 5 s" in v.reason
+    assert dispatch._math_verdict(_pool.PoolFailure("crash", "worker exited with -9"), task, SETTINGS).status == "error"
+
+
+def test_importing_the_verifiers_loads_no_heavy_dependency():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, infialign.pipeline.verifiers as v; "
+        "heavy = [m for m in ('math_verify', 'sympy', 'torch', 'vllm', 'transformers') if m in sys.modules]; "
+        "print(','.join(heavy)); assert set(v.__all__) <= set(dir(v))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
