@@ -79,6 +79,8 @@ __all__ = [
     "generate",
     "benchmark",
     "open_builtin",
+    "parse_uri",
+    "BuiltinRequest",
     "normalise_prompt",
     "shingle_jaccard",
     "numbers_in",
@@ -786,11 +788,27 @@ def _mix_params(query: Mapping[str, list[str]], uri: str) -> PlantMix:
     return mix
 
 
-def open_builtin(uri: str) -> pa.Table:
-    """Resolve ``builtin://reasoning?…`` or ``builtin://reasoning-bench?…`` (parameters in the module docstring).
+@dataclass(frozen=True)
+class BuiltinRequest:
+    """A parsed ``builtin://`` dataset URI: which dataset and the arguments of its generator."""
 
-    Defaults: ``n=2000, seed=0`` and the default :class:`PlantMix` and :class:`TierMix` for the world,
-    and the ``benchmark()`` defaults for the bench.
+    dataset: Literal["reasoning", "reasoning-bench"]
+    n: int
+    seed: int
+    tiers: TierMix | None
+    mix: PlantMix | None
+    """The plant mix (``reasoning`` only)."""
+
+    def generate(self) -> pa.Table:
+        if self.dataset == "reasoning-bench":
+            return benchmark(n=self.n, seed=self.seed, tiers=self.tiers)
+        return generate(n=self.n, seed=self.seed, mix=self.mix, tiers=self.tiers).table
+
+
+def parse_uri(uri: str) -> BuiltinRequest:
+    """Parse and check a built-in dataset URI without generating anything (``infialign validate`` uses it).
+
+    Raises ``ValueError`` naming the URI, the parameter and the fix.
     """
     parts = urlsplit(uri)
     if parts.scheme != "builtin" or parts.netloc not in URI_PARAMETERS:
@@ -804,10 +822,22 @@ def open_builtin(uri: str) -> pa.Table:
     if unknown:
         raise ValueError(f"{uri}: unknown parameter {unknown[0]!r}; allowed: {', '.join(allowed)}")
     tiers = _tiers_param(query, uri)
-    if parts.netloc == "reasoning-bench":
-        n = _int_param(query, "n", uri, DEFAULT_BENCH_N)
-        seed = _int_param(query, "seed", uri, DEFAULT_BENCH_SEED)
-        return benchmark(n=n, seed=seed, tiers=tiers)
-    n = _int_param(query, "n", uri, _DEFAULT_WORLD_N)
-    seed = _int_param(query, "seed", uri, 0)
-    return generate(n=n, seed=seed, mix=_mix_params(query, uri), tiers=tiers).table
+    bench = parts.netloc == "reasoning-bench"
+    n = _int_param(query, "n", uri, DEFAULT_BENCH_N if bench else _DEFAULT_WORLD_N)
+    seed = _int_param(query, "seed", uri, DEFAULT_BENCH_SEED if bench else 0)
+    try:
+        _check_n(n)
+        _check_seed(seed)
+    except ValueError as e:
+        raise ValueError(f"{uri}: parameter {e}") from None
+    mix = None if bench else _mix_params(query, uri)
+    return BuiltinRequest("reasoning-bench" if bench else "reasoning", n, seed, tiers, mix)
+
+
+def open_builtin(uri: str) -> pa.Table:
+    """Resolve ``builtin://reasoning?…`` or ``builtin://reasoning-bench?…`` (parameters in the module docstring).
+
+    Defaults: ``n=2000, seed=0`` and the default :class:`PlantMix` and :class:`TierMix` for the world,
+    and the ``benchmark()`` defaults for the bench.
+    """
+    return parse_uri(uri).generate()
