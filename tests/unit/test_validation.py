@@ -47,6 +47,10 @@ CASES = [
      "spec.stages.eval.benchmarks[0]: unknown benchmark 'aime25'; known: ['aime24']"),
     ("unknown-builtin", lambda b: b.set("spec.sources", [{"name": "x", "uri": "builtin://nope"}]),
      "spec.sources[0].uri: unknown built-in dataset 'nope'; known: ['reasoning', 'reasoning-bench']"),
+    ("builtin-unknown-parameter", lambda b: b.set("spec.sources", [{"name": "x", "uri": "builtin://reasoning?n=10&wrong_answers=0.2"}]),
+     "spec.sources[0].uri: builtin://reasoning?n=10&wrong_answers=0.2: unknown parameter 'wrong_answers'; allowed: n, seed, tiers, "
+     "plant, exact_duplicate, near_duplicate, truncated_cot, missing_answer, wrong_answer, non_english, benchmark_leak, repetition, "
+     "numbers_variant"),
     ("duplicate-phase", lambda b: b.stage("sft", phases=[{"name": "p"}, {"name": "p"}]), "spec.stages.sft.phases[1].name: duplicate phase name 'p'; names must be unique"),
     ("eval-model-disabled", lambda b: b.enable("eval").set("spec.benchmarks", [{"name": "b", "uri": "s3://b/a.parquet"}]).stage("eval", models=["base", "dpo"]),
      "spec.stages.eval.models: evaluates the 'dpo' model, but the dpo stage is disabled; remove 'dpo' or enable the stage"),

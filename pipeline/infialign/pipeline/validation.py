@@ -180,6 +180,17 @@ def _builtin_name(uri: str) -> str | None:
     return uri.removeprefix("builtin://").split("?", 1)[0].strip("/")
 
 
+def _builtin_dataset_problem(uri: str) -> str | None:
+    """Why a built-in dataset URI's parameters are wrong (unknown name, bad value), or None."""
+    from infialign.pipeline.world import reasoning  # the generator module; nothing is generated here
+
+    try:
+        reasoning.parse_uri(uri)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
     """Rules that need the whole spec. The schema already holds every per-field bound."""
     problems: list[Problem] = []
@@ -220,6 +231,10 @@ def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
         name = _builtin_name(uri)
         if name is not None and name not in BUILTIN_DATASETS:
             add(Problem(path, f"unknown built-in dataset {name!r}; known: {sorted(BUILTIN_DATASETS)}"))
+        elif name is not None:
+            message = _builtin_dataset_problem(uri)
+            if message:
+                add(Problem(path, message))
     for path, source in (("spec.model", spec.model), ("spec.teacher", spec.teacher)):
         if source is None:
             continue

@@ -85,6 +85,7 @@ def test_clean_records_have_the_documented_shape(world: reasoning.GeneratedWorld
         prov = r["provenance"]
         assert prov["generator"] == reasoning.REASONING_URI and prov["planted"] == "clean"
         assert prov["seed"] == str(SEED) and 1 <= int(prov["steps"]) <= 9
+        assert int(prov["tier"]) in reasoning.TIERS
     indexes = sorted(int(r["provenance"]["index"]) for r in by_id.values())
     assert indexes == list(range(N))
 
@@ -100,6 +101,7 @@ def test_all_four_domains_are_present(world: reasoning.GeneratedWorld) -> None:
 BINARY = re.compile(r"(?<![\w^(.])(-?\d+) ([-+×÷]) (\(-\d+\)|\d+) = (-?\d+)(?![\d^])")
 EUCLID = re.compile(r"(\d+) = (\d+) × (\d+) \+ (\d+)\.")
 REMAINDER = re.compile(r"(\d+) leaves remainder (\d+) when divided by (\d+)")
+COLUMN = re.compile(r"(?:Ones|Tens|Hundreds|Thousands): .*?; write (\d+)(?: and carry ([01]))?\.")
 
 
 def check_arithmetic(text: str) -> int:
@@ -121,6 +123,12 @@ def check_arithmetic(text: str) -> int:
     for m in REMAINDER.finditer(text):
         a, r, d = map(int, m.groups())
         assert a % d == r, m[0]
+        checked += 1
+    columns = COLUMN.findall(text)
+    if columns:  # column addition: the written digits, read back from the last column, are the sum
+        written = "".join(digit for digit, _ in reversed(columns))
+        total = re.search(r"So (\d+) \+ (\d+) = (\d+)\.", text)
+        assert total is not None and written == total[3] == str(int(total[1]) + int(total[2])), text
         checked += 1
     return checked
 
@@ -173,7 +181,27 @@ def _evaluate_chain(text: str) -> int:
     return value
 
 
+def _tally(text: str) -> int:
+    match = re.search(r"number (\d+) hold the digit (\d)\?", text)
+    assert match is not None, text
+    return match[1].count(match[2])
+
+
 SOLVERS: dict[str, Callable[[str], int]] = {
+    "times_ten": lambda t: 10 * _ints(r"expression (\d+) × 10", t)[0],
+    "last_digit": lambda t: _ints(r"number (\d+) is divided by 10", t)[0] % 10,
+    "one_step_equation": lambda t: (lambda b, c: c - b)(*_ints(r"x \+ (\d+) = (\d+)", t)),
+    "marbles": lambda t: sum(_ints(r"holds (\d+) red marbles and (\d+) blue", t)),
+    "add_two_digit": lambda t: sum(_ints(r"expression (\d+) \+ (\d+) column", t)),
+    "last_digit_remainder": lambda t: (lambda n, m: n % m)(*_ints(r"when (\d+) is divided by (\d+)", t)),
+    "two_step_equation": lambda t: (lambda a, b, c: (c - b) // a)(*_ints(r"equation (\d+)x \+ (\d+) = (\d+),", t)),
+    "range_count": lambda t: (lambda a, b: b - a + 1)(*_ints(r"from (\d+) to (\d+),", t)),
+    "add_three_digit": lambda t: sum(_ints(r"expression (\d+) \+ (\d+) column", t)),
+    "digit_sum_remainder": lambda t: (lambda n, m: n % m)(*_ints(r"digit sum of (\d+) .* divided by (\d+)\.", t)),
+    "equation_both_sides": lambda t: (lambda a, b, c, d: (d - b) // (a - c))(
+        *_ints(r"equation (\d+)x \+ (\d+) = (\d+)x \+ (\d+) by", t)
+    ),
+    "digit_tally": _tally,
     "gcd": lambda t: math.gcd(*_ints(r"divisor of (\d+) and (\d+)", t)),
     "mod_power": lambda t: pow(*_ints(r"(\d+)\^(\d+) is divided by (\d+)", t)),
     "committee": lambda t: math.comb(*_ints(r"with (\d+) members .* of (\d+) people", t)),
@@ -203,6 +231,38 @@ def test_harder_problems_have_longer_cots(world: reasoning.GeneratedWorld, by_id
     easy = [n for s, n in steps if s <= 2]
     hard = [n for s, n in steps if s >= 6]
     assert sum(hard) / len(hard) > 1.5 * sum(easy) / len(easy)
+
+
+def test_response_length_grows_with_the_tier(world: reasoning.GeneratedWorld, by_id: dict[str, dict[str, Any]]) -> None:
+    """Response length is the select stage's difficulty signal, so each tier's responses are longer on average."""
+    lengths: dict[int, list[int]] = {t: [] for t in reasoning.TIERS}
+    for i in world.clean_ids:
+        lengths[int(by_id[i]["provenance"]["tier"])].append(len(by_id[i]["response"]))
+    means = [sum(v) / len(v) for _, v in sorted(lengths.items())]
+    assert means == sorted(means) and len(set(means)) == len(means), means
+    assert means[-1] > 1.8 * means[0]
+
+
+def test_every_tier_has_its_share_of_clean_and_planted_records(world: reasoning.GeneratedWorld, by_id: dict[str, dict[str, Any]]) -> None:
+    clean = Counter(by_id[i]["provenance"]["tier"] for i in world.clean_ids)
+    assert set(clean) == {str(t) for t in reasoning.TIERS}
+    assert all(abs(v / len(world.clean_ids) - 0.25) < 0.05 for v in clean.values()), clean
+    for cls in ("truncated_cot", "missing_answer", "wrong_answer", "non_english", "repetition", "benchmark_leak"):
+        tiers = {by_id[i]["provenance"]["tier"] for i in world.planted[cls]}
+        assert len(tiers) >= 3, (cls, tiers)  # dozens of records per class: every tier (or nearly) shows up
+
+
+def test_tier_mix_sets_the_share_of_each_tier() -> None:
+    world = reasoning.generate(600, seed=2, mix=reasoning.PlantMix().scaled(0.0), tiers=reasoning.TierMix((3, 1, 0, 0)))
+    tiers = Counter(p["tier"] for p in (dict(x) for x in world.table.column("provenance").to_pylist()))
+    assert set(tiers) == {"1", "2"} and 0.68 < tiers["1"] / 600 < 0.82
+    bench = reasoning.benchmark(80, tiers=reasoning.TierMix((0, 0, 0, 1)))
+    assert {dict(p)["tier"] for p in bench.column("provenance").to_pylist()} == {"4"}
+
+
+def test_benchmark_items_carry_their_tier_in_equal_shares() -> None:
+    tiers = Counter(dict(p)["tier"] for p in reasoning.benchmark().column("provenance").to_pylist())
+    assert set(tiers) == {"1", "2", "3", "4"} and min(tiers.values()) >= 35, tiers
 
 
 def test_clean_prompts_are_distinct(world: reasoning.GeneratedWorld, by_id: dict[str, dict[str, Any]]) -> None:
@@ -343,6 +403,30 @@ def test_benchmark_records_are_clean_and_labelled() -> None:
 # --- URIs and configuration ---------------------------------------------------------------------
 
 
+def test_open_builtin_sets_each_planted_class_on_its_own() -> None:
+    table = reasoning.open_builtin("builtin://reasoning?n=500&seed=1&wrong_answer=0.2&truncated_cot=0.1")
+    mix = reasoning.PlantMix(wrong_answer=0.2, truncated_cot=0.1)
+    assert ipc_bytes(table) == ipc_bytes(reasoning.generate(500, seed=1, mix=mix).table)
+    planted = Counter(dict(p)["planted"] for p in table.column("provenance").to_pylist())
+    assert planted["wrong_answer"] == 100 and planted["truncated_cot"] == 50 and planted["repetition"] == 15
+
+
+def test_plant_scales_the_classes_not_set_on_their_own() -> None:
+    table = reasoning.open_builtin("builtin://reasoning?n=1000&seed=1&plant=0.3&wrong_answer=0.1")
+    planted = Counter(dict(p)["planted"] for p in table.column("provenance").to_pylist())
+    assert planted["wrong_answer"] == 100
+    assert sum(v for k, v in planted.items() if k != "clean") == pytest.approx(300, abs=4)
+    # the other classes keep their default proportions among themselves
+    assert planted["exact_duplicate"] == planted["near_duplicate"] and planted["truncated_cot"] == planted["repetition"]
+
+
+def test_open_builtin_takes_a_tier_mix() -> None:
+    table = reasoning.open_builtin("builtin://reasoning?n=300&seed=4&plant=0&tiers=1,0,0,1")
+    assert {dict(p)["tier"] for p in table.column("provenance").to_pylist()} == {"1", "4"}
+    bench = reasoning.open_builtin("builtin://reasoning-bench?n=40&tiers=0,1,0,0")
+    assert {dict(p)["tier"] for p in bench.column("provenance").to_pylist()} == {"2"}
+
+
 def test_open_builtin_resolves_worlds_and_the_bench() -> None:
     table = reasoning.open_builtin("builtin://reasoning?n=400&seed=4&plant=0.2")
     assert ipc_bytes(table) == ipc_bytes(reasoning.generate(400, seed=4, mix=reasoning.PlantMix().scaled(0.2)).table)
@@ -356,8 +440,21 @@ def test_open_builtin_resolves_worlds_and_the_bench() -> None:
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
-        ("builtin://reasoning?n=10&size=3", "unknown parameter 'size'; allowed: n, seed, plant"),
-        ("builtin://reasoning-bench?plant=0.1", "unknown parameter 'plant'; allowed: n, seed"),
+        (
+            "builtin://reasoning?n=10&size=3",
+            "unknown parameter 'size'; allowed: n, seed, tiers, plant, exact_duplicate, near_duplicate, truncated_cot, "
+            "missing_answer, wrong_answer, non_english, benchmark_leak, repetition, numbers_variant",
+        ),
+        ("builtin://reasoning-bench?plant=0.1", "unknown parameter 'plant'; allowed: n, seed, tiers"),
+        ("builtin://reasoning?wrong_answers=0.1", "unknown parameter 'wrong_answers'"),
+        ("builtin://reasoning?wrong_answer=1.5", "parameter wrong_answer=1.5 must be in [0, 1]"),
+        ("builtin://reasoning?truncated_cot=lots", "parameter truncated_cot='lots' is not a number"),
+        ("builtin://reasoning?wrong_answer=0.5&repetition=0.5", "defect fractions sum to 1.200; keep the sum ≤ 0.9"),
+        ("builtin://reasoning?plant=0.1&wrong_answer=0.2", "plant=0.1 is below the 0.2"),
+        ("builtin://reasoning?tiers=1,1,1", "give one weight per tier (4, easiest first)"),
+        ("builtin://reasoning?tiers=1,a,1,1", "tiers='1,a,1,1': give comma-separated numbers"),
+        ("builtin://reasoning?tiers=0,0,0,0", "all weights are 0"),
+        ("builtin://reasoning?tiers=1,-1,1,1", "the weight of tier 2 is -1.0"),
         ("builtin://reasoning?n=ten", "n='ten' is not an integer"),
         ("builtin://reasoning?n=-1", "n=-1"),
         ("builtin://reasoning?plant=0.95", "plant=0.95 must be in [0, 0.9]"),

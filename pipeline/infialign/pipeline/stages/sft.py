@@ -145,12 +145,42 @@ def _quick_eval(ctx: StageContext, settings: SftStage, model_dir: Path, label: s
         return
     bench = benchmarks[0]
     table = ctx.read_table(bench.uri).slice(0, settings.quick_eval)
-    rows = table.select(["messages", "answer"]).to_pylist()
-    items = [(row["messages"], row["answer"]) for row in rows if row["answer"]]
-    result = quickeval.exact_match(model_dir, items, max_new_tokens=settings.quick_eval_max_tokens)
-    log.info("quick eval (%s) on %s: %d/%d = %.3f", label, bench.name, result.correct, result.total, result.accuracy)
-    ctx.add_metrics({f"quick_eval.{label}.exact_match": result.accuracy, f"quick_eval.{label}.answer_format": result.answered / max(result.total, 1)})
-    ctx.tracker.log_dict({"benchmark": bench.name, "accuracy": result.accuracy, "samples": result.samples}, f"quick-eval-{label}.json")
+    columns = [c for c in ("messages", "answer", "provenance") if c in table.column_names]
+    rows = [row for row in table.select(columns).to_pylist() if row["answer"]]
+    items = [(row["messages"], row["answer"]) for row in rows]
+    tiers = [_tier_of(row.get("provenance")) for row in rows]
+    result = quickeval.exact_match(
+        model_dir, items, max_new_tokens=settings.quick_eval_max_tokens, groups=tiers if any(tiers) else None
+    )
+    per_tier = {f"quick_eval.{label}.tier{tier}.exact_match": score.accuracy for tier, score in result.by_group.items()}
+    log.info(
+        "quick eval (%s) on %s: %d/%d = %.3f%s", label, bench.name, result.correct, result.total, result.accuracy,
+        "".join(f"; tier {t}: {s.correct}/{s.total}" for t, s in result.by_group.items()),
+    )
+    ctx.add_metrics(
+        {
+            f"quick_eval.{label}.exact_match": result.accuracy,
+            f"quick_eval.{label}.answer_format": result.answered / max(result.total, 1),
+            **per_tier,
+        }
+    )
+    ctx.tracker.log_dict(
+        {
+            "benchmark": bench.name,
+            "accuracy": result.accuracy,
+            "by_tier": {t: {"correct": s.correct, "total": s.total, "accuracy": s.accuracy} for t, s in result.by_group.items()},
+            "samples": result.samples,
+        },
+        f"quick-eval-{label}.json",
+    )
+
+
+def _tier_of(provenance: Any) -> str | None:
+    """``provenance["tier"]`` of a record (a map column reads as key/value pairs), or None."""
+    if not provenance:
+        return None
+    tier = dict(provenance).get("tier")
+    return str(tier) if tier else None
 
 
 def run(ctx: StageContext) -> None:

@@ -15,6 +15,8 @@ Rules every kind follows, because later stages and tests rely on them:
   "a leaves remainder r when divided by m"), so regular expressions can re-check all arithmetic.
 * The number of computation lines is the difficulty (``Problem.n_steps``); harder problems get
   longer chains of thought, because the select stage uses response length as its difficulty proxy.
+* Every kind has a difficulty tier (``Kind.tier``, 1 = easiest). The kinds here are tier 4, the
+  multi-digit work; tiers 1-3 are in ``_short_chains`` and the registry of all kinds in ``_kinds``.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["Problem", "Kind", "KINDS", "KINDS_BY_NAME", "DOMAINS", "MAX_STEPS"]
+__all__ = ["Problem", "Kind", "Params", "KINDS", "DOMAINS", "MAX_STEPS", "TIERS"]
 
 DOMAINS: Final = ("arithmetic", "algebra", "number_theory", "counting")
 MAX_STEPS: Final = 9
 """Upper bound on computation lines; ``build`` rejects parameters that would need more."""
+TIERS: Final = (1, 2, 3, 4)
+"""Difficulty tiers, easiest first: 1 one computation, 2 two or three, 3 longer chains of small steps,
+4 the multi-digit work of this module."""
 
 Params = tuple[int, ...]
 
@@ -48,6 +53,8 @@ class Problem:
     n_steps: int
     """Number of computation lines: the difficulty."""
     answer: int
+    tier: int = 4
+    """The kind's difficulty tier (``TIERS``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +68,15 @@ class Kind:
     build: Callable[[Params], tuple[dict[str, str], list[str], int, int] | None]
     """Returns ``(fields, lines, n_steps, answer)`` or ``None`` for invalid parameters."""
     weight: float = 1.0
+    """Relative draw weight among the kinds of the same tier."""
     translations: Mapping[str, str] = field(default_factory=dict)
     """Language code → template with the same slots as ``template``."""
+    tier: int = 4
+    """Difficulty tier (``TIERS``); the world's tier mix chooses a tier first, then a kind within it."""
+
+    def __post_init__(self) -> None:
+        if self.tier not in TIERS:
+            raise ValueError(f"Kind {self.name!r}: tier={self.tier} is not one of {TIERS}")
 
     def make(self, params: Params) -> Problem | None:
         built = self.build(params)
@@ -71,7 +85,7 @@ class Kind:
         fields, lines, n_steps, answer = built
         if not 1 <= n_steps <= MAX_STEPS:
             return None
-        return Problem(self.name, self.domain, params, fields, tuple(lines), n_steps, answer)
+        return Problem(self.name, self.domain, params, fields, tuple(lines), n_steps, answer, self.tier)
 
     def prompt(self, problem: Problem, language: str = "en") -> str:
         template = self.template if language == "en" else self.translations[language]
@@ -714,7 +728,7 @@ def _grid_build(p: Params) -> tuple[dict[str, str], list[str], int, int] | None:
     return {"a": str(a), "b": str(b)}, lines, sum("=" in x for x in lines[:-1]), value
 
 
-# --- the registry --------------------------------------------------------------------------------
+# --- tier 4: the registry of this module -----------------------------------------------------------
 
 KINDS: Final[tuple[Kind, ...]] = (
     Kind(
@@ -940,5 +954,3 @@ KINDS: Final[tuple[Kind, ...]] = (
         weight=0.5,
     ),
 )
-
-KINDS_BY_NAME: Final[Mapping[str, Kind]] = {k.name: k for k in KINDS}
