@@ -90,7 +90,7 @@ def step_outputs(spec: AlignmentRunSpec, step: Step) -> list[str]:
         return ["model"]
     if step.stage == "prefs":
         return ["pairs"]
-    return ["report"]
+    return ["results", "samples"]  # eval: the model × benchmark table (JSON) and every scored sample
 
 
 def _latest(spec: AlignmentRunSpec, before: str, candidates: tuple[str, ...]) -> Step | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,9 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_PROMPTS: Final = 256
 """Prompts per part file: a killed shard loses at most this many prompts' work."""
 _PROGRESS_EVERY_S: Final = 0.5
+KILL_AFTER_PARTS_ENV: Final = "INFIALIGN_TEST_KILL_AFTER_PARTS"
+"""Fault injection for the resume tests: SIGKILL this process right after it wrote that many parts, as a
+node loss or the OOM killer would — no cleanup, no `_DONE.json`. Unset in every real deployment."""
 
 
 class GenerationInputError(ValueError):
@@ -83,6 +88,13 @@ def _rows(output: Any, prompt_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def _maybe_die(parts_written: int) -> None:
+    limit = os.environ.get(KILL_AFTER_PARTS_ENV)
+    if limit and parts_written >= int(limit):
+        log.warning("%s=%s: killing this process after %d parts (fault injection)", KILL_AFTER_PARTS_ENV, limit, parts_written)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def generate(
     engine: Engine,
     prompts: pa.Table,
@@ -117,7 +129,7 @@ def generate(
     messages = prompts.column("messages").to_pylist()
     part = store.next_part_index(out, storage)
     started = time.monotonic()
-    state = {"done": total - len(todo), "samples": previous.num_rows, "tokens": 0, "truncated": 0, "last": 0.0}
+    state = {"done": total - len(todo), "samples": previous.num_rows, "tokens": 0, "last": 0.0}
     resumed = state["done"]
 
     def progress(force: bool = False) -> GenProgress:
@@ -143,6 +155,7 @@ def generate(
         table = store.rows_to_table(buffer)
         store.write_part(out, part, table, fp, storage)
         tables.append(table)
+        _maybe_die(len(tables) - 1)
         part, buffer, buffered = part + 1, [], 0
         p = progress(force=True)
         store.write_progress(
@@ -166,7 +179,6 @@ def generate(
                 state["done"] += 1
                 state["samples"] += len(rows)
                 state["tokens"] += sum(r["completion_tokens"] for r in rows)
-                state["truncated"] += sum(r["finish_reason"] == "length" for r in rows)
                 if buffered >= chunk_prompts:
                     flush()
             progress()
