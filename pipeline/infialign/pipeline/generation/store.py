@@ -195,11 +195,20 @@ def read_parts(out: str, store: StorageConfig | None, fp: str) -> pa.Table:
     return table.take(pa.array(keep, pa.int64()))
 
 
+def _part_fingerprint(uri: str, store: StorageConfig | None) -> str | None:
+    """Only the Parquet footer is read (a ranged read on S3), not the samples."""
+    fs, path = storage.filesystem(uri, store)
+    with fs.open(path, "rb") as f:
+        meta = pq.read_schema(f).metadata or {}
+    fp = meta.get(_FINGERPRINT_KEY)
+    return fp.decode() if fp else None
+
+
 def remove_stale(out: str, store: StorageConfig | None, fp: str) -> int:
     """Delete parts and markers made for another fingerprint (an earlier config); returns parts removed."""
     removed = 0
     for _, uri in _part_uris(out, store):
-        got, _ = _read_part(uri, store)
+        got = _part_fingerprint(uri, store)
         if got != fp:
             storage.remove(uri, store)
             removed += 1
