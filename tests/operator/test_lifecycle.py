@@ -197,3 +197,33 @@ async def test_a_finished_run_ignores_later_spec_edits(operator: Any, cluster: A
     await cluster.patch_run("r1", {"spec": {"stages": {"select": {"enabled": False}}}})  # now invalid: sft lacks data
     await cluster.eventually(lambda: operator.reconciler.reconciles > ticks, what="the update handled")
     assert cluster.status()["phase"] == "Succeeded" and len(cluster.operator_requests("PATCH")) == patches
+
+
+async def test_sharded_eval_runs_an_indexed_job_and_its_results_reach_the_status(operator: Any, cluster: Any, artifacts: Any, make_run: Any) -> None:
+    from infialign.operator.artifacts import Success
+    from infialign.pipeline.api import EvalResult
+
+    for step in STEPS:
+        artifacts.done[step] = Success()
+    doc = make_run().enable("eval").stage("eval", shards=2, models=["base", "sft"]).set("spec.benchmarks", [{"name": "bench", "uri": "builtin://reasoning-bench"}]).dict()
+    await cluster.create_run(doc)
+    job_name = "r1-eval-a1"
+    job = await cluster.eventually(lambda: cluster.job(job_name), what="the eval Job")
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 2, 2)
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in spec["template"]["spec"]["containers"][0]["env"]}
+    assert env["INFIALIGN_SHARD_COUNT"] == "2"
+    assert env["INFIALIGN_SHARD_INDEX"] == {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}
+
+    await cluster.run_pods(job_name)
+    results = [
+        EvalResult(model="base", benchmark="bench", metric="avg@8", value=0.125, samples=8, questions=200),
+        EvalResult(model="sft-phase2", benchmark="bench", metric="avg@8", value=0.5, samples=8, questions=200, subset="tier1"),
+    ]
+    artifacts.successes["eval"] = Success(results=results)
+    await cluster.complete(job_name)
+    await cluster.eventually(lambda: cluster.status().get("phase") == "Succeeded", what="run Succeeded")
+    assert cluster.status()["results"] == [
+        {"model": "base", "benchmark": "bench", "metric": "avg@8", "value": 0.125, "samples": 8, "questions": 200},
+        {"model": "sft-phase2", "benchmark": "bench", "metric": "avg@8", "value": 0.5, "samples": 8, "questions": 200, "subset": "tier1"},
+    ]

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from infialign.pipeline.api import StepOutput, StepProgress
+from infialign.pipeline.api import EvalResult, StepOutput, StepProgress
 from infialign.pipeline.runtime.config import RunIdentity, StageConfig, TrackingConfig
 
 __all__ = ["Success", "Heartbeat", "ArtifactReader", "Tracker", "StoreReader", "MlflowTracker"]
@@ -25,6 +25,7 @@ class Success:
 
     outputs: list[StepOutput] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    results: list[EvalResult] = field(default_factory=list)  # the eval stage's table, for status.results
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ class StoreReader:
         marker = markers.read_success(config.output, config.storage)
         if marker is None:
             return None
-        return Success(outputs=markers.status_outputs(marker.outputs), metrics=markers.status_metrics(marker.metrics))
+        return Success(
+            outputs=markers.status_outputs(marker.outputs), metrics=markers.status_metrics(marker.metrics), results=markers.status_results(marker.results)
+        )
 
     def heartbeat(self, config: StageConfig) -> Heartbeat | None:
         from infialign.pipeline.runtime import markers
@@ -78,7 +81,9 @@ class StoreReader:
         marker = entrypoint.finished_marker(config)
         if marker is None:
             return None
-        return Success(outputs=markers.status_outputs(marker.outputs), metrics=markers.status_metrics(marker.metrics))
+        return Success(
+            outputs=markers.status_outputs(marker.outputs), metrics=markers.status_metrics(marker.metrics), results=markers.status_results(marker.results)
+        )
 
 
 class MlflowTracker:

@@ -552,7 +552,8 @@ class Reconciler:
             update["outputs"] = [StepOutput(name=n, uri=output_uri(config.output, n)) for n in graph.step_outputs(ctx.spec, ref)]
             update["message"] = "completed; its _SUCCESS.json is not readable by the operator"
         ctx.note("StepSucceeded", f"{step.name} attempt {step.attempt} succeeded" + (" (already done)" if reason != "Succeeded" else ""))
-        return planner.attempt_succeeded(status, step.name, step.attempt, ctx.now, **update)
+        status = planner.attempt_succeeded(status, step.name, step.attempt, ctx.now, **update)
+        return planner.record_results(status, step.name, success.results if success is not None else [])
 
     # ---------------------------------------------------------------- act
 

@@ -25,6 +25,7 @@ from infialign.pipeline import planner, validation
 from infialign.pipeline.api import (
     AlignmentRun,
     AlignmentRunStatus,
+    EvalResult,
     Failure,
     FailureClass,
     MlflowStatus,
@@ -119,6 +120,7 @@ class LocalExecutor:
             marker = markers.read_success(config.output, self.storage) if code == entrypoint.EXIT_SUCCESS else None
             if marker is not None and marker.attempt <= step.attempt:
                 status = planner.attempt_succeeded(status, step.name, step.attempt, now, outputs=markers.status_outputs(marker.outputs), reason="Succeeded")
+                status = planner.record_results(status, step.name, markers.status_results(marker.results))
                 continue
             message = attempt.termination_message() or {}
             error = str(message.get("error") or tail(attempt.log_path, 15))
@@ -149,7 +151,8 @@ class LocalExecutor:
             done = entrypoint.finished_marker(config)
             if done is not None:
                 self.skipped.add(action.step)
-                return planner.attempt_succeeded(status, action.step, action.attempt, now, outputs=markers.status_outputs(done.outputs), reason="AlreadySucceeded")
+                status = planner.attempt_succeeded(status, action.step, action.attempt, now, outputs=markers.status_outputs(done.outputs), reason="AlreadySucceeded")
+                return planner.record_results(status, action.step, markers.status_results(done.results))
             self.launcher.start(config)
             return status
         if isinstance(action, planner.StopAttempt):
@@ -221,6 +224,28 @@ class LocalExecutor:
             table.add_row(step.name, str(step.phase), duration, rows, metrics)
         return table
 
+    def results(self, status: AlignmentRunStatus) -> Table | None:
+        """The eval stage's model × benchmark table, the same entries as `status.results` and `results.json`."""
+        return results_table(status.results or [])
+
+
+def results_table(results: list[EvalResult]) -> Table | None:
+    """Rows: models in evaluation order; columns: benchmark (and subset); cells: avg@k and pass@k."""
+    if not results:
+        return None
+    models = list(dict.fromkeys(r.model for r in results))
+    columns = list(dict.fromkeys((r.benchmark, r.subset) for r in results))
+    cells: dict[tuple[str, str, str | None], list[str]] = {}
+    for r in results:
+        cells.setdefault((r.model, r.benchmark, r.subset), []).append(f"{r.metric} {r.value:.3f}")
+    table = Table(title="Evaluation (status.results, results.json)")
+    table.add_column("model")
+    for bench, subset in columns:
+        table.add_column(f"{bench}/{subset}" if subset else bench)
+    for model in models:
+        table.add_row(model, *("  ".join(cells.get((model, b, s), [])) for b, s in columns))
+    return table
+
 
 def _bar(percent: float | None, width: int = 20) -> str:
     if percent is None:
@@ -260,6 +285,9 @@ def run_file(path: Path, workdir: Path, name: str | None = None, console: Consol
     executor = LocalExecutor(runs[0], workdir, console=console)
     status = executor.execute()
     console.print(executor.summary(status))
+    results = executor.results(status)
+    if results is not None:
+        console.print(results)
     if status.phase == RunPhase.FAILED:
         failed = next((s for s in status.steps if s.phase == StepPhase.FAILED), None)
         if failed is not None:

@@ -28,7 +28,7 @@ __all__ = [
 
 STAGE_ORDER: Final = ("curate", "distill", "select", "sft", "prefs", "dpo", "eval")
 # Stages this release can run; the others validate but fail at run time with exit code 2.
-IMPLEMENTED_STAGES: Final = frozenset({"curate", "select", "sft"})
+IMPLEMENTED_STAGES: Final = frozenset({"curate", "select", "sft", "eval"})
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def step_outputs(spec: AlignmentRunSpec, step: Step) -> list[str]:
         return ["model"]
     if step.stage == "prefs":
         return ["pairs"]
-    return ["report"]
+    return ["results", "samples"]  # eval: the model × benchmark table (JSON) and every scored sample
 
 
 def _latest(spec: AlignmentRunSpec, before: str, candidates: tuple[str, ...]) -> Step | None:
@@ -139,14 +139,17 @@ def step_inputs(spec: AlignmentRunSpec, step: Step) -> dict[str, InputRef | None
         return {"prompts": _ref("prompts", st.prefs.prompts_uri, _latest(spec, "prefs", ("select",)), "dpo-prompts")}
     if step.stage == "dpo":
         return {"pairs": _ref("pairs", st.dpo.pairs_uri, _latest(spec, "dpo", ("prefs",)), "pairs")}
-    # eval: one model per requested kind
+    # eval: one input per model it compares: the base model, every SFT phase's model, DPO's
     refs: dict[str, InputRef | None] = {}
     for kind in st.eval.models:
         if kind == "base":
             refs["model:base"] = InputRef("model:base", uri=spec.model.uri)
         elif kind == "sft":
-            last = _last_sft(spec)
-            refs["model:sft"] = InputRef("model:sft", from_step=last.name, output="model") if last else None
+            phases = [s for s in enabled_steps(spec) if s.stage == "sft"]
+            for phase_step in phases:
+                refs[f"model:{phase_step.name}"] = InputRef(f"model:{phase_step.name}", from_step=phase_step.name, output="model")
+            if not phases:
+                refs["model:sft"] = None
         else:
             dpo = _latest(spec, "eval", ("dpo",))
             refs["model:dpo"] = InputRef("model:dpo", from_step=dpo.name, output="model") if dpo else None

@@ -20,6 +20,7 @@ from infialign.pipeline.api import (
     AlignmentRunStatus,
     Condition,
     ConditionType,
+    EvalResult,
     Failure,
     FailureClass,
     Reason,
@@ -44,6 +45,7 @@ __all__ = [
     "initial_status",
     "attempt_ended",
     "attempt_succeeded",
+    "record_results",
     "heartbeat",
     "summarize",
     "reconcile_steps",
@@ -324,6 +326,17 @@ def attempt_succeeded(status: AlignmentRunStatus, step_name: str, attempt: int, 
     changes: dict[str, object] = {"phase": StepPhase.SUCCEEDED, "completion_time": now, "waiting": None, "reason": "Succeeded", "message": None}
     status = _replace_step(status, step_name, **{**changes, **update})
     return summarize(status, now)
+
+
+def record_results(status: AlignmentRunStatus, step_name: str, results: list[EvalResult]) -> AlignmentRunStatus:
+    """An observation: a succeeded step's `_SUCCESS.json` carries eval results; they become `status.results`.
+
+    Only a step that has succeeded may set them, so a failed or running attempt never shows half a table.
+    """
+    step = status.step(step_name)
+    if step is None or step.phase != StepPhase.SUCCEEDED or not results:
+        return status
+    return status.model_copy(update={"results": list(results)})
 
 
 def heartbeat(status: AlignmentRunStatus, step_name: str, attempt: int, now: dt.datetime | None = None, **update: object) -> AlignmentRunStatus:

@@ -2,9 +2,9 @@
 
 This is a health metric for the training steps (did this phase learn, did it forget the last one),
 not the `eval` stage: it decodes greedily with Hugging Face `generate` in the training process, on a
-few hundred questions at most. Answers are the last `\\boxed{}` after the `</think>` block, compared
-with the reference by value (curation.answers). Items may carry a group (the built-in bench's
-``provenance["tier"]``), and the result then breaks the accuracy down by group.
+few hundred questions at most. Answers are scored by the eval stage's scoring (`evaluation.scoring`).
+Items may carry a group (the built-in bench's ``provenance["tier"]``), and the result then breaks the
+accuracy down by group.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infialign.pipeline.api import VerificationSettings
 from infialign.pipeline.curation import answers
+from infialign.pipeline.evaluation import scoring
 
 __all__ = ["GroupScore", "QuickEvalResult", "exact_match"]
 
@@ -68,6 +70,7 @@ def exact_match(
     correct = answered = 0
     samples: list[dict[str, Any]] = []
     group_hits: dict[str, list[bool]] = {}
+    outputs: list[str] = []
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         prompts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m, _ in batch]
@@ -81,16 +84,19 @@ def exact_match(
                 eos_token_id=tokenizer.eos_token_id,
             )
         texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-        labels = groups[start : start + batch_size] if groups is not None else [None] * len(batch)
-        for (messages, reference), text, label in zip(batch, texts, labels, strict=True):
-            predicted = answers.extract_answer(text)
+        for text in texts:
             answered += "</think>" in text and answers.last_boxed(text) is not None
-            ok = answers.answers_equal(predicted, reference)
-            correct += ok
-            if label is not None:
-                group_hits.setdefault(label, []).append(ok)
-            if len(samples) < keep_samples:
-                samples.append({"prompt": messages[-1]["content"], "output": text, "answer": reference, "correct": ok})
+        outputs += texts
+    # the eval stage's scoring, in one pass over every output (verification workers start once)
+    verdicts = scoring.score([scoring.Sample(t) for t in outputs], [{"answer": ref} for _, ref in items], VerificationSettings())
+    labels = list(groups) if groups is not None else [None] * len(items)
+    for (messages, reference), text, verdict, label in zip(items, outputs, verdicts, labels, strict=True):
+        ok = verdict.passed
+        correct += ok
+        if label is not None:
+            group_hits.setdefault(label, []).append(ok)
+        if len(samples) < keep_samples:
+            samples.append({"prompt": messages[-1]["content"], "output": text, "answer": reference, "correct": ok})
     by_group = {label: GroupScore(correct=sum(hits), total=len(hits)) for label, hits in sorted(group_hits.items())}
     return QuickEvalResult(
         accuracy=correct / len(items), correct=correct, total=len(items), answered=answered, samples=samples, by_group=by_group

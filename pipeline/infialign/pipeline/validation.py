@@ -224,8 +224,18 @@ def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
     for i, name in enumerate(spec.stages.eval.benchmarks or []):
         if name not in known:
             add(Problem(f"spec.stages.eval.benchmarks[{i}]", f"unknown benchmark {name!r}; known: {sorted(known) or 'none'}"))
-    if "eval" in enabled and not any(b.evaluate for b in spec.benchmarks):
-        add(Problem("spec.benchmarks", "eval is enabled but no benchmark has evaluate: true; add one or disable eval"))
+    chosen = spec.stages.eval.benchmarks
+    evaluable = [b for b in spec.benchmarks if b.evaluate and (chosen is None or b.name in chosen)]
+    if "eval" in enabled and not evaluable:
+        if not any(b.evaluate for b in spec.benchmarks):
+            add(Problem("spec.benchmarks", "eval is enabled but no benchmark has evaluate: true; add one or disable eval"))
+        else:
+            add(
+                Problem(
+                    "spec.stages.eval.benchmarks",
+                    f"names only benchmarks with evaluate: false ({sorted(chosen or [])}); name one with evaluate: true or empty the list",
+                )
+            )
 
     for path, uri in _dataset_uris(spec):
         name = _builtin_name(uri)

@@ -167,12 +167,25 @@ class Benchmark(ApiModel):
     uri: ArtifactUri
     preset: Preset = Field(default="auto", description="Column mapping, as for sources. Default: auto.")
     answer_type: AnswerType = Field(default="auto", description="How answers are verified, as for sources. Default: auto.")
+    fields: FieldMapping | None = Field(
+        default=None, description="Explicit column names; they win over the preset. `fields.answer` names the reference answer column."
+    )
     decontaminate: bool = Field(default=True, description="Drop training records that overlap this benchmark. Default: true.")
     evaluate: bool = Field(default=True, description="Evaluate models on this benchmark in the `eval` stage. Default: true.")
-    samples: int = Field(
-        default=8, ge=1, le=1024, description="Samples per question for avg@k. Default: 8 ([SRC-2] GPQA/LCB; AIME uses 32)."
+    samples: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Samples per question (k of avg@k). Empty: the preset's default ([SRC-2] AIME 32, GPQA/LiveCodeBench 8; "
+        "see the README's benchmark table), else 8.",
     )
-    max_tokens: int = Field(default=32768, ge=16, le=262144, description="Generation budget per sample. Default: 32768 [RECON].")
+    max_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        le=262144,
+        description="Generation budget per sample. Empty: the preset's default ([SRC-2] AIME 31000, GPQA 26000, LiveCodeBench 27000), "
+        "else 32768 [RECON].",
+    )
 
 
 # ---------------------------------------------------------------- scheduling
@@ -589,22 +602,36 @@ class DpoStage(ApiModel):
 
 
 class EvalStage(ApiModel):
-    """`eval`: models × benchmarks → avg@k ([SRC-2] InfiR2 eval protocol)."""
+    """`eval`: every model the run produced × benchmarks → avg@k and pass@k (vLLM; [SRC-2] InfiR2 eval protocol)."""
 
     enabled: bool = Field(default=True, description="Run this stage. Default: true.")
     benchmarks: list[DnsLabel] | None = Field(
         default=None, max_length=64, description="Names from `spec.benchmarks` to evaluate on. Empty: every one with `evaluate: true`."
     )
     models: list[Literal["base", "sft", "dpo"]] = Field(
-        default_factory=lambda: ["base", "sft", "dpo"], min_length=1, max_length=3, description="Which models to evaluate. Default: all three."
+        default_factory=lambda: ["base", "sft", "dpo"],
+        min_length=1,
+        max_length=3,
+        description="Which models to evaluate: `base`, `sft` (the model of every curriculum phase), `dpo`. Default: all three.",
     )
-    temperature: float = Field(default=0.65, ge=0, le=2, description="[SRC-2] 0.65. Default: 0.65.")
-    top_p: float = Field(default=0.95, gt=0, le=1, description="[SRC-2] 0.95. Default: 0.95.")
+    temperature: float = Field(
+        default=0.6, ge=0, le=2, description="Sampling temperature ([SRC] DeepSeek-R1 protocol 0.6; InfiR2 used 0.65). Default: 0.6."
+    )
+    top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling ([SRC] DeepSeek-R1, [SRC-2] InfiR2: 0.95). Default: 0.95.")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Sampling seed; each question's seed derives from it. Default: 0.")
     system_prompt: Annotated[str, StringConstraints(max_length=4096)] = Field(
         default="Please reason step by step, and put your final answer within \\boxed{}.",
-        description="System prompt [SRC-2].",
+        description="System prompt [SRC-2]. Empty sends none.",
     )
-    shards: int = Field(default=1, ge=1, le=1024, description="Shards = pods. Default: 1.")
+    max_model_len: int | None = Field(
+        default=None, ge=16, le=1_048_576, description="vLLM context length. Empty: the model's own maximum."
+    )
+    tensor_parallel: int = Field(default=1, ge=1, le=16, description="GPUs per vLLM engine. Default: 1.")
+    shards: int = Field(default=1, ge=1, le=1024, description="Question shards = pods of the Indexed Job; shard 0 merges and scores. Default: 1.")
+    verification: VerificationSettings = Field(
+        default_factory=VerificationSettings,
+        description="How answers are checked (math-verify timeouts, the code sandbox's limits, the LLM judge for open answers).",
+    )
     resources: Resources = Field(default_factory=lambda: Resources(gpusPerNode=1), description="Pod resources.")
 
 

@@ -27,11 +27,14 @@ __all__ = [
     "Waiting",
     "StepStatus",
     "MlflowStatus",
+    "EvalResult",
+    "RESULTS_LIMIT",
     "AlignmentRunStatus",
     "MESSAGE_LIMIT",
     "truncate",
 ]
 
+RESULTS_LIMIT: Final = 512  # models × benchmarks × metrics × (1 + tiers); an etcd object stays far below its 1.5 MB cap
 MESSAGE_LIMIT: Final = 1024  # status, events and termination messages are cut to this many characters
 
 
@@ -202,6 +205,18 @@ class MlflowStatus(ApiModel):
     url: Annotated[str, StringConstraints(max_length=2048)] | None = Field(default=None, description="The parent run in the MLflow UI.")
 
 
+class EvalResult(ApiModel):
+    """One cell of the eval stage's model × benchmark table (also in the stage's `results.json` and MLflow)."""
+
+    model: Name = Field(description="The evaluated model: `base`, an SFT step (`sft-phase1`) or `dpo`.")
+    benchmark: Name = Field(description="The benchmark's name from `spec.benchmarks`.")
+    metric: Annotated[str, StringConstraints(max_length=32)] = Field(description="`avg@k` (mean accuracy over k samples) or `pass@k`.")
+    value: float = Field(ge=0, le=1, description="The metric, a fraction in [0, 1].")
+    samples: int = Field(ge=1, description="k: samples per question.")
+    subset: Name | None = Field(default=None, description="A slice of the benchmark, e.g. `tier1`; empty for the whole benchmark.")
+    questions: int | None = Field(default=None, ge=0, description="Questions the value is over.")
+
+
 class AlignmentRunStatus(ApiModel):
     """The observed state of an AlignmentRun."""
 
@@ -222,6 +237,9 @@ class AlignmentRunStatus(ApiModel):
     )
     observed_generation: int | None = Field(default=None, ge=0, description="The spec generation last acted on.")
     message: Text | None = Field(default=None, description="A summary of the latest transition.")
+    results: list[EvalResult] | None = Field(
+        default=None, max_length=RESULTS_LIMIT, description="The eval stage's model × benchmark table, once it has run."
+    )
 
     def step(self, name: str) -> StepStatus | None:
         return next((s for s in self.steps if s.name == name), None)

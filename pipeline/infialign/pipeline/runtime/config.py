@@ -119,11 +119,11 @@ def step_prefix(root: str, run: RunIdentity, step: str) -> str:
 
 
 def output_uri(prefix: str, name: str) -> str:
-    """Datasets are `<name>.parquet`; a model is a directory."""
+    """Datasets are `<name>.parquet`; a model is a directory; `report` and `results` are JSON."""
     if name == "model":
         return prefix.rstrip("/") + "/model/"
-    if name == "report":
-        return prefix.rstrip("/") + "/report.json"
+    if name in ("report", "results"):
+        return prefix.rstrip("/") + f"/{name}.json"
     return prefix.rstrip("/") + f"/{name}.parquet"
 
 

@@ -46,6 +46,7 @@ class StageContext:
         self.heartbeat = heartbeat
         self.outputs: list[OutputRecord] = []
         self.metrics: dict[str, float] = {}
+        self.results: list[dict[str, Any]] = []  # eval's model × benchmark entries, copied into _SUCCESS.json
         self.input_digests = dict(input_digests or {})
         self._scratch = scratch
 
@@ -106,6 +107,15 @@ class StageContext:
     def write_records(self, name: str, table: pa.Table) -> OutputRecord:
         """Validate against the record schema, write Parquet, record and log it."""
         table = records.validate_table(table)
+        uri = self.output_uri(name)
+        digest = storage.write_parquet(uri, table, self.config.storage)
+        out = OutputRecord(name=name, uri=uri, digest=digest, rows=table.num_rows)
+        self._add_output(out)
+        self.tracker.log_dataset(name, uri, digest, "output", rows=table.num_rows)
+        return out
+
+    def write_table(self, name: str, table: pa.Table) -> OutputRecord:
+        """Write a table that is not in the record schema (per-sample eval outputs) as `<name>.parquet`."""
         uri = self.output_uri(name)
         digest = storage.write_parquet(uri, table, self.config.storage)
         out = OutputRecord(name=name, uri=uri, digest=digest, rows=table.num_rows)

@@ -91,8 +91,9 @@ def finished_marker(config: StageConfig) -> markers.SuccessMarker | None:
 
 
 def is_leader(env: dict[str, str] | os._Environ[str] = os.environ) -> bool:
-    """Node 0 of a multi-node stage owns the markers and the MLflow run; the other nodes only compute."""
-    return env.get("PET_NODE_RANK", "0") in ("", "0")
+    """Node 0 of a multi-node stage, or shard 0 of a generation stage, owns the markers and the MLflow
+    run; the other nodes and shards only compute (shard 0 waits for them and merges)."""
+    return env.get("PET_NODE_RANK", "0") in ("", "0") and env.get("INFIALIGN_SHARD_INDEX", "0") in ("", "0")
 
 
 def run_stage(config: StageConfig, module: ModuleType | Callable[[StageContext], None], scratch: Path | None = None) -> int:
@@ -139,7 +140,8 @@ def run_stage(config: StageConfig, module: ModuleType | Callable[[StageContext],
 
     duration = time.monotonic() - started
     if not leader:
-        log.info("%s: node %s finished its part; node 0 writes the markers", config.step, os.environ.get("PET_NODE_RANK"))
+        who = f"shard {os.environ['INFIALIGN_SHARD_INDEX']}" if os.environ.get("INFIALIGN_SHARD_INDEX") else f"node {os.environ.get('PET_NODE_RANK')}"
+        log.info("%s: %s finished its part; the leader writes the markers", config.step, who)
         return EXIT_SUCCESS
     ctx.add_metrics({"duration_seconds": duration}, headline=False)
     heartbeat.beat(step=1, total=1, message="finished", force=True)
@@ -152,6 +154,7 @@ def run_stage(config: StageConfig, module: ModuleType | Callable[[StageContext],
         metrics=ctx.metrics,
         finished_at=dt.datetime.now(dt.UTC),
         duration_seconds=duration,
+        results=ctx.results,
     )
     markers.write_success(config.output, marker, config.storage)
     tracker.end("FINISHED")

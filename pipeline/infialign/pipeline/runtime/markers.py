@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infialign.pipeline.api import StepOutput, StepProgress
+from infialign.pipeline.api import RESULTS_LIMIT, EvalResult, StepOutput, StepProgress
 from infialign.pipeline.runtime import storage
 from infialign.pipeline.runtime.config import StorageConfig
 
@@ -34,6 +34,7 @@ __all__ = [
     "status_metrics",
     "status_outputs",
     "status_progress",
+    "status_results",
 ]
 
 STATUS_ITEMS = 32  # the status bounds outputs and metrics to 32 entries each
@@ -63,6 +64,9 @@ class SuccessMarker(_Marker):
     metrics: dict[str, float] = Field(default_factory=dict)
     finished_at: dt.datetime
     duration_seconds: float | None = None
+    results: list[dict[str, Any]] = Field(
+        default_factory=list, description="The eval stage's model × benchmark entries (api.EvalResult fields); copied into status.results."
+    )
 
     def output(self, name: str) -> OutputRecord | None:
         return next((o for o in self.outputs if o.name == name), None)
@@ -234,3 +238,16 @@ def status_progress(progress: Progress) -> StepProgress | None:
     except ValueError as e:
         log.warning("ignoring an invalid heartbeat: %s", e)
         return None
+
+
+def status_results(raw: list[dict[str, Any]] | None) -> list[EvalResult]:
+    """A marker's results as status entries; an entry out of the status bounds is dropped and logged."""
+    out: list[EvalResult] = []
+    for entry in raw or []:
+        try:
+            out.append(EvalResult.model_validate(entry))
+        except ValueError as e:
+            log.warning("ignoring a result outside the status bounds: %s (%s)", entry, e)
+        if len(out) >= RESULTS_LIMIT:
+            break
+    return out

@@ -1,4 +1,4 @@
-"""A real S3 protocol endpoint on 127.0.0.1 (moto's server), started and stopped by the fixture."""
+"""Shared by the pipeline tests: a real S3 protocol endpoint on 127.0.0.1 (moto's server), started and stopped by the fixture."""
 
 from __future__ import annotations
 
