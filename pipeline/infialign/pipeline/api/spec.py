@@ -499,7 +499,10 @@ class SageSettings(ApiModel):
     competence: float = Field(
         default=0.7, gt=0, le=1, description="κ: admit the next tier when this share of the pool has u > 0 [RECON] §2.4. Default: 0.7."
     )
-    refresh_steps: int = Field(default=50, ge=1, le=1_000_000, description="R: optimizer steps between pool refreshes [RECON] §2.4. Default: 50.")
+    refresh_steps: int = Field(
+        default=50, ge=1, le=1_000_000,
+        description="R: optimizer steps between pool refreshes, the first at step R (at step 0 every margin is 0) [RECON] §2.4. Default: 50.",
+    )
     select_fraction: float = Field(
         default=0.5, gt=0, le=1, description="ρ: share of the stable pool trained on until the next refresh, top by score [RECON] §2.4. Default: 0.5."
     )
@@ -522,7 +525,7 @@ class SageSettings(ApiModel):
         default=0.9, gt=0, le=1, description="Pairs whose margin variance over refreshes is above this quantile of all variances are unstable; 1 disables [RECON] §2.3. Default: 0.9."
     )
     length_normalised: bool = Field(
-        default=True, description="Score with per-token log-ratios (long CoT responses differ in length up to 10×); the loss stays summed [RECON] §2.2. Default: true."
+        default=True, description="Score with per-token log-ratios (long CoT responses differ in length up to 10×), rescaled by the mean response length so the thresholds keep the units of the summed margin; the loss stays summed [RECON] §2.2. Default: true."
     )
     sampling: Literal["top", "weighted"] = Field(
         default="top", description="`top`: the top-ρ pairs by score; `weighted`: ρ of the pool drawn without replacement with probability ∝ score^γ [RECON] §2.4. Default: top."

@@ -274,6 +274,7 @@ class Callbacks:
     all: list[TrainerCallback]
     metrics: _progress.MetricsCallback
     publisher: _ckpt.CheckpointPublisher | None
+    heartbeat: _progress.HeartbeatCallback | None
 
 
 def standard_callbacks(
@@ -295,16 +296,16 @@ def standard_callbacks(
     cbs: list[TrainerCallback] = [metrics_cb, *before_publish]
     if publisher:
         cbs.append(publisher)
+    heartbeat_cb = None
     if heartbeat:
-        cbs.append(
-            _progress.HeartbeatCallback(
-                heartbeat,
-                interval_s=settings.heartbeat_interval_s,
-                last_checkpoint=(lambda: publisher.last_published) if publisher else None,
-            )
+        heartbeat_cb = _progress.HeartbeatCallback(
+            heartbeat,
+            interval_s=settings.heartbeat_interval_s,
+            last_checkpoint=(lambda: publisher.last_published) if publisher else None,
         )
+        cbs.append(heartbeat_cb)
     cbs.extend(extra)
-    return Callbacks(cbs, metrics_cb, publisher)
+    return Callbacks(cbs, metrics_cb, publisher, heartbeat_cb)
 
 
 def check_engine(trainer: Any, plan: _settings.TrainingPlan) -> None:

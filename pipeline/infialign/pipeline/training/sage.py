@@ -58,13 +58,20 @@ def dpo_margins(
     beta: float,
     chosen_tokens: np.ndarray | None = None,
     rejected_tokens: np.ndarray | None = None,
+    length_scale: float = 1.0,
 ) -> np.ndarray:
-    """u = β·(h_w − h_l) from summed sequence log-probs; divided by the token counts when they are given (§2.2)."""
+    """u = β·(h_w − h_l) from summed sequence log-probs (§2.1).
+
+    With token counts, each h is a per-token average (§2.2) times ``length_scale``. Our choice [RECON]: pass the
+    mean response length as the scale, so long and short responses are compared per token while u keeps the units
+    of the summed margin, and τ_b, τ_m and δ' mean the same with and without normalisation (a plain per-token u is
+    ~|y| times smaller and would put every pair inside the boundary band).
+    """
     h_w = np.asarray(policy_chosen, dtype=np.float64) - np.asarray(ref_chosen, dtype=np.float64)
     h_l = np.asarray(policy_rejected, dtype=np.float64) - np.asarray(ref_rejected, dtype=np.float64)
     if chosen_tokens is not None and rejected_tokens is not None:
-        h_w = h_w / np.maximum(np.asarray(chosen_tokens, dtype=np.float64), 1.0)
-        h_l = h_l / np.maximum(np.asarray(rejected_tokens, dtype=np.float64), 1.0)
+        h_w = length_scale * h_w / np.maximum(np.asarray(chosen_tokens, dtype=np.float64), 1.0)
+        h_l = length_scale * h_l / np.maximum(np.asarray(rejected_tokens, dtype=np.float64), 1.0)
     return beta * (h_w - h_l)
 
 
@@ -94,10 +101,14 @@ def sign_flips(recent: np.ndarray) -> np.ndarray:
 
 
 def refresh_due(step: int, last_refresh_step: int | None, every: int) -> bool:
-    """A refresh is due before the first step and then every ``every`` optimizer steps (§2.4)."""
+    """A refresh is due every ``every`` optimizer steps, the first at step ``every`` (§2.4).
+
+    Not at step 0: DPO starts with the policy equal to the reference, so every margin is exactly 0 and a refresh
+    could only call every pair unstable. Until the first refresh the selection is the initial pool.
+    """
     if every < 1:
         raise ValueError(f"sage.refreshSteps={every} must be at least 1")
-    return last_refresh_step is None or step - last_refresh_step >= every
+    return step - (last_refresh_step or 0) >= every
 
 
 def assign_tiers(
