@@ -51,6 +51,7 @@ __all__ = [
     "PrefsStage",
     "SageSettings",
     "DpoStage",
+    "DpoLossType",
     "EvalStage",
     "Stages",
     "S3Storage",
