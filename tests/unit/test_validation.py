@@ -56,6 +56,18 @@ CASES = [
      "spec.stages.sft.phases[0].minLearningRate: must be ≤ learningRate (1e-05), got 0.0001"),
     ("job-name-too-long", lambda b: b.name("a" * 40).stage("sft", phases=[{"name": "p" * 20}]),
      f"spec.stages.sft.phases[0].name: the Job name {'a' * 40}-sft-{'p' * 20}-a<attempt> would exceed 59 characters (69); shorten the run or phase name"),
+    ("dpo-offload-params-zero2", lambda b: b.enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", deepspeed={"zeroStage": 2, "offloadParams": True}),
+     "spec.stages.dpo.deepspeed.offloadParams: parameter offload needs zeroStage: 3, got 2"),
+    ("dpo-no-preference-loss", lambda b: b.enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", lossType=["sft"]),
+     "spec.stages.dpo.lossType: ['sft'] has no preference loss, so rejected answers are never used; add 'sigmoid'"),
+    ("dpo-batch-not-divisible", lambda b: b.enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", globalBatchSize=12, resources={"gpusPerNode": 8}),
+     "spec.stages.dpo.globalBatchSize: must be a multiple of microBatchSize × nodes × GPUs = 1 × 1 × 8 = 8, got 12"),
+    ("dpo-loss-weights-length", lambda b: b.enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", lossType=["sigmoid", "sft"], lossWeights=[1.0]),
+     "spec.stages.dpo: lossWeights has 1 values for 2 lossType entries ['sigmoid', 'sft']; give one weight per loss or leave lossWeights empty"),
+    ("dpo-without-pairs", lambda b: b.enable("dpo"),
+     "spec.stages.dpo.pairsUri: dpo needs 'pairs' but no enabled stage produces it; enable prefs or set pairsUri"),
+    ("sage-tier-bounds", lambda b: b.enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", sage={"tiers": 2}),
+     "spec.stages.dpo.sage: tierPassRates has 2 values but tiers=2 needs 1 (one bound between two neighbouring tiers); give tiers-1 descending pass rates"),
     ("env-one-of", lambda b: b.stage("sft", resources={"gpusPerNode": 1, "env": [{"name": "A"}]}), "spec.stages.sft.resources.env[0]: set exactly one of `value` and `secretKeyRef`"),
 ]
 

@@ -35,7 +35,7 @@ def read_pairs(ctx: StageContext, stage: DpoStage) -> pa.Table:
     uri = ctx.config.inputs.get("pairs")
     where = "spec.stages.dpo.pairsUri" if stage.pairs_uri else "the prefs stage's output (spec.stages.prefs)"
     if not uri:
-        raise StageInputError(f"dpo has no pairs to train on; enable prefs or set spec.stages.dpo.pairsUri")
+        raise StageInputError("dpo has no pairs to train on; enable prefs or set spec.stages.dpo.pairsUri")
     table = ctx.read_table(uri)
     try:
         table = _pairs.validate_pairs(table)
