@@ -82,13 +82,13 @@ def validate_pairs(table: pa.Table) -> pa.Table:
             raise PairSchemaError(
                 f"column {field.name!r} has type {table.schema.field(field.name).type}, expected {field.type}: {e}"
             ) from e
-    table = table.cast(PAIR_SCHEMA)
     ids = table.column("id").to_pylist()
     for name in _REQUIRED:
         nulls = table.column(name).null_count
         if nulls:
             first = next(i for i, v in zip(ids, table.column(name).to_pylist(), strict=True) if v is None)
             raise PairSchemaError(f"column {name!r} must not be null; {nulls} rows are null (first: id {first!r})")
+    table = table.cast(PAIR_SCHEMA)
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
