@@ -167,8 +167,8 @@ def _disable_checkpointing(model: Any, args: Any) -> Any:
     import contextlib
 
     try:
-        from trl.trainer.utils import disable_gradient_checkpointing
-    except ImportError:  # an older TRL: the forward under no_grad works anyway, with a warning
+        from trl.models.utils import disable_gradient_checkpointing
+    except ImportError:  # another TRL layout: the forward under no_grad works anyway, with a warning
         return contextlib.nullcontext()
     return disable_gradient_checkpointing(model, args.gradient_checkpointing_kwargs)
 
@@ -312,11 +312,15 @@ def _make_trainer_class() -> type:
     from trl import DPOTrainer
 
     class InfiDPOTrainer(DPOTrainer):
-        """DPOTrainer that reuses stored reference log-probs and can draw its batches from SAGE.
+        """DPOTrainer that computes the reference log-probs in memory (or reuses stored ones) and can draw from SAGE.
 
-        * ``_precompute_ref_logps``: TRL cannot load precomputed values (huggingface/trl#3985); when the dataset
-          already carries them (reflogps.py checked their fingerprint), the pass is skipped. Exit: drop the override
-          when TRL reuses dataset columns by itself.
+        * ``_precompute_ref_logps``: TRL 1.16 writes the values to a cache file next to the dataset from the main
+          process and reads it back on every rank; for an in-memory dataset that file is in a per-process temp
+          directory, so other ranks fail, and across nodes only node 0 would see it. Every rank gathers the values
+          anyway (``gather_for_metrics``), so we add them as columns in memory, and we skip the pass when the columns
+          are already there (stored in pairs-ref.parquet; TRL cannot load precomputed values, huggingface/trl#3985).
+          The per-batch computation stays TRL's (``compute_ref_log_probs``: PEFT adapters off, autocast, ``ld_alpha``).
+          Exit: drop the override when TRL keeps the values in memory and reuses existing columns.
         * ``_get_train_sampler``: the SAGE sampler when one is set, else the Trainer's own.
         """
 
@@ -324,10 +328,40 @@ def _make_trainer_class() -> type:
         ref_logps_computed = False
 
         def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
+            import torch
+            from torch.utils.data import DataLoader
+            from trl.models import prepare_deepspeed
+
             if all(c in dataset.column_names for c in _ref.REF_COLUMNS):
                 return dataset
             self.ref_logps_computed = True
-            return super()._precompute_ref_logps(dataset, name, batch_size)
+            inputs = dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])
+            loader = self.accelerator.prepare(
+                DataLoader(inputs, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False, num_workers=0)
+            )
+            if self.ref_model is None and self.is_deepspeed_enabled:
+                # Before `train`, the ZeRO parameters are not placed yet; TRL's own pass wraps the model the same way.
+                if getattr(self, "_precompute_engine", None) is None:
+                    self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
+                model = self._precompute_engine
+            else:
+                model = self.ref_model or self.model
+            chosen: list[torch.Tensor] = []
+            rejected: list[torch.Tensor] = []
+            for batch in loader:
+                c, r = self.compute_ref_log_probs(model, batch)
+                c, r = self.accelerator.gather_for_metrics((c, r))  # every rank gets every value, in dataset order
+                chosen.append(c.float().cpu())
+                rejected.append(r.float().cpu())
+            values = {
+                _ref.REF_COLUMNS[0]: torch.cat(chosen).tolist(),
+                _ref.REF_COLUMNS[1]: torch.cat(rejected).tolist(),
+            }
+            if len(values[_ref.REF_COLUMNS[0]]) != dataset.num_rows:
+                raise RuntimeError(f"reference pass over {name} returned {len(values[_ref.REF_COLUMNS[0]])} values for {dataset.num_rows} pairs")
+            for column, column_values in values.items():
+                dataset = dataset.add_column(column, column_values)
+            return dataset
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             if self.sage_sampler is not None:
