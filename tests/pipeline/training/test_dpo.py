@@ -156,7 +156,8 @@ def test_stored_values_are_not_trusted_for_other_inputs(tmp_path, world_pairs) -
     other_length = ref.fingerprint(model_digest="m1", pairs=pairs, chat_template="t", system_prompt=None, max_length=1024)
     edited = pairs.set_column(pairs.schema.get_field_index("rejected"), "rejected", pa.array(["x"] * 12))
     other_pairs = ref.fingerprint(model_digest="m1", pairs=edited, chat_template="t", system_prompt=None, max_length=512)
-    assert len({fp, other_model, other_length, other_pairs}) == 4
+    other_precision = ref.fingerprint(model_digest="m1", pairs=pairs, chat_template="t", system_prompt=None, max_length=512, precision="bf16")
+    assert len({fp, other_model, other_length, other_pairs, other_precision}) == 5
     assert ref.load(uri, other_model, ids) is None
     assert ref.load(uri, fp, [*ids, "new-pair"]) is None
     assert ref.load((tmp_path / "absent.parquet").as_uri(), fp, ids) is None

@@ -453,7 +453,7 @@ def _train(
     ids = [r["id"] for r in data.rows]
     fp = _ref.fingerprint(
         model_digest=model_digest, pairs=data.table, chat_template=tokenizer.chat_template, system_prompt=settings.system_prompt,
-        max_length=settings.max_length,
+        max_length=settings.max_length, precision=plan.precision,
     )
     found = _ref.load(ref_logps_uri, fp, ids, storage_options=storage_options) if stored else None
     columns: dict[str, list[Any]] = {k: [r[k] for r in data.rows] for k in ("id", "prompt", "chosen", "rejected")}

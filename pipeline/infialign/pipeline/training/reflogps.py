@@ -4,8 +4,8 @@ DPO needs log π_ref(y|x) of both responses of every pair under the frozen start
 with ``precompute_ref_log_probs=True`` but has no way to save and reload them (huggingface/trl#3985), so a
 restarted attempt would pay a full forward pass over the pairs again. We keep them in
 ``<output>/pairs-ref.parquet``: columns ``id``, ``ref_chosen_logps``, ``ref_rejected_logps``, and in the schema
-metadata a fingerprint of everything they depend on (the model's digest, the pairs' content, the chat format and
-``max_length``). A file whose fingerprint differs, or that misses a pair, is ignored and recomputed.
+metadata a fingerprint of everything they depend on (the model's digest, the pairs' content, the chat format,
+``max_length`` and the precision). A file whose fingerprint differs, or that misses a pair, is ignored and recomputed.
 """
 
 from __future__ import annotations
@@ -41,11 +41,15 @@ class RefLogps:
 
 
 def fingerprint(
-    *, model_digest: str, pairs: pa.Table, chat_template: str | None, system_prompt: str | None, max_length: int
+    *, model_digest: str, pairs: pa.Table, chat_template: str | None, system_prompt: str | None, max_length: int,
+    precision: str = "fp32",
 ) -> str:
-    """sha256 over what the reference log-probs depend on. ``pairs`` needs id, prompt, chosen, rejected."""
+    """sha256 over what the reference log-probs depend on. ``pairs`` needs id, prompt, chosen, rejected.
+
+    ``precision`` is in it because bf16 and fp32 forwards give different values for the same model.
+    """
     h = hashlib.sha256()
-    h.update(json.dumps([FORMAT, model_digest, chat_template, system_prompt, max_length]).encode())
+    h.update(json.dumps([FORMAT, model_digest, chat_template, system_prompt, max_length, precision]).encode())
     for name in ("id", "prompt", "chosen", "rejected"):
         h.update(name.encode())
         h.update(json.dumps(pairs.column(name).to_pylist(), ensure_ascii=False).encode())
