@@ -60,8 +60,6 @@ CASES = [
      "spec.stages.dpo.deepspeed.offloadParams: parameter offload needs zeroStage: 3, got 2"),
     ("dpo-no-preference-loss", lambda b: b.enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", lossType=["sft"]),
      "spec.stages.dpo.lossType: ['sft'] has no preference loss, so rejected answers are never used; add 'sigmoid'"),
-    ("dpo-batch-not-divisible", lambda b: b.enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", globalBatchSize=12, resources={"gpusPerNode": 8}),
-     "spec.stages.dpo.globalBatchSize: must be a multiple of microBatchSize × nodes × GPUs = 1 × 1 × 8 = 8, got 12"),
     ("dpo-loss-weights-length", lambda b: b.enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", lossType=["sigmoid", "sft"], lossWeights=[1.0]),
      "spec.stages.dpo: lossWeights has 1 values for 2 lossType entries ['sigmoid', 'sft']; give one weight per loss or leave lossWeights empty"),
     ("dpo-without-pairs", lambda b: b.enable("dpo"),
@@ -81,6 +79,15 @@ def test_rule(make_run, mutate, expected: str) -> None:
 
 def test_a_valid_minimal_run_has_no_errors(make_run) -> None:
     assert _lines(make_run().dict()) == []
+
+
+def test_dpo_batch_not_divisible_by_the_cluster_devices_is_a_warning(make_run) -> None:
+    doc = make_run().enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", globalBatchSize=12, resources={"gpusPerNode": 8}).dict()
+    result = validation.load_manifest_text(yaml.safe_dump(doc))
+    assert result.ok
+    assert [f"{p.path}: {p.message}" for p in result.problems if p.severity == "warning"] == [
+        "spec.stages.dpo.globalBatchSize: must be a multiple of microBatchSize × nodes × GPUs = 1 × 1 × 8 = 8 to run on a cluster, got 12"
+    ]
 
 
 def test_unavailable_stages_are_warnings_not_errors(make_run) -> None:

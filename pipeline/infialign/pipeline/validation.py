@@ -278,11 +278,13 @@ def _dpo_problems(spec: AlignmentRunSpec) -> list[Problem]:
     devices = dpo.resources.num_nodes * max(dpo.resources.gpus_per_node, 1)
     per_step = dpo.micro_batch_size * devices
     if dpo.global_batch_size % per_step:
+        # A warning: the local executor trains in one process whatever `resources` says; on a cluster the stage fails.
         problems.append(
             Problem(
                 "spec.stages.dpo.globalBatchSize",
                 f"must be a multiple of microBatchSize × nodes × GPUs = {dpo.micro_batch_size} × {dpo.resources.num_nodes} × "
-                f"{max(dpo.resources.gpus_per_node, 1)} = {per_step}, got {dpo.global_batch_size}",
+                f"{max(dpo.resources.gpus_per_node, 1)} = {per_step} to run on a cluster, got {dpo.global_batch_size}",
+                "warning",
             )
         )
     return problems
