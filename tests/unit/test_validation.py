@@ -66,6 +66,16 @@ CASES = [
      f"spec.stages.sft.phases[0].name: the Job name {'a' * 40}-sft-{'p' * 20}-a<attempt> would exceed 59 characters (69); shorten the run or phase name"),
     ("judge-without-model", lambda b: b.stage("select", verification={"judge": {"endpoint": "http://judge:8000/v1"}}),
      "spec.stages.select.verification.judge: judge.model is required when judge.endpoint is set: name the model the endpoint serves"),
+    ("dpo-offload-params-zero2", lambda b: b.enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", deepspeed={"zeroStage": 2, "offloadParams": True}),
+     "spec.stages.dpo.deepspeed.offloadParams: parameter offload needs zeroStage: 3, got 2"),
+    ("dpo-no-preference-loss", lambda b: b.enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", lossType=["sft"]),
+     "spec.stages.dpo.lossType: ['sft'] has no preference loss, so rejected answers are never used; add 'sigmoid'"),
+    ("dpo-loss-weights-length", lambda b: b.enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", lossType=["sigmoid", "sft"], lossWeights=[1.0]),
+     "spec.stages.dpo: lossWeights has 1 values for 2 lossType entries ['sigmoid', 'sft']; give one weight per loss or leave lossWeights empty"),
+    ("dpo-without-pairs", lambda b: b.enable("dpo"),
+     "spec.stages.dpo.pairsUri: dpo needs 'pairs' but no enabled stage produces it; enable prefs or set pairsUri"),
+    ("sage-tier-bounds", lambda b: b.enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", sage={"tiers": 2}),
+     "spec.stages.dpo.sage: tierPassRates has 2 values but tiers=2 needs 1 (one bound between two neighbouring tiers); give tiers-1 descending pass rates"),
     ("env-one-of", lambda b: b.stage("sft", resources={"gpusPerNode": 1, "env": [{"name": "A"}]}), "spec.stages.sft.resources.env[0]: set exactly one of `value` and `secretKeyRef`"),
 ]
 
@@ -79,6 +89,15 @@ def test_rule(make_run, mutate, expected: str) -> None:
 
 def test_a_valid_minimal_run_has_no_errors(make_run) -> None:
     assert _lines(make_run().dict()) == []
+
+
+def test_dpo_batch_not_divisible_by_the_cluster_devices_is_a_warning(make_run) -> None:
+    doc = make_run().enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", globalBatchSize=12, resources={"gpusPerNode": 8}).dict()
+    result = validation.load_manifest_text(yaml.safe_dump(doc))
+    assert result.ok
+    assert [f"{p.path}: {p.message}" for p in result.problems if p.severity == "warning"] == [
+        "spec.stages.dpo.globalBatchSize: must be a multiple of microBatchSize × nodes × GPUs = 1 × 1 × 8 = 8 to run on a cluster, got 12"
+    ]
 
 
 def test_unavailable_stages_are_warnings_not_errors(make_run) -> None:

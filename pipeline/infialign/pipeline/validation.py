@@ -292,6 +292,39 @@ def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
             )
     if spec.stages.sft.deepspeed.offload_params and spec.stages.sft.deepspeed.zero_stage != 3:
         add(Problem("spec.stages.sft.deepspeed.offloadParams", "parameter offload needs zeroStage: 3, got 2"))
+    if "dpo" in enabled:
+        problems += _dpo_problems(spec)
+    return problems
+
+
+# TRL DPO losses that compare chosen with rejected; `sft` alone is plain NLL on `chosen`.
+_PREFERENCE_LOSSES = frozenset(
+    {"sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired", "apo_zero",
+     "apo_down", "discopop", "sigmoid_norm"}
+)
+
+
+def _dpo_problems(spec: AlignmentRunSpec) -> list[Problem]:
+    dpo = spec.stages.dpo
+    problems: list[Problem] = []
+    if dpo.deepspeed.offload_params and dpo.deepspeed.zero_stage != 3:
+        problems.append(Problem("spec.stages.dpo.deepspeed.offloadParams", "parameter offload needs zeroStage: 3, got 2"))
+    if not set(dpo.loss_type) & _PREFERENCE_LOSSES:
+        problems.append(
+            Problem("spec.stages.dpo.lossType", f"{dpo.loss_type} has no preference loss, so rejected answers are never used; add 'sigmoid'")
+        )
+    devices = dpo.resources.num_nodes * max(dpo.resources.gpus_per_node, 1)
+    per_step = dpo.micro_batch_size * devices
+    if dpo.global_batch_size % per_step:
+        # A warning: the local executor trains in one process whatever `resources` says; on a cluster the stage fails.
+        problems.append(
+            Problem(
+                "spec.stages.dpo.globalBatchSize",
+                f"must be a multiple of microBatchSize × nodes × GPUs = {dpo.micro_batch_size} × {dpo.resources.num_nodes} × "
+                f"{max(dpo.resources.gpus_per_node, 1)} = {per_step} to run on a cluster, got {dpo.global_batch_size}",
+                "warning",
+            )
+        )
     return problems
 
 

@@ -131,10 +131,10 @@ def test_cli_bad_config_is_permanent(tmp_path: Path) -> None:
 
 
 def test_unavailable_stage_is_permanent(tmp_path: Path) -> None:
-    config = _config((tmp_path / "a").as_uri(), tmp_path).model_copy(update={"stage": "dpo", "step": "dpo"})
+    config = _config((tmp_path / "a").as_uri(), tmp_path).model_copy(update={"stage": "prefs", "step": "prefs"})
     path = tmp_path / "stage.json"
     path.write_text(config.model_dump_json())
-    assert entrypoint.main("dpo", path) == entrypoint.EXIT_PERMANENT
+    assert entrypoint.main("prefs", path) == entrypoint.EXIT_PERMANENT
 
 
 def test_mlflow_at_a_dead_port_never_fails_the_stage(tmp_path: Path, dead_port: int, caplog) -> None:

@@ -53,6 +53,7 @@ __all__ = [
     "PrefsStage",
     "SageSettings",
     "DpoStage",
+    "DpoLossType",
     "EvalStage",
     "Stages",
     "S3Storage",
@@ -573,32 +574,127 @@ class PrefsStage(ApiModel):
     resources: Resources = Field(default_factory=_gpu_resources, description="Pod resources.")
 
 
-class SageSettings(ApiModel):
-    """SAGE stability-aware pair selection (arXiv 2602.01207). All values [RECON]."""
+DpoLossType = Literal[
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+]
 
-    enabled: bool = Field(default=False, description="Default: false.")
-    stability_delta: float = Field(default=0.05, ge=0, le=10, description="δ'. Default: 0.05.")
-    margin_tau: float = Field(default=2.0, ge=0, le=100, description="τ_m. Default: 2.0.")
-    refresh_steps: int = Field(default=50, ge=1, le=1_000_000, description="R: steps between pool refreshes. Default: 50.")
-    tiers: int = Field(default=3, ge=1, le=16, description="K difficulty tiers. Default: 3.")
+
+class SageSettings(ApiModel):
+    """SAGE stability-aware pair selection (arXiv 2602.01207). The paper's text was not available: every formula and
+    default is a reconstruction (research/seeds-algorithms.md §2, each marked [RECON])."""
+
+    enabled: bool = Field(default=False, description="Select pairs with SAGE; false trains uniform DPO on all pairs. Default: false.")
+    stability_delta: float = Field(
+        default=0.05, gt=0, le=10, description="δ' in score = σ(-u)²/(σ(u)σ(-u)+δ'); bounds the score at 1/δ' [RECON] §2.2. Default: 0.05."
+    )
+    boundary_tau: float = Field(
+        default=0.1, ge=0, le=100, description="τ_b: a pair with |u| < τ_b sits on the decision boundary and is filtered as unstable [RECON] §2.3. Default: 0.1."
+    )
+    margin_tau: float = Field(
+        default=2.0, ge=0, le=100, description="τ_m: a pair with u > τ_m is mastered and retired from the pool [RECON] §2.4. Default: 2.0."
+    )
+    competence: float = Field(
+        default=0.7, gt=0, le=1, description="κ: admit the next tier when this share of the pool has u > 0 [RECON] §2.4. Default: 0.7."
+    )
+    refresh_steps: int = Field(
+        default=50, ge=1, le=1_000_000,
+        description="R: optimizer steps between pool refreshes, the first at step R (at step 0 every margin is 0) [RECON] §2.4. Default: 50.",
+    )
+    select_fraction: float = Field(
+        default=0.5, gt=0, le=1, description="ρ: share of the stable pool trained on until the next refresh, top by score [RECON] §2.4. Default: 0.5."
+    )
+    tiers: int = Field(default=3, ge=1, le=16, description="K difficulty tiers [RECON] §2.4. Default: 3.")
+    tier_pass_rates: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: [0.5, 0.125],
+        max_length=15,
+        description="Pass-rate bounds between tiers, descending (K-1 values): tier 1 has pass rate ≥ the first value. Pairs "
+        "without a `difficulty` are split into K equal tiers by the length of `chosen` instead [RECON] §2.4. Default: [0.5, 0.125].",
+    )
+    explore_fraction: float = Field(
+        default=0.1, ge=0, le=1, description="Share of each not-yet-admitted tier mixed into the pool from the start [RECON] §2.4. Default: 0.1."
+    )
+    ema_alpha: float = Field(default=0.5, gt=0, le=1, description="α of the margin's moving average over refreshes [RECON] §2.3. Default: 0.5.")
+    flip_window: int = Field(default=3, ge=2, le=100, description="Refreshes looked back for sign flips [RECON] §2.3. Default: 3.")
+    max_flips: int = Field(
+        default=2, ge=1, le=99, description="A pair whose margin changed sign this many times within `flipWindow` refreshes is unstable [RECON] §2.3. Default: 2."
+    )
+    variance_quantile: float = Field(
+        default=0.9, gt=0, le=1, description="Pairs whose margin variance over refreshes is above this quantile of all variances are unstable; 1 disables [RECON] §2.3. Default: 0.9."
+    )
+    length_normalised: bool = Field(
+        default=True, description="Score with per-token log-ratios (long CoT responses differ in length up to 10×), rescaled by the mean response length so the thresholds keep the units of the summed margin; the loss stays summed [RECON] §2.2. Default: true."
+    )
+    sampling: Literal["top", "weighted"] = Field(
+        default="top", description="`top`: the top-ρ pairs by score; `weighted`: ρ of the pool drawn without replacement with probability ∝ score^γ [RECON] §2.4. Default: top."
+    )
+    gamma: float = Field(default=1.0, gt=0, le=10, description="γ of `weighted` sampling [RECON] §2.4. Default: 1.")
+    score_batch_size: int = Field(default=8, ge=1, le=4096, description="Pairs per scoring forward pass at a refresh (no gradients). Default: 8.")
+
+    @model_validator(mode="after")
+    def _bounds_per_tier(self) -> SageSettings:
+        if len(self.tier_pass_rates) != self.tiers - 1:
+            raise ValueError(
+                f"tierPassRates has {len(self.tier_pass_rates)} values but tiers={self.tiers} needs {self.tiers - 1} "
+                "(one bound between two neighbouring tiers); give tiers-1 descending pass rates"
+            )
+        if list(self.tier_pass_rates) != sorted(self.tier_pass_rates, reverse=True):
+            raise ValueError(f"tierPassRates={self.tier_pass_rates} must be descending (tier 1 is the easiest: the highest pass rate)")
+        if self.max_flips >= self.flip_window:
+            raise ValueError(
+                f"maxFlips={self.max_flips} must be below flipWindow={self.flip_window}: {self.flip_window} refreshes hold at most "
+                f"{self.flip_window - 1} sign changes. Lower maxFlips or raise flipWindow."
+            )
+        return self
 
 
 class DpoStage(ApiModel):
-    """`dpo`: sigmoid DPO from the SFT model (TRL DPOTrainer + DeepSpeed). Hyperparameters [RECON] (§1.9)."""
+    """`dpo`: DPO from the last SFT phase's model (TRL DPOTrainer + DeepSpeed, launched by torchrun), with reference
+    log-probs computed once and SAGE pair selection. Hyperparameters [RECON] (research/seeds-algorithms.md §1.9)."""
 
     enabled: bool = Field(default=True, description="Run this stage. Default: true.")
-    pairs_uri: ArtifactUri | None = Field(default=None, description="Train on these pairs instead of the `prefs` output.")
-    beta: float = Field(default=0.1, gt=0, le=10, description="DPO β. Default: 0.1.")
-    learning_rate: float = Field(default=5e-7, gt=0, le=1, description="Peak learning rate. Default: 5e-7.")
-    epochs: float = Field(default=2, ge=1, le=1000, description="Epochs. Default: 2.")
-    warmup_ratio: float = Field(default=0.1, ge=0, lt=1, description="Warm-up share. Default: 0.1.")
-    global_batch_size: int = Field(default=64, ge=1, le=65536, description="Pairs per optimizer step. Default: 64.")
+    pairs_uri: ArtifactUri | None = Field(default=None, description="Train on these pairs (pairs.py schema) instead of the `prefs` output.")
+    beta: float = Field(default=0.1, gt=0, le=10, description="DPO β [RECON]. Default: 0.1.")
+    loss_type: list[DpoLossType] = Field(
+        default_factory=lambda: ["sigmoid"],
+        min_length=1,
+        max_length=8,
+        description="TRL DPO losses, summed with `lossWeights`. `[sigmoid, sft]` is RPO (an NLL term on `chosen`). "
+        "Default: [sigmoid] ([SRC] standard DPO).",
+    )
+    loss_weights: list[Annotated[float, Field(ge=0, le=1000)]] | None = Field(
+        default=None, max_length=8, description="One weight per `lossType` entry. Empty: 1 each. RPO [RECON]: [1.0, 0.2]."
+    )
+    learning_rate: float = Field(default=5e-7, gt=0, le=1, description="Peak learning rate [RECON]. Default: 5e-7.")
+    epochs: float = Field(default=2, gt=0, le=1000, description="Epochs [RECON]. Default: 2.")
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1, description="Warm-up share [RECON]. Default: 0.1.")
+    global_batch_size: int = Field(default=64, ge=1, le=65536, description="Pairs per optimizer step [RECON]. Default: 64.")
     micro_batch_size: int = Field(default=1, ge=1, le=4096, description="Pairs per device per forward. Default: 1.")
-    max_length: int = Field(default=32768, ge=16, le=1_048_576, description="Tokens per pair member. Default: 32768.")
-    sft_weight: float = Field(default=0.0, ge=0, le=100, description="Weight of an NLL term on `chosen` (RPO). 0 disables. Default: 0.")
+    max_length: int = Field(
+        default=32768, ge=16, le=1_048_576, description="Tokens of prompt + response per pair member; longer ones are cut at the end. Default: 32768."
+    )
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
+        default="auto", description="`auto`: flash_attention_2 on GPUs when installed, sdpa otherwise. Default: auto."
+    )
+    gradient_checkpointing: bool | None = Field(default=None, description="Empty: on for GPUs, off on CPU.")
+    save_steps: int = Field(default=200, ge=1, le=1_000_000, description="Checkpoint interval in optimizer steps [RECON]. Default: 200.")
+    keep_checkpoints: int = Field(default=2, ge=1, le=100, description="Checkpoints kept. Default: 2.")
+    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Training seed (data order, SAGE sampling). Default: 42.")
     sage: SageSettings = Field(default_factory=SageSettings, description="SAGE pair selection.")
     deepspeed: DeepSpeedSettings = Field(default_factory=DeepSpeedSettings, description="DeepSpeed ZeRO.")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA.")
     resources: Resources = Field(default_factory=_gpu_resources, description="Pod resources.")
+
+    @model_validator(mode="after")
+    def _one_weight_per_loss(self) -> DpoStage:
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
+            raise ValueError(
+                f"lossWeights has {len(self.loss_weights)} values for {len(self.loss_type)} lossType entries {self.loss_type}; "
+                "give one weight per loss or leave lossWeights empty"
+            )
+        if len(set(self.loss_type)) != len(self.loss_type):
+            raise ValueError(f"lossType {self.loss_type} names a loss twice; list each loss once and weight it in lossWeights")
+        return self
 
 
 class EvalStage(ApiModel):

@@ -10,12 +10,9 @@ the `PET_*` environment the operator sets; rank 0's result comes back in a JSON 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +21,19 @@ import pyarrow.parquet as pq
 
 from infialign.pipeline.api import Benchmark, SftStage
 from infialign.pipeline.runtime.context import StageContext, StageInputError
+from infialign.pipeline.stages import _training
 
 __all__ = ["run", "model_digest", "uses_torchrun"]
 
 log = logging.getLogger(__name__)
 
 
-def model_digest(model_dir: Path) -> str:
-    """sha256 over the exported files' names and bytes: the model's content identity."""
-    h = hashlib.sha256()
-    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-        h.update(path.relative_to(model_dir).as_posix().encode())
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
-def uses_torchrun(env: dict[str, str] | os._Environ[str]) -> bool:
-    """Several processes (nodes or GPUs) need torchrun; one process trains in-process."""
-    nodes = int(env.get("PET_NNODES") or 1)
-    procs = int(env.get("PET_NPROC_PER_NODE") or 1)
-    return nodes * procs > 1
-
-
-def _storage_options(ctx: StageContext) -> dict[str, Any]:
-    if ctx.config.storage.endpoint and ctx.config.output.startswith("s3://"):
-        return {"client_kwargs": {"endpoint_url": ctx.config.storage.endpoint}}
-    return {}
+model_digest = _training.model_digest  # shared with dpo (stages/_training.py); the names callers know
+uses_torchrun = _training.uses_torchrun
 
 
 def _train_in_process(ctx: StageContext, settings: Any, model_dir: Path, data: pa.Table, work: Path, checkpoints: str) -> dict[str, Any]:
     from infialign.pipeline import training
-
-    def heartbeat(step: int, total: int, metrics: dict[str, float], last_checkpoint: str | None) -> None:
-        ctx.beat(step=step, total=total, metrics=metrics, last_checkpoint=last_checkpoint)
-
-    def metrics_sink(metrics: dict[str, float], step: int) -> None:
-        ctx.tracker.log_metrics(metrics, step=step)
 
     result = training.train_sft(
         settings,
@@ -69,9 +41,9 @@ def _train_in_process(ctx: StageContext, settings: Any, model_dir: Path, data: p
         data,
         work,
         resume=True,
-        heartbeat=heartbeat,
-        metrics_sink=metrics_sink,
-        checkpoint_store=training.CheckpointStore.from_uri(checkpoints, **_storage_options(ctx)),
+        heartbeat=_training.heartbeat_for(ctx),
+        metrics_sink=_training.metrics_sink_for(ctx),
+        checkpoint_store=training.CheckpointStore.from_uri(checkpoints, **_training.storage_options(ctx)),
     )
     return result.to_dict()
 
@@ -82,9 +54,6 @@ def _train_with_torchrun(ctx: StageContext, settings: Any, model_dir: Path, data
 
     data_path = work / "train.parquet"
     pq.write_table(data, data_path)
-    result_file = work / "sft_result.json"
-    heartbeat_file = work / "heartbeat.json"
-    metrics_file = work / "metrics.jsonl"
     config = training.WorkerConfig(
         settings=settings,
         model_path=str(model_dir),
@@ -92,48 +61,11 @@ def _train_with_torchrun(ctx: StageContext, settings: Any, model_dir: Path, data
         output_dir=str(work),
         resume=True,
         checkpoint_uri=checkpoints,
-        heartbeat_file=str(heartbeat_file),
-        metrics_file=str(metrics_file),
-        result_file=str(result_file),
+        heartbeat_file=str(work / "heartbeat.json"),
+        metrics_file=str(work / "metrics.jsonl"),
+        result_file=str(work / "sft_result.json"),
     )
-    config_path = work / "worker.json"
-    config_path.write_text(config.model_dump_json(), encoding="utf-8")
-    spec = training.TorchrunSpec.from_env(os.environ)
-    device = "cuda" if int(ctx.config.resources.get("gpusPerNode", 0) or 0) > 0 else "cpu"
-    argv = training.build_torchrun_argv(spec, str(config_path))
-    env = training.build_worker_env(os.environ, device=device)
-    log.info("launching %s", " ".join(argv))
-    process = subprocess.Popen(argv, env=env)
-    seen_metrics = 0
-    while process.poll() is None:
-        time.sleep(5)
-        seen_metrics = _relay(ctx, heartbeat_file, metrics_file, seen_metrics)
-    _relay(ctx, heartbeat_file, metrics_file, seen_metrics)
-    if process.returncode != 0:
-        raise RuntimeError(f"torchrun exited with {process.returncode}; the rank logs above say why")
-    if spec.node_rank != 0:
-        return {}
-    return json.loads(result_file.read_text(encoding="utf-8"))
-
-
-def _relay(ctx: StageContext, heartbeat_file: Path, metrics_file: Path, seen: int) -> int:
-    """Copy the workers' heartbeat and metrics files into the stage heartbeat and MLflow."""
-    try:
-        beat = json.loads(heartbeat_file.read_text(encoding="utf-8"))
-        ctx.beat(step=beat.get("step"), total=beat.get("total_steps"), metrics=beat.get("metrics"), last_checkpoint=beat.get("last_checkpoint"))
-    except (OSError, ValueError):
-        pass
-    try:
-        lines = metrics_file.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return seen
-    for line in lines[seen:]:
-        try:
-            entry = json.loads(line)
-            ctx.tracker.log_metrics(entry.get("metrics", {}), step=entry.get("step"))
-        except ValueError:
-            continue
-    return len(lines)
+    return _training.run_torchrun(ctx, config, work)
 
 
 def _quick_eval(ctx: StageContext, settings: SftStage, model_dir: Path, label: str) -> None:

@@ -1,13 +1,15 @@
-"""SFT training library: records → TRL SFTTrainer (+ DeepSpeed, torchrun) → exported HF model.
+"""Training library: records → TRL SFTTrainer, pairs → TRL DPOTrainer (+ DeepSpeed, torchrun) → exported HF model.
 
 What the stage glue calls:
 
 * ``SftSettings.from_api(stage, phase)`` → settings; ``train_sft(settings, model_path, records, output_dir,
   resume=…, heartbeat=…, metrics_sink=…, checkpoint_store=CheckpointStore.from_uri(…))`` → ``SftResult``,
   in-process for one CPU process;
+* ``DpoSettings.from_api(stage)`` → settings; ``train_dpo(settings, model_path, pairs, output_dir, model_digest=…,
+  ref_logps_uri=…, resume=…, …)`` → ``DpoResult`` (reference log-probs stored once, SAGE when enabled);
 * for several processes or GPUs: write a ``WorkerConfig`` JSON, then run
   ``build_torchrun_argv(TorchrunSpec.from_env(os.environ), path)`` with ``build_worker_env(...)``; the result
-  arrives in ``<output_dir>/sft_result.json``, progress in the heartbeat/metrics files.
+  arrives in ``<output_dir>/<kind>_result.json``, progress in the heartbeat/metrics files.
 
 Names resolve lazily (PEP 562), so importing the launch helpers or the settings does not import torch.
 """
@@ -19,7 +21,12 @@ from typing import Any
 
 __all__ = [
     # settings and plan
+    "TrainingSettings",
+    "TrainingPlan",
+    "plan_training",
     "SftSettings",
+    "DpoSettings",
+    "plan_dpo",
     "DeepSpeedOptions",
     "LoraOptions",
     "SftPlan",
@@ -28,6 +35,8 @@ __all__ = [
     # training
     "train_sft",
     "SftResult",
+    "train_dpo",
+    "DpoResult",
     "RuntimeFacts",
     "detect_runtime",
     # data
@@ -71,8 +80,15 @@ __all__ = [
 # Which module defines each public name. One table instead of eager imports: torch/transformers load only
 # when a training name is used.
 _WHERE = {
-    **dict.fromkeys(["SftSettings", "DeepSpeedOptions", "LoraOptions", "SftPlan", "SettingsError", "plan_sft"], "settings"),
-    **dict.fromkeys(["train_sft", "SftResult", "RuntimeFacts", "detect_runtime"], "sft"),
+    **dict.fromkeys(
+        ["TrainingSettings", "TrainingPlan", "plan_training", "SftSettings", "DeepSpeedOptions", "LoraOptions", "SftPlan",
+         "SettingsError", "plan_sft"],
+        "settings",
+    ),
+    **dict.fromkeys(["DpoSettings", "plan_dpo"], "dpo_settings"),
+    **dict.fromkeys(["train_sft", "SftResult"], "sft"),
+    **dict.fromkeys(["RuntimeFacts", "detect_runtime"], "runner"),
+    **dict.fromkeys(["train_dpo", "DpoResult"], "dpo"),
     **dict.fromkeys(["PackingMode", "PackingDecision", "PackingError", "decide_packing", "build_train_dataset", "DatasetStats"], "data"),
     **dict.fromkeys(
         ["TruncationReport", "ChatFormatError", "conversation", "render_training_text", "tokenise_conversation",

@@ -43,6 +43,7 @@ __all__ = [
     "CheckpointPublisher",
     "CheckpointPublishError",
     "find_resume_checkpoint",
+    "exchange",
     "read_marker",
     "upload_checkpoint",
 ]
@@ -144,6 +145,9 @@ def _exchange(payload: dict[str, Any]) -> list[dict[str, Any]]:
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, payload)
     return gathered
+
+
+exchange = _exchange  # public for other collective steps of a run (SAGE margins, dpo.py)
 
 
 def _barrier() -> None:

@@ -147,6 +147,10 @@ class HeartbeatCallback(TrainerCallback):
     def _checkpoint(self) -> str | None:
         return self._last_checkpoint_fn() if self._last_checkpoint_fn else self._local_checkpoint
 
+    def add_metrics(self, metrics: Mapping[str, float]) -> None:
+        """Metrics that do not come through the Trainer's log (e.g. a SAGE refresh); sent with the next heartbeat."""
+        self._metrics.update({k: float(v) for k, v in metrics.items()})
+
     def _beat(self, state: TrainerState, *, force: bool) -> None:
         if not state.is_local_process_zero:
             return
@@ -210,7 +214,10 @@ class MetricsCallback(TrainerCallback):
     def compute(self, logs: Mapping[str, Any], now: float) -> dict[str, float]:
         out: dict[str, float] = {}
         for src, dst in (("loss", "loss"), ("learning_rate", "learning_rate"), ("grad_norm", "grad_norm"), ("epoch", "epoch"),
-                         ("mean_token_accuracy", "token_accuracy"), ("entropy", "entropy")):
+                         ("mean_token_accuracy", "token_accuracy"), ("entropy", "entropy"),
+                         # DPO (TRL DPOTrainer): implicit-reward accuracy and margin of the batch
+                         ("rewards/accuracies", "reward_accuracy"), ("rewards/margins", "reward_margin"),
+                         ("rewards/chosen", "reward_chosen"), ("rewards/rejected", "reward_rejected")):
             if isinstance(logs.get(src), int | float):
                 out[dst] = float(logs[src])
         tokens = logs.get("num_tokens")

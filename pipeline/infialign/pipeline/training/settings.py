@@ -52,10 +52,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DeepSpeedOptions",
     "LoraOptions",
+    "TrainingSettings",
     "SftSettings",
+    "TrainingPlan",
     "SftPlan",
     "SettingsError",
     "plan_sft",
+    "plan_training",
 ]
 
 Device = Literal["cpu", "cuda"]
@@ -122,18 +125,15 @@ class LoraOptions(_Settings):
         return self
 
 
-class SftSettings(_Settings):
-    """One SFT phase. See the module docstring for the defaults that differ from TRL's ``SFTConfig``."""
+class TrainingSettings(_Settings):
+    """What every trainer (SFT, DPO) shares: chat format, schedule, execution, checkpoints and logs.
+
+    The defaults are SFT's; a trainer's settings class re-declares a field to change its default.
+    """
 
     # ---- data
     max_length: int = Field(
         default=32768, ge=16, le=1_048_576, description="Tokens per training sequence (and per packed row). [SRC-2] 32K."
-    )
-    overlong: Literal["drop", "truncate"] = Field(
-        default="drop",
-        description="What to do with a conversation longer than `max_length`. `drop` [RECON]: a CoT cut before its "
-        "answer and end-of-turn token teaches the model not to stop (huggingface/trl#3910). `truncate` keeps the "
-        "start. Both are counted in the truncation report.",
     )
     system_prompt: Annotated[str, StringConstraints(max_length=16384)] | None = Field(
         default=None, description="Prepended as a system message when a record has none. Empty: no system message."
@@ -173,14 +173,7 @@ class SftSettings(_Settings):
     weight_decay: float = Field(default=0.0, ge=0, le=1, description="Decoupled weight decay. [SRC-2] 0.")
     max_grad_norm: float = Field(default=1.0, ge=0, le=1000, description="Gradient norm clipping; 0 disables. Same as TRL.")
     seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Seed for weights of new modules, dropout and data order.")
-    loss_type: Literal["nll", "dft"] = Field(default="nll", description="TRL loss: `nll`, or `dft` (arXiv 2508.05629).")
     # ---- execution
-    packing: Literal["auto", "on", "off"] = Field(
-        default="auto",
-        description="`auto` packs (BFD) only when the attention keeps packed examples apart without wasted FLOPs "
-        "(flash-attention varlen on GPU, segment-wise SDPA); otherwise padded, length-grouped batches. "
-        "`on` fails where packing is unsafe; `off` always pads.",
-    )
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3"] = Field(
         default="auto", description="`auto`: flash_attention_2 on GPUs when `flash_attn` is installed, sdpa otherwise."
     )
@@ -208,7 +201,7 @@ class SftSettings(_Settings):
     dataset_num_proc: int | None = Field(default=None, ge=1, le=512, description="Processes for tokenisation. Empty: one.")
 
     @model_validator(mode="after")
-    def _floor_below_peak(self) -> SftSettings:
+    def _floor_below_peak(self) -> TrainingSettings:
         if self.min_learning_rate > self.learning_rate:
             raise ValueError(
                 f"min_learning_rate={self.min_learning_rate} is above learning_rate={self.learning_rate}; "
@@ -220,6 +213,25 @@ class SftSettings(_Settings):
                 "Lower micro_batch_size."
             )
         return self
+
+
+class SftSettings(TrainingSettings):
+    """One SFT phase. See the module docstring for the defaults that differ from TRL's ``SFTConfig``."""
+
+    kind: Literal["sft"] = Field(default="sft", description="Which trainer these settings are for (the worker dispatches on it).")
+    overlong: Literal["drop", "truncate"] = Field(
+        default="drop",
+        description="What to do with a conversation longer than `max_length`. `drop` [RECON]: a CoT cut before its "
+        "answer and end-of-turn token teaches the model not to stop (huggingface/trl#3910). `truncate` keeps the "
+        "start. Both are counted in the truncation report.",
+    )
+    loss_type: Literal["nll", "dft"] = Field(default="nll", description="TRL loss: `nll`, or `dft` (arXiv 2508.05629).")
+    packing: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="`auto` packs (BFD) only when the attention keeps packed examples apart without wasted FLOPs "
+        "(flash-attention varlen on GPU, segment-wise SDPA); otherwise padded, length-grouped batches. "
+        "`on` fails where packing is unsafe; `off` always pads.",
+    )
 
     @classmethod
     def from_api(cls, stage: _spec.SftStage, phase: _spec.SftPhase, **overrides: Any) -> SftSettings:
@@ -259,8 +271,8 @@ class SftSettings(_Settings):
 
 
 @dataclass(frozen=True)
-class SftPlan:
-    """What a run will do on this machine: every `auto` of ``SftSettings`` resolved. Logged and returned."""
+class TrainingPlan:
+    """What a run will do on this machine: every `auto` of the settings resolved. Logged and returned."""
 
     device: Device
     world_size: int
@@ -297,6 +309,9 @@ class SftPlan:
         return out
 
 
+SftPlan = TrainingPlan  # the name SFT callers and tests know
+
+
 def plan_sft(
     settings: SftSettings,
     *,
@@ -305,7 +320,23 @@ def plan_sft(
     flash_attn_available: bool,
     deepspeed_available: bool,
 ) -> SftPlan:
-    """Resolve every `auto`. Pure: the caller passes what it found out about the machine."""
+    """Resolve every `auto` of an SFT phase. Pure: the caller passes what it found out about the machine."""
+    return plan_training(
+        settings, packing=settings.packing, device=device, world_size=world_size, flash_attn_available=flash_attn_available,
+        deepspeed_available=deepspeed_available,
+    )
+
+
+def plan_training(
+    settings: TrainingSettings,
+    *,
+    packing: Literal["auto", "on", "off"],
+    device: Device,
+    world_size: int,
+    flash_attn_available: bool,
+    deepspeed_available: bool,
+) -> TrainingPlan:
+    """Resolve every `auto` for any trainer; ``packing`` is the trainer's request (DPO: always `off`). Pure."""
     if world_size < 1:
         raise SettingsError(f"world_size={world_size} must be at least 1")
     precision: Literal["bf16", "fp32"]
@@ -322,7 +353,7 @@ def plan_sft(
             f"attn_implementation={attn!r} but the `flash_attn` package is not importable in this image. "
             "Install it (the trainer image does) or set attn_implementation to 'auto' or 'sdpa'."
         )
-    packing = _data.decide_packing(attn, device, settings.packing)
+    packing_decision = _data.decide_packing(attn, device, packing)
 
     mode = settings.deepspeed.mode
     use_ds = device == "cuda" if mode == "auto" else mode == "on"
@@ -354,13 +385,13 @@ def plan_sft(
     else:
         scheduler, kwargs = "linear", {}
 
-    return SftPlan(
+    return TrainingPlan(
         device=device,
         world_size=world_size,
         precision=precision,
         gradient_checkpointing=settings.gradient_checkpointing if settings.gradient_checkpointing is not None else device == "cuda",
-        attn_implementation=packing.attn_implementation,
-        packing=packing,
+        attn_implementation=packing_decision.attn_implementation,
+        packing=packing_decision,
         deepspeed=use_ds,
         zero_stage=settings.deepspeed.zero_stage if use_ds else None,
         distributed_backend=None if world_size == 1 and not use_ds else ("nccl" if device == "cuda" else "gloo"),
