@@ -128,3 +128,22 @@ def test_config_needs_exactly_one_target():
         selection.SelectionConfig()
     with pytest.raises(ValueError, match="exactly one"):
         selection.SelectionConfig(target_size=1, target_fraction=0.5)
+
+
+def test_random_strategy_samples_uniformly_with_the_same_budget():
+    pool = _pool(n=600)
+    curated = selection.select(pool, selection.SelectionConfig(target_size=120))
+    rand = selection.select(pool, selection.SelectionConfig(target_size=120, strategy="random", seed=1))
+    assert rand.phase2.num_rows == curated.phase2.num_rows == 120
+    assert set(rand.phase2.column("verification").to_pylist()) <= {"pass", "unknown"}  # eligibility still applies
+    # not longest-first: the random sample's mean length is near the eligible mean, the curated one's far above it
+    eligible = [r["response_tokens"] for r in pool.to_pylist() if r["verification"] != "fail"]
+    mean = sum(eligible) / len(eligible)
+    rand_mean = sum(rand.phase2.column("response_tokens").to_pylist()) / 120
+    cur_mean = sum(curated.phase2.column("response_tokens").to_pylist()) / 120
+    assert abs(rand_mean - mean) < abs(cur_mean - mean)
+    # phase 1 is a uniform subset, not the easiest rows
+    p1 = set(rand.phase1.column("id").to_pylist())
+    assert p1 <= set(rand.phase2.column("id").to_pylist())
+    other = selection.select(pool, selection.SelectionConfig(target_size=120, strategy="random", seed=2))
+    assert set(other.phase2.column("id").to_pylist()) != set(rand.phase2.column("id").to_pylist())  # the seed matters

@@ -469,6 +469,12 @@ class SelectStage(ApiModel):
     challenge_size: int = Field(
         default=10_000, ge=0, le=100_000_000, description="Prompts in the DPO challenge pool ([SRC] 10K pairs). Default: 10000."
     )
+    strategy: Literal["infialign", "random"] = Field(
+        default="infialign",
+        description="`infialign`: difficulty, diversity quotas and an easy-heavy first phase ([SRC]). `random`: a seeded uniform "
+        "sample of the eligible records of the same size and a uniform first phase — the baseline of the paper's ablation. "
+        "Default: infialign.",
+    )
     verification: VerificationSettings = Field(default_factory=VerificationSettings, description="Answer verification.")
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Tie-breaking seed. Default: 0.")
     ray: RayWorkers = Field(default_factory=RayWorkers, description="Scale out on Ray Data.")

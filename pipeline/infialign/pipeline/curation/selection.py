@@ -15,6 +15,8 @@
 - **Challenge pool** (:func:`challenge_pool`): prompts with verified answers that are not in the SFT
   selection (by id and by normalised prompt), longest first per domain ("pick the longest solutions" [SRC]),
   balanced over domains like SFT.
+- **Random baseline** (``strategy="random"``): the same number of rows as a seeded uniform sample of the
+  eligible ones, and a uniform phase-1 subset; the paper's `random` ablation arm.
 
 Everything is deterministic: ties break by id, and the one random choice (phase 1's hard part) orders rows
 by a seeded hash of their id.
@@ -63,6 +65,11 @@ class SelectionConfig(_config.CurationConfig):
     seed: int = Field(0, ge=0, description="Seed of the phase-1 sample of harder rows.")
     dpo_size: int | None = Field(
         None, ge=1, description="Challenge prompts to keep; None = all eligible. [SRC] 10K pairs at the end of DPO curation."
+    )
+    strategy: Literal["infialign", "random"] = Field(
+        "infialign",
+        description="infialign: quotas, longest first, an easy-heavy phase 1. random: a seeded uniform sample of the eligible "
+        "rows and a uniform phase-1 subset (the ablation baseline of the paper's table).",
     )
 
     @model_validator(mode="after")
@@ -200,7 +207,11 @@ def select_sft(table: pa.Table, cfg: SelectionConfig) -> tuple[pa.Table, stats.S
             reasons[i] = "unverified" if verif[i] in ("unknown", "unverified") else "failed_verification"
     eligible = np.asarray([i for i in range(n) if reasons[i] is None], dtype=np.int64)
     ids = np.array(_arrow.strings(table, "id"), dtype=object).astype(str)
-    chosen = set(_pick(table, eligible, _target(cfg, len(eligible)), cfg.group_levels, _lengths(table), ids))
+    budget = _target(cfg, len(eligible))
+    if cfg.strategy == "random":
+        chosen = set(eligible[_seeded_order(ids[eligible].tolist(), cfg.seed)][:budget].tolist())
+    else:
+        chosen = set(_pick(table, eligible, budget, cfg.group_levels, _lengths(table), ids))
     for i in eligible.tolist():
         if i not in chosen:
             reasons[i] = "over_quota"
@@ -221,7 +232,7 @@ def curriculum_split(selected: pa.Table, cfg: SelectionConfig) -> tuple[pa.Table
     """``(phase1, phase2)``: phase 2 is ``selected``; phase 1 is a subset (rows in their original order)."""
     n = selected.num_rows
     p1 = round(cfg.phase1_fraction * n)
-    n_easy = round(cfg.phase1_easy_share * p1)
+    n_easy = round(cfg.phase1_easy_share * p1) if cfg.strategy == "infialign" else 0
     ids = _arrow.strings(selected, "id")
     difficulty = _arrow.get_score(selected, "difficulty")
     ease = np.where(np.isnan(difficulty), _lengths(selected), difficulty)

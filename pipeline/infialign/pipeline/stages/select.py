@@ -46,6 +46,7 @@ def selection_config(settings: SelectStage) -> curation.SelectionConfig:
         phase1_easy_share=settings.easy_share,
         seed=settings.seed,
         dpo_size=settings.challenge_size or None,
+        strategy=settings.strategy,
     )
 
 
