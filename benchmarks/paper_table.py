@@ -141,28 +141,28 @@ class Table:
         no_train = _off("distill", "select", "sft", "prefs", "dpo")
 
         # The two pools, curated once: InfiAlign's curation, and dedup + decontamination only.
-        self.run("pt-pool-curated", {"stages": _off("select", "sft", "prefs", "dpo", "eval")})
+        self.run("pt-pool-curated", {"stages": _off("distill", "select", "sft", "prefs", "dpo", "eval")})
         uncurated_filters = {"language": False, "requireAnswer": False, "truncated": False, "repetition": False, "minPromptChars": 0}
-        self.run("pt-pool-full", {"stages": {**_off("select", "sft", "prefs", "dpo", "eval"), "curate": {"filters": uncurated_filters}}})
+        self.run("pt-pool-full", {"stages": {**_off("distill", "select", "sft", "prefs", "dpo", "eval"), "curate": {"filters": uncurated_filters}}})
         curated_pool = self.artifact("pt-pool-curated", "curate", "pool.parquet").as_uri()
         full_pool = self.artifact("pt-pool-full", "curate", "pool.parquet").as_uri()
         pool_rows = pq.read_metadata(self.artifact("pt-pool-full", "curate", "pool.parquet").as_uri().removeprefix("file://")).num_rows
 
         arms: dict[str, dict[str, Any]] = {name: {"scores": [], "rows": None, "tokens": None} for name in a.arms}
         if "base" in arms:
-            status = self.run("pt-base", {"stages": {**no_train, "curate": {"enabled": False}, "eval": {"models": ["base"]}}})
+            status = self.run("pt-base", {"stages": {**no_train, "curate": {"enabled": False}, "eval": {"enabled": True, "models": ["base"]}}})
             arms["base"].update(scores=[self.score(status, "base")], rows=0, tokens=0)
 
         select_common = {"challengeSize": a.challenge_size}
         curated_size = None
         for seed in range(a.seeds):
-            sft = {"seed": seed}
+            sft = {"seed": seed, "quickEval": 0}  # the eval stage scores every arm; the in-training check would only cost time
             curated_name = f"pt-curated-s{seed}"
             if {"curated", "dpo", "dpo-sage", "random"} & set(arms):
                 status = self.run(curated_name, {"stages": {
                     **_off("curate", "distill", "prefs", "dpo"),
                     "select": {**select_common, "poolUri": curated_pool, "targetFraction": a.target_fraction},
-                    "sft": sft, "eval": {"models": ["sft"]}}})
+                    "sft": sft, "eval": {"enabled": True, "models": ["sft"]}}})
                 rows, tokens = self.trained(curated_name, phases)
                 curated_size = rows
                 if "curated" in arms:
@@ -178,7 +178,7 @@ class Table:
                 status = self.run(name, {"stages": {
                     **_off("curate", "distill", "prefs", "dpo"),
                     "select": {**select_common, "poolUri": full_pool, "seed": seed, **select},
-                    "sft": sft, "eval": {"models": ["sft"]}}})
+                    "sft": sft, "eval": {"enabled": True, "models": ["sft"]}}})
                 rows, tokens = self.trained(name, phases)
                 arms[arm]["scores"].append(self.score(status, last_sft))
                 arms[arm].update(rows=rows, tokens=tokens)
@@ -190,9 +190,9 @@ class Table:
                 name = f"pt-{arm}-s{seed}"
                 status = self.run(name, {"model": {"uri": str(model_dir)}, "stages": {
                     **_off("curate", "distill", "select", "sft"),
-                    "prefs": {"promptsUri": prompts, "seed": seed},
-                    "dpo": {"seed": seed, "sage": {"enabled": sage}},
-                    "eval": {"models": ["dpo"]}}})
+                    "prefs": {"enabled": True, "promptsUri": prompts, "seed": seed},
+                    "dpo": {"enabled": True, "seed": seed, "sage": {"enabled": sage}},
+                    "eval": {"enabled": True, "models": ["dpo"]}}})
                 arms[arm]["scores"].append(self.score(status, "dpo"))
                 arms[arm].update(rows=arms.get("curated", {}).get("rows"), tokens=arms.get("curated", {}).get("tokens"), pairs=_pairs(self, name))
         return {"pool_rows": pool_rows, "bench": a.bench, "sources": a.source, "seeds": a.seeds, "arms": arms, "runs": self.log}
