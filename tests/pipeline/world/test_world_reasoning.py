@@ -182,24 +182,24 @@ def _evaluate_chain(text: str) -> int:
 
 
 def _tally(text: str) -> int:
-    match = re.search(r"number (\d+) hold the digit (\d)\?", text)
+    match = re.search(r"the digit (\d) appear in (\d+)\?", text)
     assert match is not None, text
-    return match[1].count(match[2])
+    return match[2].count(match[1])
 
 
 SOLVERS: dict[str, Callable[[str], int]] = {
     "times_ten": lambda t: 10 * _ints(r"expression (\d+) × 10", t)[0],
-    "last_digit": lambda t: _ints(r"number (\d+) is divided by 10", t)[0] % 10,
+    "last_digit": lambda t: _ints(r"when (\d+) is divided by 10\?", t)[0] % 10,
     "one_step_equation": lambda t: (lambda b, c: c - b)(*_ints(r"x \+ (\d+) = (\d+)", t)),
     "marbles": lambda t: sum(_ints(r"holds (\d+) red marbles and (\d+) blue", t)),
     "add_two_digit": lambda t: sum(_ints(r"expression (\d+) \+ (\d+) column", t)),
     "last_digit_remainder": lambda t: (lambda n, m: n % m)(*_ints(r"when (\d+) is divided by (\d+)", t)),
-    "two_step_equation": lambda t: (lambda a, b, c: (c - b) // a)(*_ints(r"equation (\d+)x \+ (\d+) = (\d+),", t)),
+    "two_step_equation": lambda t: (lambda a, b, c: (c - b) // a)(*_ints(r"equation (\d+)x \+ (\d+) = (\d+)\.", t)),
     "range_count": lambda t: (lambda a, b: b - a + 1)(*_ints(r"from (\d+) to (\d+),", t)),
     "add_three_digit": lambda t: sum(_ints(r"expression (\d+) \+ (\d+) column", t)),
     "digit_sum_remainder": lambda t: (lambda n, m: n % m)(*_ints(r"digit sum of (\d+) .* divided by (\d+)\.", t)),
     "equation_both_sides": lambda t: (lambda a, b, c, d: (d - b) // (a - c))(
-        *_ints(r"equation (\d+)x \+ (\d+) = (\d+)x \+ (\d+) by", t)
+        *_ints(r"equation (\d+)x \+ (\d+) = (\d+)x \+ (\d+)\.", t)
     ),
     "digit_tally": _tally,
     "gcd": lambda t: math.gcd(*_ints(r"divisor of (\d+) and (\d+)", t)),
