@@ -182,9 +182,9 @@ def _evaluate_chain(text: str) -> int:
 
 
 def _tally(text: str) -> int:
-    match = re.search(r"the digit (\d) appear in (\d+)\?", text)
+    match = re.search(r"positions of (\d+) hold the digit (\d)\?", text)
     assert match is not None, text
-    return match[2].count(match[1])
+    return match[1].count(match[2])
 
 
 SOLVERS: dict[str, Callable[[str], int]] = {

@@ -343,7 +343,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind(
         "range_count",
         "counting",
-        "How many whole numbers are there from {a} to {b}, counting both ends?",
+        "How many different whole numbers are there from {a} to {b}, both ends included?",
         _range_count_sample,
         _range_count_build,
         tier=2,
@@ -381,7 +381,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind(
         "digit_tally",
         "counting",
-        "How many times does the digit {d} appear in {n}?",
+        "How many different positions of {n} hold the digit {d}?",
         _tally_sample,
         _tally_build,
         tier=3,
