@@ -243,6 +243,24 @@ def test_response_length_grows_with_the_tier(world: reasoning.GeneratedWorld, by
     assert means[-1] > 1.8 * means[0]
 
 
+def test_tier_one_sums_copy_the_leading_digits(world: reasoning.GeneratedWorld, by_id: dict[str, dict[str, Any]]) -> None:
+    """Tier 1 is copying plus one small fact: its one-digit sums and differences never carry or borrow."""
+    seen = Counter()
+    for i in world.clean_ids:
+        r = by_id[i]
+        kind = r["provenance"]["kind"]
+        if kind == "one_step_equation":
+            b, c = _ints(r"x \+ (\d+) = (\d+)", prompt(r))
+            assert c % 10 >= b and str(c)[:-1] == r["answer"][:-1], prompt(r)
+        elif kind == "marbles":
+            a, b = _ints(r"holds (\d+) red marbles and (\d+) blue", prompt(r))
+            assert a % 10 + b <= 9 and str(a)[:-1] == r["answer"][:-1], prompt(r)
+        else:
+            continue
+        seen[kind] += 1
+    assert set(seen) == {"one_step_equation", "marbles"}
+
+
 def test_every_tier_has_its_share_of_clean_and_planted_records(world: reasoning.GeneratedWorld, by_id: dict[str, dict[str, Any]]) -> None:
     clean = Counter(by_id[i]["provenance"]["tier"] for i in world.clean_ids)
     assert set(clean) == {str(t) for t in reasoning.TIERS}
