@@ -182,24 +182,24 @@ def _evaluate_chain(text: str) -> int:
 
 
 def _tally(text: str) -> int:
-    match = re.search(r"number (\d+) hold the digit (\d)\?", text)
+    match = re.search(r"positions of (\d+) hold the digit (\d)\?", text)
     assert match is not None, text
     return match[1].count(match[2])
 
 
 SOLVERS: dict[str, Callable[[str], int]] = {
     "times_ten": lambda t: 10 * _ints(r"expression (\d+) × 10", t)[0],
-    "last_digit": lambda t: _ints(r"number (\d+) is divided by 10", t)[0] % 10,
+    "last_digit": lambda t: _ints(r"when (\d+) is divided by 10\?", t)[0] % 10,
     "one_step_equation": lambda t: (lambda b, c: c - b)(*_ints(r"x \+ (\d+) = (\d+)", t)),
     "marbles": lambda t: sum(_ints(r"holds (\d+) red marbles and (\d+) blue", t)),
     "add_two_digit": lambda t: sum(_ints(r"expression (\d+) \+ (\d+) column", t)),
     "last_digit_remainder": lambda t: (lambda n, m: n % m)(*_ints(r"when (\d+) is divided by (\d+)", t)),
-    "two_step_equation": lambda t: (lambda a, b, c: (c - b) // a)(*_ints(r"equation (\d+)x \+ (\d+) = (\d+),", t)),
+    "two_step_equation": lambda t: (lambda a, b, c: (c - b) // a)(*_ints(r"equation (\d+)x \+ (\d+) = (\d+)\.", t)),
     "range_count": lambda t: (lambda a, b: b - a + 1)(*_ints(r"from (\d+) to (\d+),", t)),
     "add_three_digit": lambda t: sum(_ints(r"expression (\d+) \+ (\d+) column", t)),
     "digit_sum_remainder": lambda t: (lambda n, m: n % m)(*_ints(r"digit sum of (\d+) .* divided by (\d+)\.", t)),
     "equation_both_sides": lambda t: (lambda a, b, c, d: (d - b) // (a - c))(
-        *_ints(r"equation (\d+)x \+ (\d+) = (\d+)x \+ (\d+) by", t)
+        *_ints(r"equation (\d+)x \+ (\d+) = (\d+)x \+ (\d+)\.", t)
     ),
     "digit_tally": _tally,
     "gcd": lambda t: math.gcd(*_ints(r"divisor of (\d+) and (\d+)", t)),
@@ -241,6 +241,24 @@ def test_response_length_grows_with_the_tier(world: reasoning.GeneratedWorld, by
     means = [sum(v) / len(v) for _, v in sorted(lengths.items())]
     assert means == sorted(means) and len(set(means)) == len(means), means
     assert means[-1] > 1.8 * means[0]
+
+
+def test_tier_one_sums_copy_the_leading_digits(world: reasoning.GeneratedWorld, by_id: dict[str, dict[str, Any]]) -> None:
+    """Tier 1 is copying plus one small fact: its one-digit sums and differences never carry or borrow."""
+    seen = Counter()
+    for i in world.clean_ids:
+        r = by_id[i]
+        kind = r["provenance"]["kind"]
+        if kind == "one_step_equation":
+            b, c = _ints(r"x \+ (\d+) = (\d+)", prompt(r))
+            assert c % 10 >= b and str(c)[:-1] == r["answer"][:-1], prompt(r)
+        elif kind == "marbles":
+            a, b = _ints(r"holds (\d+) red marbles and (\d+) blue", prompt(r))
+            assert a % 10 + b <= 9 and str(a)[:-1] == r["answer"][:-1], prompt(r)
+        else:
+            continue
+        seen[kind] += 1
+    assert set(seen) == {"one_step_equation", "marbles"}
 
 
 def test_every_tier_has_its_share_of_clean_and_planted_records(world: reasoning.GeneratedWorld, by_id: dict[str, dict[str, Any]]) -> None:

@@ -6,7 +6,9 @@ minutes of CPU training, so on the original world alone nothing the pipeline doe
 curriculum, DPO) moves its accuracy. These kinds give the world a learnable bottom:
 
 * **Tier 1**: one computation that copies digits from the prompt or uses one small fact
-  (``58 × 10``, the last digit of a number, ``x + 6 = 14``, ``47 + 5``).
+  (``58 × 10``, the last digit of a number, ``x + 6 = 147``, ``143 + 5``). The one-digit addition and
+  subtraction never carry or borrow: the leading digits are copied and one single-digit fact changes
+  the last, so a tier-1 answer needs copying and one fact, nothing more.
 * **Tier 2**: two or three computations on one- and two-digit numbers: column addition with an explicit
   carry, a two-step equation, a count of whole numbers in a range, a remainder read off the last digit.
 * **Tier 3**: three to seven computations of the same small kinds chained further: three-digit column
@@ -15,7 +17,10 @@ curriculum, DPO) moves its accuracy. These kinds give the world a learnable bott
 Each tier reuses the skills of the one below, and the chains get longer with the tier, so response
 length stays the difficulty signal the select stage reads. Every kind follows the rules of
 ``_problems`` (templates independent of the numbers, binary computations or the two fixed forms), and
-``n_steps`` counts the computations. A column-addition line reads "Tens: 4 + 3 = 7, plus the carry:
+``n_steps`` counts the computations. Each kind has one short, fixed wording (the instruction suffix
+follows it): every prompt token a tiny model reads costs training time, and the skill these tiers
+teach is the computation, not reading varied text (near duplicates and the other planted classes add
+their own wording edits). A column-addition line reads "Tens: 4 + 3 = 7, plus the carry:
 7 + 1 = 8; write 8.": every computation in it is a binary ``A + B = C`` the tests re-check.
 """
 
@@ -87,12 +92,13 @@ def _last_digit_build(p: Params) -> Built:
 
 
 def _one_step_sample(rng: random.Random) -> Params:
-    return rng.randint(0, 199), rng.randint(1, 9)
+    x = rng.randint(0, 199)
+    return x, rng.randint(1, 9 - x % 10) if x % 10 < 9 else 0
 
 
 def _one_step_build(p: Params) -> Built:
     x, b = p
-    if x < 0 or not 1 <= b <= 9:
+    if x < 0 or not 1 <= b <= 9 or x % 10 + b > 9:  # no borrow: copy the leading digits, one fact on the last
         return None
     c = x + b
     lines = [f"Subtract {b} from both sides: x = {c} - {b} = {x}.", f"So x = {x}."]
@@ -100,12 +106,13 @@ def _one_step_build(p: Params) -> Built:
 
 
 def _marbles_sample(rng: random.Random) -> Params:
-    return rng.randint(10, 199), rng.randint(1, 9)
+    a = rng.randint(10, 199)
+    return a, rng.randint(1, 9 - a % 10) if a % 10 < 9 else 0
 
 
 def _marbles_build(p: Params) -> Built:
     a, b = p
-    if a < 10 or not 1 <= b <= 9:
+    if a < 10 or not 1 <= b <= 9 or a % 10 + b > 9:  # no carry: copy the leading digits, one fact on the last
         return None
     lines = [f"Each marble is one way to pick (the sum rule): {a} + {b} = {a + b}.", f"So there are {a + b} ways."]
     return {"a": str(a), "b": str(b)}, lines, 1, a + b
@@ -264,8 +271,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind(
         "times_ten",
         "arithmetic",
-        "A crate holds {n} packets and every packet holds 10 pencils. Evaluate the expression {n} × 10 to count the "
-        "pencils.",
+        "Evaluate the expression {n} × 10.",
         _times_ten_sample,
         _times_ten_build,
         tier=1,
@@ -273,8 +279,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind(
         "last_digit",
         "number_theory",
-        "What is the remainder when the whole number {n} is divided by 10? Think of how the number is written in "
-        "digits.",
+        "What is the remainder when {n} is divided by 10?",
         _last_digit_sample,
         _last_digit_build,
         tier=1,
@@ -287,7 +292,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind(
         "one_step_equation",
         "algebra",
-        "Solve the equation x + {b} = {c} for the unknown number x, which is a whole number.",
+        "Solve the equation x + {b} = {c}.",
         _one_step_sample,
         _one_step_build,
         tier=1,
@@ -300,7 +305,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind(
         "marbles",
         "counting",
-        "A bag holds {a} red marbles and {b} blue marbles. In how many different ways can you pick one marble?",
+        "A bag holds {a} red marbles and {b} blue marbles. In how many ways can you pick one marble?",
         _marbles_sample,
         _marbles_build,
         tier=1,
@@ -309,8 +314,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind(
         "add_two_digit",
         "arithmetic",
-        "Evaluate the expression {a} + {b} column by column, starting with the ones and carrying when a column "
-        "reaches ten.",
+        "Evaluate the expression {a} + {b} column by column.",
         _add_two_digit_sample,
         _add_two_digit_build,
         tier=2,
@@ -318,7 +322,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind(
         "last_digit_remainder",
         "number_theory",
-        "Find the remainder when {n} is divided by {m}, using only the last digit of the number.",
+        "Find the remainder when {n} is divided by {m} from its last digit.",
         _last_digit_mod_sample,
         _last_digit_mod_build,
         tier=2,
@@ -326,7 +330,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind(
         "two_step_equation",
         "algebra",
-        "Solve the equation {a}x + {b} = {c}, where x is a whole number, by undoing each operation.",
+        "Solve the equation {a}x + {b} = {c}.",
         _two_step_sample,
         _two_step_build,
         tier=2,
@@ -339,7 +343,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind(
         "range_count",
         "counting",
-        "How many different whole numbers are there from {a} to {b}, if we count both of the end numbers too?",
+        "How many different whole numbers are there from {a} to {b}, both ends included?",
         _range_count_sample,
         _range_count_build,
         tier=2,
@@ -348,8 +352,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind(
         "add_three_digit",
         "arithmetic",
-        "Evaluate the expression {a} + {b} column by column, from the ones to the hundreds, carrying when a column "
-        "reaches ten.",
+        "Evaluate the expression {a} + {b} column by column.",
         _add_three_digit_sample,
         _add_three_digit_build,
         tier=3,
@@ -365,7 +368,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind(
         "equation_both_sides",
         "algebra",
-        "Solve the equation {a}x + {b} = {c}x + {d} by collecting the x terms on the left side.",
+        "Solve the equation {a}x + {b} = {c}x + {d}.",
         _both_sides_sample,
         _both_sides_build,
         tier=3,
@@ -378,7 +381,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind(
         "digit_tally",
         "counting",
-        "How many different positions of the number {n} hold the digit {d}? Count every position where it appears.",
+        "How many different positions of {n} hold the digit {d}?",
         _tally_sample,
         _tally_build,
         tier=3,
