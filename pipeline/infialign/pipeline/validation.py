@@ -24,7 +24,7 @@ from infialign.pipeline.api import GPU_STAGES, AlignmentRun, AlignmentRunSpec
 __all__ = ["Problem", "LoadResult", "load_manifest_text", "load_manifest", "semantic_problems", "format_problem", "BUILTIN_DATASETS", "BUILTIN_MODELS"]
 
 BUILTIN_DATASETS = frozenset({"reasoning", "reasoning-bench"})
-BUILTIN_MODELS = frozenset({"tiny"})
+BUILTIN_MODELS = frozenset({"tiny", "tiny-teacher"})
 
 
 @dataclass(frozen=True)
