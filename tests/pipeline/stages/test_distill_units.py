@@ -85,3 +85,27 @@ def test_funnel_merges_shards_per_round_and_domain() -> None:
     assert metrics["accepted_by.majority_vote"] == 1
     rows = {r["step"]: r for r in funnel.to_rows()}
     assert rows["needs_teacher"]["rows_in"] == 9 and rows["teacher_round_0"]["rows_out"] == 2 and rows["teacher_round_1"]["dropped"] == 2
+
+
+def test_a_teacher_that_cannot_be_loaded_fails_permanently_naming_the_field(tmp_path, capsys, caplog) -> None:
+    import pyarrow.parquet as pq
+
+    from infialign.pipeline.api import AlignmentRun
+    from infialign.pipeline.runtime import entrypoint
+    from infialign.pipeline.runtime.config import RunIdentity, StorageConfig, TrackingConfig, build_stage_config
+
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(records.to_table([_row("a", None, "4")]), pool)
+    spec = AlignmentRun.model_validate(
+        {
+            "apiVersion": "infialign.dev/v1alpha1", "kind": "AlignmentRun", "metadata": {"name": "di", "namespace": "ns"},
+            "spec": {
+                "model": {"uri": "builtin://tiny"}, "teacher": {"uri": str(tmp_path / "no-such-teacher")},
+                "stages": {**{s: {"enabled": False} for s in ("curate", "select", "sft", "prefs", "dpo", "eval")}, "distill": {"poolUri": pool.as_uri()}},
+            },
+        }
+    ).spec
+    storage = StorageConfig(root=(tmp_path / "artifacts").as_uri())
+    config = build_stage_config(spec, RunIdentity(namespace="ns", name="di"), "distill", 1, storage, TrackingConfig(enabled=False))
+    assert entrypoint.run_stage(config, distill, scratch=tmp_path) == entrypoint.EXIT_PERMANENT
+    assert "spec.teacher.uri" in caplog.text and "no-such-teacher" in caplog.text
