@@ -1,7 +1,8 @@
 """The distill stage through its real entrypoint (`infialign stage distill --config`), real vLLM on CPU.
 
-The teacher is `builtin://tiny-teacher` (built once per cache). A greedy probe learns the teacher's answer
-to each prompt; the pool then holds records whose fate only verification can decide:
+The teacher is `builtin://tiny-teacher` (built once per cache). A probe draws the teacher's round-0 samples
+exactly as the stage will (same ids, seeds and sampling) and keeps prompts where both samples agree; the pool
+then holds records whose fate only verification can decide:
 
 * `r0-ref`, `r1-ref`: no response, a real reference equal to the teacher's answer → accepted by `reference`;
 * `r2-selfwrong`: a wrong response whose only reference is its own `\\boxed{}` → never passes by itself,
@@ -10,7 +11,7 @@ to each prompt; the pool then holds records whose fate only verification can dec
 * `r4-imp`: an impossible reference → no sample passes in any round; the record stays unverified;
 * `r5-done`: an already verified response → not sent to the teacher.
 
-Two shard pods (n=2 samples, greedy): shard 1 finishes; shard 0 is SIGKILLed after its first part file and
+Two shard pods (n=2 samples, near-greedy: vLLM allows n > 1 only with a temperature above 0): shard 1 finishes; shard 0 is SIGKILLed after its first part file and
 re-run alone: it resumes without duplicates, does not redo shard 1, merges and writes the pool.
 """
 
@@ -27,10 +28,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from infialign.pipeline import generation, records
-from infialign.pipeline.api import AlignmentRun
+from infialign.pipeline.api import AlignmentRun, DistillStage
 from infialign.pipeline.curation import answers
 from infialign.pipeline.runtime import markers
 from infialign.pipeline.runtime.config import RunIdentity, StorageConfig, TrackingConfig, build_stage_config
+from infialign.pipeline.stages import distill
 from infialign.pipeline.world import reasoning, tiny_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -40,22 +42,38 @@ MAX_TOKENS = 320
 IMPOSSIBLE = "-987654321"
 
 
-def _greedy_answers(teacher: Path, prompts: pa.Table, out: Path) -> dict[str, str | None]:
-    sampling = generation.Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=MAX_TOKENS)
+ROLES = ["r0-ref", "r1-ref", "r2-selfwrong", "r3-selfright", "r4-imp", "r5-done"]
+SETTINGS = {"samples": 2, "temperature": 0.05, "maxTokens": MAX_TOKENS, "maxRetries": 1, "maxModelLen": 512, "shards": 2, "minVotes": 2, "keep": "best"}
+
+
+def _probe(teacher: Path, world: list[dict], out: Path) -> list[dict[str, str | None]]:
+    """The teacher's round-0 answers, exactly as the stage will draw them: same ids (the seed derives from the
+    id), same sampling, same system prompt. Candidate k puts world record k + j under role j's id."""
+    sampling = distill.round_sampling(DistillStage.model_validate(SETTINGS), 0)
+    found: list[dict[str, str | None]] = []
     with generation.open_engine(teacher, generation.EngineOptions(max_model_len=512)) as engine:
-        table = generation.generate(engine, prompts, sampling, out=out.as_uri(), storage=None, system_prompt=SYSTEM)
-    return {r["id"]: answers.last_boxed(answers.after_think(r["text"])) if r["finish_reason"] == "stop" else None for r in table.to_pylist()}
+        for k in range(0, len(world) - len(ROLES), len(ROLES)):
+            batch = world[k : k + len(ROLES)]
+            prompts = pa.table({"id": ROLES, "messages": [r["messages"] for r in batch]})
+            table = generation.generate(engine, prompts, sampling, out=(out / str(k)).as_uri(), storage=None, system_prompt=SYSTEM)
+            agreed: dict[str, str | None] = {}
+            for role in ROLES:
+                got = {answers.last_boxed(answers.after_think(r["text"])) for r in table.to_pylist() if r["id"] == role and r["finish_reason"] == "stop"}
+                agreed[role] = got.pop() if len(got) == 1 and None not in got else None  # both samples, one answer
+            found.append({"offset": str(k), **agreed})
+            if all(any(f[role] and not answers.answers_equal(f[role], IMPOSSIBLE) for f in found) for role in ROLES):
+                break
+    return found
 
 
 def _pool(tmp_path: Path, teacher: Path) -> tuple[Path, dict[str, str]]:
-    world = records.to_records(reasoning.generate(40, seed=4242, mix=reasoning.PlantMix().scaled(0.0)).table)
-    greedy = _greedy_answers(teacher, pa.table({"id": [r["id"] for r in world], "messages": [r["messages"] for r in world]}), tmp_path / "probe")
-    answered = [r for r in world if greedy[r["id"]] and not answers.answers_equal(greedy[r["id"]], IMPOSSIBLE)]
-    assert len(answered) >= 5, f"the teacher answers only {len(answered)} of 40 prompts with a \\boxed{{}}"
-    names = ["r0-ref", "r1-ref", "r2-selfwrong", "r3-selfright", "r4-imp", "r5-done"]
+    world = records.to_records(reasoning.generate(48, seed=4242, mix=reasoning.PlantMix().scaled(0.0)).table)
+    probes = _probe(teacher, world, tmp_path / "probe")
     pool, expected = [], {}
-    for name, row in zip(names, answered, strict=False):
-        g = greedy[row["id"]]
+    for j, name in enumerate(ROLES):
+        pick = next(((int(p["offset"]), p[name]) for p in probes if p[name] and not answers.answers_equal(p[name], IMPOSSIBLE)), None)
+        assert pick is not None, f"no probe gave two agreeing boxed answers for {name}"
+        row, g = world[pick[0] + j], pick[1]
         new = {**row, "id": name, "response": None, "answer": g, "verification": "unknown", "provenance": {"answer_source": "column"}}
         if name == "r2-selfwrong":
             new.update(response="<think>guess</think>\nThe answer is \\boxed{-77777}.", answer="-77777", provenance={"answer_source": "response"})
@@ -83,10 +101,7 @@ def _spec(pool: Path) -> AlignmentRun:
                 "teacher": {"uri": "builtin://tiny-teacher"},
                 "stages": {
                     **{s: {"enabled": False} for s in ("curate", "select", "sft", "prefs", "dpo", "eval")},
-                    "distill": {
-                        "poolUri": pool.as_uri(), "samples": 2, "temperature": 0.0, "maxTokens": MAX_TOKENS, "maxRetries": 1,
-                        "maxModelLen": 512, "shards": 2, "minVotes": 2, "keep": "best",
-                    },
+                    "distill": {**SETTINGS, "poolUri": pool.as_uri()},
                 },
             },
         }
@@ -138,7 +153,7 @@ def test_distill_keeps_what_verification_accepts_and_resumes_a_killed_shard(tmp_
     for name in ("r0-ref", "r1-ref"):
         assert pool[name]["verification"] == "pass" and pool[name]["provenance"]["reference_source"] == "reference"
         assert answers.answers_equal(answers.last_boxed(answers.after_think(pool[name]["response"])), expected[name])
-        assert pool[name]["provenance"]["teacher"] == "builtin://tiny-teacher" and pool[name]["provenance"]["distill_round"] == "0"
+        assert pool[name]["provenance"]["teacher"] == "builtin://tiny-teacher" and pool[name]["provenance"]["distill_round"] in ("0", "1")
     wrong = pool["r2-selfwrong"]
     assert wrong["provenance"]["reference_source"] == "majority_vote" and wrong["answer"] != "-77777"
     assert answers.answers_equal(wrong["answer"], expected["r2-selfwrong"]) and "-77777" not in wrong["response"]

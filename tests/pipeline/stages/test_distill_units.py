@@ -109,3 +109,11 @@ def test_a_teacher_that_cannot_be_loaded_fails_permanently_naming_the_field(tmp_
     config = build_stage_config(spec, RunIdentity(namespace="ns", name="di"), "distill", 1, storage, TrackingConfig(enabled=False))
     assert entrypoint.run_stage(config, distill, scratch=tmp_path) == entrypoint.EXIT_PERMANENT
     assert "spec.teacher.uri" in caplog.text and "no-such-teacher" in caplog.text
+
+
+def test_greedy_distillation_takes_one_sample() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="samples: 1 or a temperature above 0"):
+        DistillStage(temperature=0.0, samples=2)
+    assert DistillStage(temperature=0.0, samples=1).samples == 1

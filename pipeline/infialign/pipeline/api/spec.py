@@ -483,6 +483,13 @@ class DistillStage(ApiModel):
     )
     resources: Resources = Field(default_factory=_gpu_resources, description="Pod resources (8 GPUs by default).")
 
+    @model_validator(mode="after")
+    def _greedy_is_one_sample(self) -> DistillStage:
+        if self.temperature == 0 and self.samples > 1:
+            # vLLM refuses n > 1 with greedy sampling: every sample would be the same one
+            raise ValueError(f"temperature 0 (greedy) gives one sample, but samples is {self.samples}; set samples: 1 or a temperature above 0")
+        return self
+
 
 class SelectStage(ApiModel):
     """`select`: pool → curriculum SFT sets (`sft-<phase>.parquet`) and DPO prompts (`dpo-prompts.parquet`)."""
