@@ -83,6 +83,7 @@ def main() -> None:
             assert marker is not None
             return int(marker.metrics["generated_tokens"]), seconds
 
+    raw()  # warm-up: vLLM's first import and engine start are part of neither side
     results: dict[str, list[float]] = {"raw": [], "stage": []}
     tokens: dict[str, int] = {}
     ratios: list[float] = []
