@@ -43,6 +43,8 @@ CASES = [
      "spec.stages.sft.phases[0].dataUri: phase 'sft-phase1' has no training data: select is disabled; enable select or set dataUri"),
     ("curate-without-sources", lambda b: b.set("spec.sources", []), "spec.sources: curate is enabled but no source is given; add a source or disable curate"),
     ("distill-without-teacher", lambda b: b.enable("distill"), "spec.teacher: distill is enabled but no teacher is given; set spec.teacher or disable distill"),
+    ("distill-budget-beyond-context", lambda b: b.set("spec.teacher", {"uri": "builtin://tiny-teacher"}).enable("distill").stage("distill", maxTokens=512, maxModelLen=512),
+     "spec.stages.distill.maxTokens: maxTokens 512 leaves no room for the prompt within maxModelLen 512; lower maxTokens or raise maxModelLen"),
     ("unknown-benchmark", lambda b: b.enable("eval").set("spec.benchmarks", [{"name": "aime24", "uri": "s3://b/a.parquet"}]).stage("eval", benchmarks=["aime25"], models=["base"]),
      "spec.stages.eval.benchmarks[0]: unknown benchmark 'aime25'; known: ['aime24']"),
     ("unknown-builtin", lambda b: b.set("spec.sources", [{"name": "x", "uri": "builtin://nope"}]),
@@ -100,11 +102,18 @@ def test_dpo_batch_not_divisible_by_the_cluster_devices_is_a_warning(make_run) -
     ]
 
 
-def test_unavailable_stages_are_warnings_not_errors(make_run) -> None:
-    doc = make_run().set("spec.teacher", {"uri": "builtin://tiny"}).enable("distill").dict()
+def test_distill_with_the_builtin_teacher_is_valid(make_run) -> None:
+    doc = make_run().set("spec.teacher", {"uri": "builtin://tiny-teacher"}).enable("distill").dict()
     result = validation.load_manifest_text(yaml.safe_dump(doc))
     assert result.ok
-    assert [p.path for p in result.problems if p.severity == "warning"] == ["spec.stages.distill.enabled"]
+    assert [p.path for p in result.problems if p.path.startswith(("spec.stages.distill", "spec.teacher"))] == []
+
+
+def test_distill_votes_it_can_never_collect_are_a_warning(make_run) -> None:
+    doc = make_run().set("spec.teacher", {"uri": "builtin://tiny-teacher"}).enable("distill").stage("distill", samples=2, maxRetries=0, minVotes=3).dict()
+    result = validation.load_manifest_text(yaml.safe_dump(doc))
+    assert result.ok
+    assert [p.path for p in result.problems if p.severity == "warning"] == ["spec.stages.distill.minVotes"]
 
 
 def test_launcher_owned_env_is_a_warning(make_run) -> None:

@@ -28,7 +28,7 @@ __all__ = [
 
 STAGE_ORDER: Final = ("curate", "distill", "select", "sft", "prefs", "dpo", "eval")
 # Stages this release can run; the others validate but fail at run time with exit code 2.
-IMPLEMENTED_STAGES: Final = frozenset({"curate", "select", "sft", "dpo", "eval"})
+IMPLEMENTED_STAGES: Final = frozenset({"curate", "distill", "select", "sft", "dpo", "eval"})
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from infialign.pipeline.api import GPU_STAGES, AlignmentRun, AlignmentRunSpec
 __all__ = ["Problem", "LoadResult", "load_manifest_text", "load_manifest", "semantic_problems", "format_problem", "BUILTIN_DATASETS", "BUILTIN_MODELS"]
 
 BUILTIN_DATASETS = frozenset({"reasoning", "reasoning-bench"})
-BUILTIN_MODELS = frozenset({"tiny"})
+BUILTIN_MODELS = frozenset({"tiny", "tiny-teacher"})
 
 
 @dataclass(frozen=True)
@@ -215,6 +215,25 @@ def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
 
     if "distill" in enabled and spec.teacher is None:
         add(Problem("spec.teacher", "distill is enabled but no teacher is given; set spec.teacher or disable distill"))
+    if "distill" in enabled:
+        d = spec.stages.distill
+        most = d.samples * (d.max_retries + 1)
+        if d.min_votes > most:
+            add(
+                Problem(
+                    "spec.stages.distill.minVotes",
+                    f"minVotes {d.min_votes} exceeds the {most} samples a record can get (samples × (maxRetries + 1)), so records "
+                    "without a real reference can never be accepted; lower minVotes or raise samples",
+                    "warning",
+                )
+            )
+        if d.max_model_len is not None and d.max_tokens >= d.max_model_len:
+            add(
+                Problem(
+                    "spec.stages.distill.maxTokens",
+                    f"maxTokens {d.max_tokens} leaves no room for the prompt within maxModelLen {d.max_model_len}; lower maxTokens or raise maxModelLen",
+                )
+            )
 
     _unique(problems, "spec.sources", [s.name for s in spec.sources], "source")
     _unique(problems, "spec.benchmarks", [b.name for b in spec.benchmarks], "benchmark")

@@ -349,21 +349,6 @@ class CurateStage(ApiModel):
 # ---------------------------------------------------------------- distill
 
 
-class DistillStage(ApiModel):
-    """`distill`: the teacher writes chains of thought for pool records that lack a verified one (vLLM)."""
-
-    enabled: bool = Field(default=True, description="Run this stage. Needs `spec.teacher`. Default: true.")
-    pool_uri: ArtifactUri | None = Field(default=None, description="Distil this pool instead of the `curate` output.")
-    samples: int = Field(default=4, ge=1, le=64, description="Samples per prompt, rejection-sampled by verification [RECON]. Default: 4.")
-    max_retries: int = Field(default=8, ge=0, le=64, description="Re-generations of a failed sample [SRC: 8 retries max]. Default: 8.")
-    temperature: float = Field(default=0.6, ge=0, le=2, description="Sampling temperature [RECON]. Default: 0.6.")
-    top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling [RECON]. Default: 0.95.")
-    max_tokens: int = Field(default=32768, ge=16, le=262144, description="Generation budget [RECON]. Default: 32768.")
-    shards: int = Field(default=1, ge=1, le=1024, description="Prompt shards = pods of the Indexed Job. Default: 1.")
-    tensor_parallel: int = Field(default=1, ge=1, le=16, description="GPUs per vLLM engine. Default: 1.")
-    resources: Resources = Field(default_factory=_gpu_resources, description="Pod resources (8 GPUs by default).")
-
-
 # ---------------------------------------------------------------- select
 
 
@@ -443,6 +428,67 @@ class VerificationSettings(ApiModel):
     )
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings, description="Code sandbox limits.")
     judge: JudgeSettings = Field(default_factory=JudgeSettings, description="LLM judge for open-ended answers.")
+
+
+class DistillStage(ApiModel):
+    """`distill`: the teacher writes chains of thought for pool records that lack a verified one (vLLM).
+
+    Rejection sampling (seeds §1.3, §1.6): `samples` per record and round; a record with no accepted sample is
+    re-sampled, up to `maxRetries` more rounds. A sample is accepted by its verdict against the record's real
+    reference, else by teacher agreement with a self-taken reference, else by majority vote."""
+
+    enabled: bool = Field(default=True, description="Run this stage. Needs `spec.teacher`. Default: true.")
+    pool_uri: ArtifactUri | None = Field(default=None, description="Distil this pool instead of the `curate` output.")
+    regenerate: bool = Field(
+        default=False,
+        description="Let the teacher rewrite every record, not only those without a verified response [RECON]. Default: false.",
+    )
+    samples: int = Field(default=4, ge=1, le=64, description="Samples per record and round, rejection-sampled by verification [RECON]. Default: 4.")
+    keep: Literal["best", "all"] = Field(
+        default="best",
+        description="Accepted samples to keep per record: `best` (the teacher's most confident, by mean token log-prob) "
+        "or `all` (each becomes a record) [RECON]. Default: best.",
+    )
+    max_retries: int = Field(
+        default=8, ge=0, le=64, description="Extra rounds for records with no accepted sample [SRC: 8 retries max]. Default: 8."
+    )
+    min_votes: int = Field(
+        default=2,
+        ge=1,
+        le=1024,
+        description="Samples (over all rounds) that must give the majority answer before it is accepted without a real reference [RECON]. Default: 2.",
+    )
+    min_agreement: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of the answered samples the majority answer needs to be accepted without a real reference [RECON]. Default: 0.5.",
+    )
+    temperature: float = Field(default=0.6, ge=0, le=2, description="Sampling temperature [RECON]. Default: 0.6.")
+    top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling [RECON]. Default: 0.95.")
+    max_tokens: int = Field(default=32768, ge=16, le=262144, description="Generation budget; truncated samples are never kept [RECON]. Default: 32768.")
+    seed: int = Field(
+        default=0, ge=0, le=2**31 - 1, description="Sampling seed; each record's seed derives from it, the record id and the round. Default: 0."
+    )
+    system_prompt: Annotated[str, StringConstraints(max_length=4096)] = Field(
+        default="Please reason step by step, and put your final answer within \\boxed{}.",
+        description="System prompt for the teacher [SRC-2]. Empty sends none.",
+    )
+    max_model_len: int | None = Field(default=None, ge=16, le=1_048_576, description="vLLM context length. Empty: the teacher's own maximum.")
+    shards: int = Field(default=1, ge=1, le=1024, description="Record shards = pods of the Indexed Job; shard 0 merges. Default: 1.")
+    tensor_parallel: int = Field(default=1, ge=1, le=16, description="GPUs per vLLM engine. Default: 1.")
+    verification: VerificationSettings = Field(
+        default_factory=VerificationSettings,
+        description="How teacher samples and existing responses are checked (math-verify timeouts, the code sandbox, the LLM judge).",
+    )
+    resources: Resources = Field(default_factory=_gpu_resources, description="Pod resources (8 GPUs by default).")
+
+    @model_validator(mode="after")
+    def _greedy_is_one_sample(self) -> DistillStage:
+        if self.temperature == 0 and self.samples > 1:
+            # vLLM refuses n > 1 with greedy sampling: every sample would be the same one
+            raise ValueError(f"temperature 0 (greedy) gives one sample, but samples is {self.samples}; set samples: 1 or a temperature above 0")
+        return self
 
 
 class SelectStage(ApiModel):

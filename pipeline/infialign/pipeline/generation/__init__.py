@@ -13,7 +13,7 @@ from infialign.pipeline.generation.engine import Engine, EngineError, current_de
 from infialign.pipeline.generation.runner import DEFAULT_CHUNK_PROMPTS, GenerationInputError, GenProgress, generate, with_system_prompt
 from infialign.pipeline.generation.settings import EngineOptions, Sampling, engine_plan, request_seed
 from infialign.pipeline.generation.sharding import Shard, ShardError, local_shards, shard_rows, shard_uri
-from infialign.pipeline.generation.store import GENERATION_SCHEMA, ShardDone, ShardProgress, fingerprint, read_done, read_parts, read_progress
+from infialign.pipeline.generation.store import GENERATION_SCHEMA, ShardDone, ShardProgress, fingerprint, logprob_per_token, read_done, read_parts, read_progress
 
 __all__ = [
     "DEFAULT_CHUNK_PROMPTS",
@@ -33,6 +33,7 @@ __all__ = [
     "fingerprint",
     "generate",
     "local_shards",
+    "logprob_per_token",
     "model_identity",
     "open_engine",
     "read_done",

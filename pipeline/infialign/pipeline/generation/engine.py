@@ -81,6 +81,9 @@ class Engine:
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
             seed=request_seed(sampling.seed, prompt_id),
+            # 0 = the sampled token's log-prob only; vLLM sums them into CompletionOutput.cumulative_logprob
+            logprobs=0 if sampling.logprobs else None,
+            flat_logprobs=sampling.logprobs,
             # one output per request with all n samples, as LLM.generate does (else n>1 streams per child)
             output_kind=RequestOutputKind.FINAL_ONLY,
         )

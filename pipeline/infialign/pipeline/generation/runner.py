@@ -83,6 +83,7 @@ def _rows(output: Any, prompt_id: str) -> list[dict[str, Any]]:
             "finish_reason": c.finish_reason,
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(c.token_ids),
+            "cumulative_logprob": c.cumulative_logprob,
         }
         for c in sorted(output.outputs, key=lambda c: c.index)
     ]

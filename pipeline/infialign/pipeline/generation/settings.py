@@ -32,6 +32,11 @@ class Sampling(BaseModel):
     top_p: float = Field(gt=0, le=1, description="Nucleus sampling mass.")
     max_tokens: int = Field(ge=1, le=1_048_576, description="Generation budget per sample; a sample that hits it is `length`-truncated.")
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Base seed; each prompt's seed is derived from it and the prompt id.")
+    logprobs: bool = Field(
+        default=False,
+        description="Record each sample's cumulative log-prob (vLLM `logprobs=0`: only the sampled token's, no top-k). "
+        "Costs a little detokenisation per token, so only callers that rank samples ask for it.",
+    )
 
 
 class EngineOptions(BaseModel):

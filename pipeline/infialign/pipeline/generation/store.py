@@ -47,6 +47,7 @@ __all__ = [
     "remove_stale",
     "empty_table",
     "done_ids",
+    "logprob_per_token",
     "rows_to_table",
 ]
 
@@ -58,6 +59,8 @@ GENERATION_SCHEMA: Final = pa.schema(
         pa.field("finish_reason", pa.string()),  # "stop", "length" (truncated: unusable), "abort"
         pa.field("prompt_tokens", pa.int32()),
         pa.field("completion_tokens", pa.int32()),
+        # sum of the sampled tokens' log-probs; null unless Sampling.logprobs asked vLLM for it
+        pa.field("cumulative_logprob", pa.float64()),
     ]
 )
 
@@ -174,7 +177,11 @@ def _read_part(uri: str, store: StorageConfig | None) -> tuple[str | None, pa.Ta
     table = pq.read_table(io.BytesIO(storage.read_bytes(uri, store)))
     meta = table.schema.metadata or {}
     fp = meta.get(_FINGERPRINT_KEY)
-    return (fp.decode() if fp else None), table.replace_schema_metadata(None).cast(GENERATION_SCHEMA)
+    table = table.replace_schema_metadata(None)
+    for field in GENERATION_SCHEMA:
+        if field.name not in table.column_names and field.nullable:  # a part written before the column existed
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return (fp.decode() if fp else None), table.select(GENERATION_SCHEMA.names).cast(GENERATION_SCHEMA)
 
 
 def read_parts(out: str, store: StorageConfig | None, fp: str) -> pa.Table:
@@ -220,6 +227,14 @@ def remove_stale(out: str, store: StorageConfig | None, fp: str) -> int:
 
 def done_ids(table: pa.Table) -> set[str]:
     return set(table.column("id").to_pylist())
+
+
+def logprob_per_token(row: dict[str, Any]) -> float | None:
+    """A sample's mean token log-prob (the model's confidence in it), or None when it was not recorded."""
+    total, tokens = row.get("cumulative_logprob"), row.get("completion_tokens")
+    if total is None or not tokens:
+        return None
+    return float(total) / int(tokens)
 
 
 def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:

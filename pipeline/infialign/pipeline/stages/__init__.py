@@ -17,6 +17,7 @@ REGISTRY: Final = {
     "select": "infialign.pipeline.stages.select",
     "sft": "infialign.pipeline.stages.sft",
     "dpo": "infialign.pipeline.stages.dpo",
+    "distill": "infialign.pipeline.stages.distill",
     "eval": "infialign.pipeline.stages.eval",
 }
 

@@ -143,14 +143,19 @@ def ensure_tiny_model(cache_dir: Path | None = None, *, spec: TinyModelSpec | No
 
 
 def resolve_model_uri(uri: str) -> str:
-    """Resolve a ``builtin://`` model URI to a local directory (``builtin://tiny`` is the only one).
+    """Resolve a ``builtin://`` model URI to a local directory (``builtin://tiny`` or ``builtin://tiny-teacher``).
 
     Other schemes (``hf://``, ``s3://``, local paths) are resolved by the stage runtime, not here.
     """
     if not uri.startswith("builtin://"):
         raise ValueError(f"model URI {uri!r} is not a builtin:// URI; only builtin models resolve here")
-    if uri.rstrip("/") != TINY_URI:
-        raise ValueError(f"unknown built-in model {uri!r}; known: {TINY_URI}")
+    name = uri.rstrip("/")
+    if name == "builtin://tiny-teacher":
+        from infialign.pipeline.world import tiny_teacher  # imports the trainer: only when the teacher is asked for
+
+        return str(tiny_teacher.ensure_tiny_teacher())
+    if name != TINY_URI:
+        raise ValueError(f"unknown built-in model {uri!r}; known: {TINY_URI}, builtin://tiny-teacher")
     return str(ensure_tiny_model())
 
 
