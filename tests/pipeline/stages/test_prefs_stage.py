@@ -1,11 +1,13 @@
 """The prefs stage through its real entrypoint (`infialign stage prefs --config`), real vLLM on CPU, n=4.
 
 The policy is an "SFT-ish" tiny model: the built-in tiny Qwen2 overfitted for a few seconds on four
-questions, two of them with two different answers in the training data. Sampled at temperature 1 it
-answers those two either way, so against one reference they are *mixed* prompts; a third it always gets
-right (all right), a fourth always wrong against a reference it never says (all wrong). The challenge
-file also holds a duplicate prompt, a prompt from the SFT data, a benchmark question and an unverified
-expert answer, which cleaning and the quality check drop before any sampling.
+questions, two of them with two different answers. It learns the answer format (`<think>…</think>` and a
+boxed number) but, this small, mostly says 5 or 8 whatever the question. The references are therefore
+set against what this policy says (not arithmetic truth; the test is about the mechanics): "5" for a
+question it always answers 5 (all right), "5" and "8" where its samples disagree (mixed), and "9", which
+it never says (all wrong). Generation is seeded per prompt, so the outcomes are reproducible. The
+challenge file also holds a duplicate prompt, a prompt from the SFT data, a benchmark question and an
+unverified expert answer, which cleaning and the quality check drop before any sampling.
 
 Scenarios, as the operator runs them: two shard pods; shard 1 finishes, shard 0 is SIGKILLed after its
 first part and re-run: it resumes, finds shard 1 done, merges, verifies and writes the pairs. Then a
@@ -92,10 +94,10 @@ def _write(table_rows: list[dict], path: Path) -> str:
 def _inputs(tmp_path: Path) -> tuple[str, str, str]:
     challenge = [
         _record("right", "What is 2 + 3?", "5", "arith"),  # the policy always says 5: all right
-        _record("wrong", "What is 4 + 4?", "9", "algebra"),  # it always says 8: all wrong
-        _record("mixed-a", "What is 6 + 1?", "7", "algebra"),  # it says 7 or 8: mixed
-        _record("mixed-b", "What is 9 + 2?", "11", "arith"),  # 11 or 12: mixed
-        _record("dup", "What is 6 + 1?", "7", "algebra"),  # the same prompt again: dedup
+        _record("wrong", "What is 4 + 4?", "9", "algebra"),  # it never says 9: all wrong
+        _record("mixed-a", "What is 6 + 1?", "5", "algebra"),  # it says 5 or 8: mixed
+        _record("mixed-b", "What is 9 + 2?", "8", "arith"),  # mixed
+        _record("dup", "What is 6 + 1?", "5", "algebra"),  # the same prompt again: dedup
         _record("in-sft", "What is 5 + 5 + 5?", "15", "arith"),  # in the SFT data: decontaminated
         _record("in-bench", "What is 8 + 3 + 1?", "12", "arith"),  # a benchmark question: decontaminated
         _record("unchecked", "What is 1 + 1?", "2", "arith", verification="unverified"),  # quality check
@@ -118,7 +120,7 @@ def _config(tmp_path: Path, policy: Path, prompts: str, sft: str, bench: str, ro
                 "stages": {
                     **{s: {"enabled": False} for s in ("curate", "distill", "select", "sft", "dpo", "eval")},
                     "prefs": {"promptsUri": prompts, "samples": 4, "temperature": 1.0, "maxTokens": 48, "maxModelLen": 256,
-                              "pairs": 3, "shards": 2, "maxPassRate": 0.75, **prefs},
+                              "pairs": 5, "shards": 2, "maxPassRate": 0.75, **prefs},
                 },
             },
         }
@@ -179,7 +181,10 @@ def test_sharded_prefs_resumes_and_pairs_errors_with_expert_answers(tmp_path: Pa
     table = pairs.validate_pairs(pq.read_table(Path(config.output.removeprefix("file://")) / "pairs.parquet"))
     rows = {r["id"]: r for r in table.to_pylist()}
     assert "wrong" in rows and "right" not in rows
-    assert table.num_rows == selection["kept"] <= 3
+    assert table.num_rows == selection["kept"] < 5
+    # the shortfall against spec.stages.prefs.pairs is a warning: in the funnel, the log and the metrics
+    assert selection["counters"]["pairs_shortfall"] == 5 - table.num_rows
+    assert "spec.stages.prefs.pairs" in log.read_text()
     for r in rows.values():
         prov = dict(r["provenance"])
         assert r["chosen"] != r["rejected"] and prov["rejected_verdict"] == "fail" and prov["chosen_source"] == "expert"
@@ -190,6 +195,7 @@ def test_sharded_prefs_resumes_and_pairs_errors_with_expert_answers(tmp_path: Pa
     success = markers.read_success(config.output)
     assert success is not None and success.output("pairs").rows == table.num_rows
     assert success.metrics["prompts_all_right"] == counts["all_right"] and success.metrics["pairs"] == table.num_rows
+    assert success.metrics["pairs_shortfall"] == 5 - table.num_rows
 
     # nothing to pair once mixed prompts are capped at pass rate 0 and all-wrong ones are excluded:
     # a permanent exit with the fix in the message, and no pairs file
