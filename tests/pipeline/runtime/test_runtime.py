@@ -181,3 +181,26 @@ def test_only_node_zero_writes_markers(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PET_NODE_RANK", "0")
     assert entrypoint.run_stage(config, halve) == 0
     assert markers.read_success(config.output) is not None
+
+
+def test_warnings_reach_the_marker_and_the_last_heartbeat(tmp_path: Path) -> None:
+    def short(ctx: StageContext) -> None:
+        halve(ctx)
+        ctx.warn("made 3 of the 10 pairs asked for (spec.stages.prefs.pairs)")
+
+    config = _config((tmp_path / "a").as_uri(), tmp_path)
+    assert entrypoint.run_stage(config, short) == 0
+    marker = markers.read_success(config.output)
+    assert marker is not None and marker.warnings == ["made 3 of the 10 pairs asked for (spec.stages.prefs.pairs)"]
+    progress = markers.read_progress(config.output)
+    assert progress is not None and progress.message == "finished with warnings: made 3 of the 10 pairs asked for (spec.stages.prefs.pairs)"
+
+
+def test_the_local_executor_shows_a_succeeded_steps_warnings_as_its_message() -> None:
+    import datetime as dt
+
+    from infialign.pipeline import executor
+
+    marker = markers.SuccessMarker(config_digest="d", step="prefs", attempt=1, finished_at=dt.datetime.now(dt.UTC), warnings=["a", "b"])
+    assert executor._warnings(marker) == "a; b"
+    assert executor._warnings(marker.model_copy(update={"warnings": []})) is None

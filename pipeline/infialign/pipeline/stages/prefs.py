@@ -9,8 +9,8 @@
 
 Output `pairs.parquet` in the pair schema (`pairs.PAIR_SCHEMA`) with provenance, and a funnel whose
 `model_outcome` row counts the prompts per outcome. Fewer pairs than `spec.stages.prefs.pairs` is a
-warning in the funnel, the heartbeat message, the log and MLflow; no pair at all is a permanent error
-(an empty pairs file is never written).
+warning (`ctx.warn`): the funnel's `pairs_shortfall`, the log, MLflow (metric and tag) and the step's status
+message; no pair at all is a permanent error (an empty pairs file is never written).
 
 Sharding follows `eval`: in a cluster each pod of the Indexed Job generates one shard
 (`INFIALIGN_SHARD_INDEX`) and shard 0 merges; the local executor generates every shard in turn. A
@@ -386,9 +386,7 @@ def run(ctx: StageContext) -> None:
                     table.num_rows - confident, table.num_rows)
     warning = shortfall_message(table.num_rows, settings.pairs)
     if warning is not None:
-        log.warning("%s", warning)
-        ctx.tracker.set_tags({"infialign.warning": warning[:500]})
-        ctx.beat(message=f"warning: {warning}", force=True)
+        ctx.warn(warning)
 
 
 def _dropped_summary(funnel: Funnel) -> str:
