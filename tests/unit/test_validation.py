@@ -79,6 +79,12 @@ CASES = [
     ("sage-tier-bounds", lambda b: b.enable("dpo").stage("dpo", pairsUri="s3://b/p.parquet", sage={"tiers": 2}),
      "spec.stages.dpo.sage: tierPassRates has 2 values but tiers=2 needs 1 (one bound between two neighbouring tiers); give tiers-1 descending pass rates"),
     ("env-one-of", lambda b: b.stage("sft", resources={"gpusPerNode": 1, "env": [{"name": "A"}]}), "spec.stages.sft.resources.env[0]: set exactly one of `value` and `secretKeyRef`"),
+    ("prefs-model-len", lambda b: b.enable("prefs").stage("prefs", maxTokens=512, maxModelLen=512),
+     "spec.stages.prefs.maxModelLen: must exceed maxTokens (512) to leave room for the prompt, got 512; raise maxModelLen or lower maxTokens"),
+    ("prefs-no-challenge-pool", lambda b: b.enable("prefs").stage("select", challengeSize=0),
+     "spec.stages.select.challengeSize: is 0, so prefs has no challenge prompts; raise it or set spec.stages.prefs.promptsUri"),
+    ("prefs-unverified", lambda b: b.enable("prefs").stage("prefs", verification={"enabled": False}),
+     "spec.stages.prefs.verification.enabled: prefs needs verification: a rejected answer must be verified wrong; set it to true"),
 ]
 
 
@@ -198,3 +204,13 @@ def test_no_traceback_for_any_structure(make_run, spec, stages) -> None:
     result = validation.load_manifest_text(yaml.safe_dump(doc, allow_unicode=True))
     assert not result.ok
     assert all(p.path for p in result.problems)
+
+
+def test_prefs_pool_smaller_than_the_pairs_asked_for_is_a_warning(make_run) -> None:
+    doc = make_run().enable("prefs").stage("select", challengeSize=100).stage("prefs", pairs=500).dict()
+    result = validation.load_manifest_text(yaml.safe_dump(doc))
+    assert result.ok
+    assert [f"{p.path}: {p.message}" for p in result.problems if p.severity == "warning"] == [
+        "spec.stages.prefs.pairs: asks for 500 pairs but spec.stages.select.challengeSize gives 100 prompts (one pair per prompt at most); "
+        "raise challengeSize or lower pairs"
+    ]

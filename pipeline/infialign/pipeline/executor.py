@@ -51,6 +51,11 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 
 
+def _warnings(marker: markers.SuccessMarker) -> str | None:
+    """A succeeded step's status message: the warnings it finished with (a shortfall), or none."""
+    return truncate("; ".join(marker.warnings)) if marker.warnings else None
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -119,7 +124,7 @@ class LocalExecutor:
                 continue
             marker = markers.read_success(config.output, self.storage) if code == entrypoint.EXIT_SUCCESS else None
             if marker is not None and marker.attempt <= step.attempt:
-                status = planner.attempt_succeeded(status, step.name, step.attempt, now, outputs=markers.status_outputs(marker.outputs), reason="Succeeded")
+                status = planner.attempt_succeeded(status, step.name, step.attempt, now, outputs=markers.status_outputs(marker.outputs), reason="Succeeded", message=_warnings(marker))
                 status = planner.record_results(status, step.name, markers.status_results(marker.results))
                 continue
             message = attempt.termination_message() or {}
@@ -151,7 +156,7 @@ class LocalExecutor:
             done = entrypoint.finished_marker(config)
             if done is not None:
                 self.skipped.add(action.step)
-                status = planner.attempt_succeeded(status, action.step, action.attempt, now, outputs=markers.status_outputs(done.outputs), reason="AlreadySucceeded")
+                status = planner.attempt_succeeded(status, action.step, action.attempt, now, outputs=markers.status_outputs(done.outputs), reason="AlreadySucceeded", message=_warnings(done))
                 return planner.record_results(status, action.step, markers.status_results(done.results))
             self.launcher.start(config)
             return status

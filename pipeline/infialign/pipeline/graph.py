@@ -28,7 +28,7 @@ __all__ = [
 
 STAGE_ORDER: Final = ("curate", "distill", "select", "sft", "prefs", "dpo", "eval")
 # Stages this release can run; the others validate but fail at run time with exit code 2.
-IMPLEMENTED_STAGES: Final = frozenset({"curate", "distill", "select", "sft", "dpo", "eval"})
+IMPLEMENTED_STAGES: Final = frozenset({"curate", "distill", "select", "sft", "prefs", "dpo", "eval"})
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,8 @@ def step_inputs(spec: AlignmentRunSpec, step: Step) -> dict[str, InputRef | None
         select = _latest(spec, step.name, ("select",))
         return {"data": _ref("data", phase.data_uri, select, f"sft-{phase.name}")}
     if step.stage == "prefs":
-        return {"prompts": _ref("prompts", st.prefs.prompts_uri, _latest(spec, "prefs", ("select",)), "dpo-prompts")}
+        refs = {"prompts": _ref("prompts", st.prefs.prompts_uri, _latest(spec, "prefs", ("select",)), "dpo-prompts")}
+        return refs | _prefs_sft_data(spec)
     if step.stage == "dpo":
         return {"pairs": _ref("pairs", st.dpo.pairs_uri, _latest(spec, "dpo", ("prefs",)), "pairs")}
     # eval: one input per model it compares: the base model, every SFT phase's model, DPO's
@@ -154,6 +155,19 @@ def step_inputs(spec: AlignmentRunSpec, step: Step) -> dict[str, InputRef | None
             dpo = _latest(spec, "eval", ("dpo",))
             refs["model:dpo"] = InputRef("model:dpo", from_step=dpo.name, output="model") if dpo else None
     return refs
+
+
+def _prefs_sft_data(spec: AlignmentRunSpec) -> dict[str, InputRef | None]:
+    """prefs' optional `sft` input: what the last SFT phase trained on, to decontaminate the challenge prompts against.
+
+    Optional: absent (not None) when no select step or explicit `dataUri` provides it, so it is never a missing input.
+    """
+    last = _last_sft(spec)
+    if last is None or last.phase is None:
+        return {}
+    phase = spec.stages.sft.phases[last.phase]
+    ref = _ref("sft", phase.data_uri, _latest(spec, "prefs", ("select",)), f"sft-{phase.name}")
+    return {"sft": ref} if ref is not None else {}
 
 
 def _ref(name: str, uri: str | None, producer: Step | None, output: str) -> InputRef | None:

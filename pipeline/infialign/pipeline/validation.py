@@ -313,6 +313,52 @@ def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
         add(Problem("spec.stages.sft.deepspeed.offloadParams", "parameter offload needs zeroStage: 3, got 2"))
     if "dpo" in enabled:
         problems += _dpo_problems(spec)
+    if "prefs" in enabled:
+        problems += _prefs_problems(spec, enabled)
+    return problems
+
+
+def _prefs_problems(spec: AlignmentRunSpec, enabled: set[str]) -> list[Problem]:
+    prefs = spec.stages.prefs
+    problems: list[Problem] = []
+    if prefs.max_model_len is not None and prefs.max_model_len <= prefs.max_tokens:
+        problems.append(
+            Problem(
+                "spec.stages.prefs.maxModelLen",
+                f"must exceed maxTokens ({prefs.max_tokens}) to leave room for the prompt, got {prefs.max_model_len}; "
+                "raise maxModelLen or lower maxTokens",
+            )
+        )
+    if "sft" not in enabled:
+        problems.append(
+            Problem(
+                "spec.stages.prefs.enabled",
+                "sft is disabled, so prefs samples the base model (spec.model) for its errors; enable sft or accept pairs from the base model",
+                "warning",
+            )
+        )
+    if "select" in enabled and not prefs.prompts_uri:
+        pool = spec.stages.select.challenge_size
+        if pool == 0:
+            problems.append(
+                Problem("spec.stages.select.challengeSize", "is 0, so prefs has no challenge prompts; raise it or set spec.stages.prefs.promptsUri")
+            )
+        elif pool < prefs.pairs:
+            problems.append(
+                Problem(
+                    "spec.stages.prefs.pairs",
+                    f"asks for {prefs.pairs} pairs but spec.stages.select.challengeSize gives {pool} prompts (one pair per prompt at most); "
+                    "raise challengeSize or lower pairs",
+                    "warning",
+                )
+            )
+    if prefs.verification.enabled is False:
+        problems.append(
+            Problem(
+                "spec.stages.prefs.verification.enabled",
+                "prefs needs verification: a rejected answer must be verified wrong; set it to true",
+            )
+        )
     return problems
 
 

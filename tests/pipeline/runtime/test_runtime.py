@@ -130,7 +130,12 @@ def test_cli_bad_config_is_permanent(tmp_path: Path) -> None:
     assert entrypoint.main("select", path) == entrypoint.EXIT_PERMANENT  # config is for another step
 
 
-def test_unavailable_stage_is_permanent(tmp_path: Path) -> None:
+def test_unavailable_stage_is_permanent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stage of the API that this build does not ship: take a real one out of the registry, since every
+    # stage of the API is (or is about to be) implemented.
+    from infialign.pipeline import stages
+
+    monkeypatch.setattr(stages, "REGISTRY", {k: v for k, v in stages.REGISTRY.items() if k != "prefs"})
     config = _config((tmp_path / "a").as_uri(), tmp_path).model_copy(update={"stage": "prefs", "step": "prefs"})
     path = tmp_path / "stage.json"
     path.write_text(config.model_dump_json())
@@ -176,3 +181,26 @@ def test_only_node_zero_writes_markers(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PET_NODE_RANK", "0")
     assert entrypoint.run_stage(config, halve) == 0
     assert markers.read_success(config.output) is not None
+
+
+def test_warnings_reach_the_marker_and_the_last_heartbeat(tmp_path: Path) -> None:
+    def short(ctx: StageContext) -> None:
+        halve(ctx)
+        ctx.warn("made 3 of the 10 pairs asked for (spec.stages.prefs.pairs)")
+
+    config = _config((tmp_path / "a").as_uri(), tmp_path)
+    assert entrypoint.run_stage(config, short) == 0
+    marker = markers.read_success(config.output)
+    assert marker is not None and marker.warnings == ["made 3 of the 10 pairs asked for (spec.stages.prefs.pairs)"]
+    progress = markers.read_progress(config.output)
+    assert progress is not None and progress.message == "finished with warnings: made 3 of the 10 pairs asked for (spec.stages.prefs.pairs)"
+
+
+def test_the_local_executor_shows_a_succeeded_steps_warnings_as_its_message() -> None:
+    import datetime as dt
+
+    from infialign.pipeline import executor
+
+    marker = markers.SuccessMarker(config_digest="d", step="prefs", attempt=1, finished_at=dt.datetime.now(dt.UTC), warnings=["a", "b"])
+    assert executor._warnings(marker) == "a; b"
+    assert executor._warnings(marker.model_copy(update={"warnings": []})) is None

@@ -612,8 +612,10 @@ class SftStage(ApiModel):
 class PrefsStage(ApiModel):
     """`prefs`: SFT-model errors vs verified expert answers → preference pairs ([SRC] 'pair SFT's fails with expert solutions')."""
 
-    enabled: bool = Field(default=True, description="Run this stage. Needs `spec.teacher` for expert answers it lacks. Default: true.")
-    prompts_uri: ArtifactUri | None = Field(default=None, description="Use these challenge prompts instead of the `select` output.")
+    enabled: bool = Field(default=True, description="Run this stage. Default: true.")
+    prompts_uri: ArtifactUri | None = Field(
+        default=None, description="Use these challenge prompts (record schema, verified `response` and `answer`) instead of the `select` output."
+    )
     samples: int = Field(default=8, ge=1, le=256, description="SFT samples per prompt [RECON]. Default: 8.")
     temperature: float = Field(default=0.7, ge=0, le=2, description="Sampling temperature [RECON]. Default: 0.7.")
     top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling [RECON]. Default: 0.95.")
@@ -622,7 +624,37 @@ class PrefsStage(ApiModel):
     rejected: Literal["confident", "random"] = Field(
         default="confident", description="Which wrong sample becomes `rejected`: highest mean log-prob, or random [RECON]. Default: confident."
     )
-    shards: int = Field(default=1, ge=1, le=1024, description="Prompt shards = pods. Default: 1.")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Sampling and selection seed; each prompt's seed derives from it. Default: 0.")
+    system_prompt: Annotated[str, StringConstraints(max_length=4096)] = Field(
+        default="Please reason step by step, and put your final answer within \\boxed{}.",
+        description="System prompt for the SFT model's samples; use the one SFT trained with [RECON, as eval's SRC-2 default]. Empty sends none.",
+    )
+    max_model_len: int | None = Field(
+        default=None, ge=16, le=1_048_576, description="vLLM context length; must hold the prompt plus `maxTokens`. Empty: the model's own maximum."
+    )
+    tensor_parallel: int = Field(default=1, ge=1, le=16, description="GPUs per vLLM engine. Default: 1.")
+    verification: VerificationSettings = Field(
+        default_factory=VerificationSettings,
+        description="How the SFT model's answers are checked against the reference (math-verify, code sandbox, LLM judge).",
+    )
+    max_pass_rate: float = Field(
+        default=0.75,
+        ge=0,
+        le=1,
+        description="Challenge selection: a prompt the model sometimes solves is kept only when its pass rate is at most this "
+        "('wrong often but not always'; 0.75 = at least 2 of 8 samples wrong) [RECON]. Default: 0.75.",
+    )
+    include_all_wrong: bool = Field(
+        default=True,
+        description="Also pair prompts the model never solves, after the mixed ones (the paper pairs every prompt with a wrong "
+        "sample) [RECON]. Default: true.",
+    )
+    decontaminate: bool = Field(
+        default=True,
+        description="Drop challenge prompts that overlap the SFT data or a benchmark with `decontaminate: true` (prompt 8-grams, "
+        "fuzzy match; [SRC] 'Data Detox'). Default: true.",
+    )
+    shards: int = Field(default=1, ge=1, le=1024, description="Prompt shards = pods of the Indexed Job; shard 0 merges. Default: 1.")
     resources: Resources = Field(default_factory=_gpu_resources, description="Pod resources.")
 
 

@@ -47,6 +47,7 @@ class StageContext:
         self.outputs: list[OutputRecord] = []
         self.metrics: dict[str, float] = {}
         self.results: list[dict[str, Any]] = []  # eval's model × benchmark entries, copied into _SUCCESS.json
+        self.warnings: list[str] = []  # copied into _SUCCESS.json; the step's status message
         self.input_digests = dict(input_digests or {})
         self._scratch = scratch
 
@@ -148,6 +149,14 @@ class StageContext:
 
     def beat(self, step: int | None = None, total: int | None = None, metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
         self.heartbeat.beat(step=step, total=total, metrics=metrics, **kwargs)
+
+    def warn(self, message: str) -> None:
+        """A condition the stage succeeds with but the user must see: the log, the heartbeat, an MLflow tag,
+        and `_SUCCESS.json`'s `warnings`, which become the step's status message."""
+        log.warning("%s: %s", self.config.step, message)
+        self.warnings.append(message)
+        self.tracker.set_tags({"infialign.warnings": " | ".join(self.warnings)[:4000]})
+        self.heartbeat.beat(message=f"warning: {message}", force=True)
 
     def add_metrics(self, metrics: dict[str, float], step: int | None = None, headline: bool = True) -> None:
         """Log metrics to MLflow; headline ones also go into `_SUCCESS.json` and the summary table."""

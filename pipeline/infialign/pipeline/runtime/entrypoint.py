@@ -144,7 +144,7 @@ def run_stage(config: StageConfig, module: ModuleType | Callable[[StageContext],
         log.info("%s: %s finished its part; the leader writes the markers", config.step, who)
         return EXIT_SUCCESS
     ctx.add_metrics({"duration_seconds": duration}, headline=False)
-    heartbeat.beat(step=1, total=1, message="finished", force=True)
+    heartbeat.beat(step=1, total=1, message="finished" + (f" with warnings: {'; '.join(ctx.warnings)}" if ctx.warnings else ""), force=True)
     # The marker is written last: its presence means every output above is complete.
     marker = markers.SuccessMarker(
         config_digest=digest,
@@ -155,6 +155,7 @@ def run_stage(config: StageConfig, module: ModuleType | Callable[[StageContext],
         finished_at=dt.datetime.now(dt.UTC),
         duration_seconds=duration,
         results=ctx.results,
+        warnings=ctx.warnings,
     )
     markers.write_success(config.output, marker, config.storage)
     tracker.end("FINISHED")

@@ -67,6 +67,9 @@ class SuccessMarker(_Marker):
     results: list[dict[str, Any]] = Field(
         default_factory=list, description="The eval stage's model × benchmark entries (api.EvalResult fields); copied into status.results."
     )
+    warnings: list[str] = Field(
+        default_factory=list, description="What the stage finished with but the user should know (a shortfall); the step's status message."
+    )
 
     def output(self, name: str) -> OutputRecord | None:
         return next((o for o in self.outputs if o.name == name), None)

@@ -16,6 +16,7 @@ REGISTRY: Final = {
     "curate": "infialign.pipeline.stages.curate",
     "select": "infialign.pipeline.stages.select",
     "sft": "infialign.pipeline.stages.sft",
+    "prefs": "infialign.pipeline.stages.prefs",
     "dpo": "infialign.pipeline.stages.dpo",
     "distill": "infialign.pipeline.stages.distill",
     "eval": "infialign.pipeline.stages.eval",
