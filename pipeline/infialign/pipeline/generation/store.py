@@ -12,6 +12,8 @@ finished shard is not redone; parts with another fingerprint are stale and remov
 
 from __future__ import annotations
 
+import math
+
 import datetime as dt
 import hashlib
 import io
@@ -232,7 +234,7 @@ def done_ids(table: pa.Table) -> set[str]:
 def logprob_per_token(row: dict[str, Any]) -> float | None:
     """A sample's mean token log-prob (the model's confidence in it), or None when it was not recorded."""
     total, tokens = row.get("cumulative_logprob"), row.get("completion_tokens")
-    if total is None or not tokens:
+    if total is None or not tokens or math.isnan(float(total)):
         return None
     return float(total) / int(tokens)
 

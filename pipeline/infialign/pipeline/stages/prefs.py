@@ -20,7 +20,6 @@ shard whose `_DONE.json` matches is not generated again, and a killed shard resu
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import time
@@ -53,20 +52,9 @@ _SAMPLES_DIR: Final = "samples"
 
 
 def logprob_per_token(row: Mapping[str, Any]) -> float | None:
-    """The mean token log-prob of one generated sample, or None when the generation layer did not record it.
-
-    Uses `generation.logprob_per_token` once the generation layer provides it (the distill branch adds the
-    nullable `cumulative_logprob` column); until then it reads that column when present. None makes
-    `preferences.choose_rejected` fall back to generation order.
-    """
-    shared = getattr(generation, "logprob_per_token", None)
-    if shared is not None:
-        value: float | None = shared(row)
-        return value
-    total, tokens = row.get("cumulative_logprob"), row.get("completion_tokens")
-    if total is None or not tokens or math.isnan(float(total)):
-        return None
-    return float(total) / int(tokens)
+    """The mean token log-prob of one generated sample (None when it was not recorded: then
+    `preferences.choose_rejected` falls back to generation order)."""
+    return generation.logprob_per_token(row)
 
 
 def outcome_stats(ids: Sequence[str], outcomes: Mapping[str, preferences.Outcome]) -> StepStats:
@@ -344,7 +332,14 @@ def run(ctx: StageContext) -> None:
     by_id = {r["id"]: r for r in rows}
     ids = sorted(by_id)
 
-    sampling = generation.Sampling(n=settings.samples, temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens, seed=settings.seed)
+    sampling = generation.Sampling(
+        n=settings.samples,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_tokens=settings.max_tokens,
+        seed=settings.seed,
+        logprobs=settings.rejected == "confident",  # the most confident error needs each sample's log-prob
+    )
     shards, leader = generation.local_shards(os.environ, settings.shards)
     model_dir = ctx.model_path()
     # a produced model's content digest (its step's marker) is exact and cheap; a base model's files identify it
