@@ -109,18 +109,17 @@ async def test_multi_node_sft_gets_a_service_an_indexed_job_and_pet_env(operator
 
     # two of three pods running is not running: the group waits for its last member
     await cluster.run_pods(job_name)
-    await cluster.eventually(
-        lambda: cluster.step("sft-phase1").get("progress") and not cluster.step("sft-phase1").get("waiting"), what="all 3 pods running"
-    )
+    await cluster.eventually(lambda: not cluster.step("sft-phase1").get("waiting"), what="all 3 pods running")
     await cluster.complete(job_name)
     await cluster.eventually(lambda: cluster.job("r1-sft-phase2-a1"), what="phase 2 Job")
     assert cluster.posts("services") == [job_name, "r1-sft-phase2-a1"]
 
 
-async def test_suspend_stops_the_step_and_resume_starts_a_new_attempt(operator: Any, cluster: Any, make_run: Any) -> None:
+async def test_suspend_stops_the_step_and_resume_starts_a_new_attempt(operator: Any, cluster: Any, artifacts: Any, make_run: Any) -> None:
     await cluster.create_run(make_run().dict())
     await cluster.eventually(lambda: cluster.job("r1-curate-a1"), what="curate Job")
     await cluster.run_pods("r1-curate-a1")
+    artifacts.beat("curate", done=1, total=10)
     await cluster.eventually(lambda: cluster.step("curate").get("progress"), what="curate running")
 
     await cluster.patch_run("r1", {"spec": {"suspend": True}})
@@ -159,9 +158,7 @@ async def test_kueue_job_is_created_suspended_and_never_unsuspended_by_the_opera
 
     await cluster.admit("r1-curate-a1")  # Kueue admits the workload
     await cluster.run_pods("r1-curate-a1")
-    await cluster.eventually(
-        lambda: cluster.step("curate").get("progress") and not cluster.step("curate").get("waiting"), what="running after admission"
-    )
+    await cluster.eventually(lambda: not cluster.step("curate").get("waiting"), what="running after admission")
     assert cluster.posts("jobs") == ["r1-curate-a1"]
 
 
@@ -197,3 +194,14 @@ async def test_a_finished_run_ignores_later_spec_edits(operator: Any, cluster: A
     await cluster.patch_run("r1", {"spec": {"stages": {"select": {"enabled": False}}}})  # now invalid: sft lacks data
     await cluster.eventually(lambda: operator.reconciler.reconciles > ticks, what="the update handled")
     assert cluster.status()["phase"] == "Succeeded" and len(cluster.operator_requests("PATCH")) == patches
+
+
+async def test_storage_on_the_pods_own_disk_is_rejected_naming_the_field(operator: Any, cluster: Any, make_run: Any) -> None:
+    # the local executor's default: on a cluster each pod would write to its own container filesystem
+    await cluster.create_run(make_run().set("spec.storage", {"local": {"path": "artifacts"}}).dict())
+    await cluster.eventually(lambda: cluster.status().get("phase") == "Failed", what="the run rejected")
+    status = cluster.status()
+    accepted = next(c for c in status["conditions"] if c["type"] == "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
+    assert "spec.storage.local.pvcName" in status["message"] and "s3" in status["message"]
+    assert cluster.posts("jobs") == []
