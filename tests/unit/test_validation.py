@@ -162,3 +162,21 @@ def test_no_traceback_for_any_structure(make_run, spec, stages) -> None:
     result = validation.load_manifest_text(yaml.safe_dump(doc, allow_unicode=True))
     assert not result.ok
     assert all(p.path for p in result.problems)
+
+
+@pytest.mark.parametrize(
+    ("storage", "paths"),
+    [
+        ({"local": {"path": "artifacts"}}, ["spec.storage.local.pvcName"]),  # each pod's own disk: rejected on a cluster
+        ({"local": {"path": "/data", "pvcName": "shared"}}, []),
+        ({"s3": {"bucket": "runs", "endpoint": "http://minio.minio:9000"}}, []),
+    ],
+)
+def test_cluster_rules_need_shared_storage(make_run, storage: dict, paths: list[str]) -> None:
+    from infialign.pipeline import validation
+
+    spec = make_run().set("spec.storage", storage).spec()
+    problems = validation.cluster_problems(spec)
+    assert [p.path for p in problems] == paths
+    assert all("storage.s3" in p.message and p.severity == "error" for p in problems)
+    assert not [p for p in validation.semantic_problems(spec) if p.path.startswith("spec.storage")]  # the local executor keeps its default
