@@ -269,3 +269,23 @@ def test_config_from_env() -> None:
     assert (config.tick_seconds, config.events, config.posting_level) == (0.5, False, 20)
     with pytest.raises(ValueError, match="INFIALIGN_OPERATOR_API_WORKERS"):
         OperatorConfig.from_env({"INFIALIGN_OPERATOR_API_WORKERS": "many"})
+
+
+def _on(node: str, p: dict[str, Any]) -> dict[str, Any]:
+    return {**p, "spec": {"nodeName": node}}
+
+
+def test_a_failure_names_the_node_of_the_pod_that_failed_first() -> None:
+    pods = [
+        _on("gpu-7", pod("Failed", exit_code=137, finished="2026-01-01T00:00:05Z", name="p1")),
+        _on("gpu-3", pod("Failed", exit_code=1, message=summary("NCCL error"), finished="2026-01-01T00:00:01Z")),
+    ]
+    seen = observe.observe(job(FAILED, parallelism=2), pods, FATAL)
+    assert isinstance(seen, observe.Failed) and seen.nodes == ("gpu-3",)
+    disrupted = observe.observe(job(FAILED), [_on("gpu-9", pod("Failed", exit_code=137, conditions=DISRUPTED))], FATAL)
+    assert isinstance(disrupted, observe.Failed) and disrupted.nodes == ("gpu-9",)
+
+
+def test_running_pods_report_their_nodes() -> None:
+    seen = observe.observe(job(parallelism=2), [_on("gpu-1", pod("Running")), _on("gpu-2", pod("Running", name="p1"))], FATAL)
+    assert isinstance(seen, observe.Running) and seen.nodes == ("gpu-1", "gpu-2")

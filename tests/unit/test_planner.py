@@ -365,3 +365,22 @@ def test_stalled_means_the_hang_detector_struck(make_run) -> None:
     assert _conds(status)["Stalled"][0] == "True"  # the new attempt has not sent a heartbeat yet
     status = planner.heartbeat_read(status, "curate", 2, at(240), progress=StepProgress(step=5, time=at(235)))
     assert _conds(status)["Stalled"] == ("False", Reason.STAGE_RUNNING)
+
+
+def test_the_run_message_says_what_the_current_step_waits_for(make_run) -> None:
+    _, status = _running(make_run)
+    status = planner.pods_observed(status, "curate", 1, Waiting(reason="Unschedulable", message="0/3 nodes: Insufficient cpu"), at(1))
+    assert status.message == "curate waiting: Unschedulable: 0/3 nodes: Insufficient cpu"
+    status = planner.pods_observed(status, "curate", 1, None, at(2))
+    status = planner.heartbeat_read(status, "curate", 1, at(3), error="cannot read s3://b/progress.json: Forbidden")
+    assert status.message == "curate: heartbeat unavailable: cannot read s3://b/progress.json: Forbidden"
+    status = planner.heartbeat_read(status, "curate", 1, at(4), progress=StepProgress(step=1, time=at(4)))
+    assert status.message == "curate running"
+
+
+def test_a_hang_names_the_nodes_of_the_hung_pods(make_run) -> None:
+    spec, status = _running(make_run, progress=StepProgress(step=5, time=at(10)))
+    status = planner.pods_observed(status, "curate", 1, None, at(20), nodes=["gpu-2", "gpu-5"])
+    assert status.step("curate").nodes == ["gpu-2", "gpu-5"]
+    (stop,) = planner.plan(spec, status, at(200))
+    assert stop.failure is not None and stop.failure.nodes == ["gpu-2", "gpu-5"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +182,11 @@ def test_cluster_rules_need_shared_storage(make_run, storage: dict, paths: list[
     assert [p.path for p in problems] == paths
     assert all("storage.s3" in p.message and p.severity == "error" for p in problems)
     assert not [p for p in validation.semantic_problems(spec) if p.path.startswith("spec.storage")]  # the local executor keeps its default
+
+
+def test_a_stall_timeout_the_heartbeat_cannot_honour_is_rejected(make_run) -> None:
+    from infialign.pipeline import validation
+
+    result = validation.load_manifest_text(json.dumps(make_run().policy(stallTimeoutSeconds=30).dict()))
+    (problem,) = [p for p in result.problems if p.severity == "error"]
+    assert problem.path == "spec.failurePolicy.stallTimeoutSeconds" and "60" in problem.message

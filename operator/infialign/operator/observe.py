@@ -75,6 +75,7 @@ class Failed:
     reason: str
     message: str | None = None
     exit_code: int | None = None
+    nodes: tuple[str, ...] = ()  # the node of the pod that failed first (a bad node shows up across runs)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class Running:
     """Every pod of the attempt runs (or has already finished)."""
 
     pods: int
+    nodes: tuple[str, ...] = ()  # where they run: a hang's failure names them
 
 
 Observation = Missing | Succeeded | Failed | Pending | Running
@@ -135,6 +137,16 @@ class _Terminated:
     reason: str | None
     message: str | None
     finished_at: str
+    node: str | None
+
+
+def _node(pod: Mapping[str, Any]) -> str | None:
+    node = (pod.get("spec") or {}).get("nodeName")
+    return str(node)[:63] if node else None
+
+
+def _nodes(*nodes: str | None) -> tuple[str, ...]:
+    return tuple(n for n in nodes if n)
 
 
 def _terminations(pods: Iterable[Mapping[str, Any]]) -> list[_Terminated]:
@@ -143,7 +155,8 @@ def _terminations(pods: Iterable[Mapping[str, Any]]) -> list[_Terminated]:
         for cs in _container_statuses(pod):
             term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
             if term and int(term.get("exitCode", 0)) != 0:
-                found.append(_Terminated(int(term["exitCode"]), term.get("reason"), term.get("message"), str(term.get("finishedAt") or "")))
+                finished = str(term.get("finishedAt") or "")
+                found.append(_Terminated(int(term["exitCode"]), term.get("reason"), term.get("message"), finished, _node(pod)))
     return sorted(found, key=lambda t: t.finished_at)  # the first to die is the likely cause
 
 
@@ -168,7 +181,7 @@ def classify_failure(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, 
     for pod in pods:
         why = _disrupted(pod)
         if why is not None:
-            return Failed(FailureClass.INFRA, Reason.DISRUPTION, truncate(f"pod {name(pod)}: {why}"))
+            return Failed(FailureClass.INFRA, Reason.DISRUPTION, truncate(f"pod {name(pod)}: {why}"), nodes=_nodes(_node(pod)))
     failed = _true(job, "Failed") or _true(job, "FailureTarget")
     job_message = str(failed.get("message") or "") if failed else ""
     if "DisruptionTarget" in job_message:
@@ -178,7 +191,8 @@ def classify_failure(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, 
         first = terminations[0]
         cls, reason = planner.classify_exit_code(first.exit_code, fatal)
         detail = termination_text(first.message) or first.reason or ""
-        return Failed(cls, reason, truncate(f"exit code {first.exit_code}: {detail}".strip().rstrip(":")), first.exit_code)
+        message = truncate(f"exit code {first.exit_code}: {detail}".strip().rstrip(":"))
+        return Failed(cls, reason, message, first.exit_code, nodes=_nodes(first.node))
     match = _EXIT_CODE_IN_MESSAGE.search(job_message)
     if match:  # the pods are gone (pod GC); the pod-failure-policy message still names the exit code
         code = int(match.group(1))
@@ -250,4 +264,4 @@ def observe(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]], fa
     waiting = waiting_reason(job, pods, expected)
     if waiting is not None:
         return Pending(waiting, pods=len(pods))
-    return Running(pods=len(pods))
+    return Running(pods=len(pods), nodes=tuple(sorted(set(_nodes(*(_node(p) for p in pods))))))

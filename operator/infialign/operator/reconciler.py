@@ -495,6 +495,7 @@ class Reconciler:
                 reason=seen.reason,
                 message=seen.message,
                 exit_code=seen.exit_code,
+                nodes=list(seen.nodes) or None,
                 attempt=step.attempt,
                 time=now,
             )
@@ -511,7 +512,7 @@ class Reconciler:
             return planner.pods_observed(status, step.name, step.attempt, seen.waiting, now)
 
         # Running: every pod runs. The stall clock starts with the first heartbeat read, not here.
-        status = planner.pods_observed(status, step.name, step.attempt, None, now)
+        status = planner.pods_observed(status, step.name, step.attempt, None, now, nodes=list(seen.nodes))
         return await self._read_heartbeat(ctx, state, status, step.name)
 
     async def _job_exists(self, run: RunIdentity, job_name: str) -> bool:

@@ -235,6 +235,7 @@ def plan(spec: AlignmentRunSpec, status: AlignmentRunStatus, now: dt.datetime) -
                     f"(stallTimeoutSeconds={spec.failure_policy.stall_timeout_seconds})",
                     attempt=step.attempt,
                     time=now,
+                    nodes=step.nodes,
                 )
                 return [StopAttempt(step.name, attempt=step.attempt, failure=hang, reason=Reason.HEARTBEAT_TIMEOUT)]
             return [Wait()]
@@ -296,6 +297,7 @@ def apply(status: AlignmentRunStatus, action: Action, now: dt.datetime, *, run_n
             waiting=None,
             progress=None,
             heartbeat_error=None,
+            nodes=None,
             reason="Started",
             message=None,
         )
@@ -389,7 +391,9 @@ def heartbeat_read(
     return summarize(_replace_step(status, step_name, **update), now)
 
 
-def pods_observed(status: AlignmentRunStatus, step_name: str, attempt: int, waiting: Waiting | None, now: dt.datetime) -> AlignmentRunStatus:
+def pods_observed(
+    status: AlignmentRunStatus, step_name: str, attempt: int, waiting: Waiting | None, now: dt.datetime, *, nodes: list[str] | None = None
+) -> AlignmentRunStatus:
     """An observation: the attempt's pods wait (and why), or all of them run (`waiting` None).
 
     Owns the waiting clock: `waiting.since` is kept while one wait lasts and restarts when queueing turns into
@@ -411,6 +415,8 @@ def pods_observed(status: AlignmentRunStatus, step_name: str, attempt: int, wait
         waiting = waiting.model_copy(update={"since": before.since if same_wait and before is not None else now, "permanent": permanent})
     if waiting != before:
         update["waiting"] = waiting
+    if nodes and nodes != step.nodes:
+        update["nodes"] = nodes[:64]
     if not update:
         return status
     return summarize(_replace_step(status, step_name, **update), now)
@@ -456,7 +462,22 @@ def summarize(status: AlignmentRunStatus, now: dt.datetime | None) -> AlignmentR
     }
     if now is not None:
         update["conditions"] = _conditions(status, current, now)
+    if status.phase in (RunPhase.RUNNING, RunPhase.PENDING) and current is not None:
+        update["message"] = _current_message(current)
     return status.model_copy(update=update)
+
+
+def _current_message(step: StepStatus) -> str | None:
+    """One line on the step in flight, for `status.message` (the wide printer column) while the run is not finished."""
+    if step.phase == StepPhase.RUNNING:
+        if step.waiting is not None:
+            return truncate(f"{step.name} waiting: {step.waiting.reason}" + (f": {step.waiting.message}" if step.waiting.message else ""))
+        if step.heartbeat_error is not None:
+            return truncate(f"{step.name}: heartbeat unavailable: {step.heartbeat_error}")
+        return f"{step.name} running"
+    if step.phase in (StepPhase.ATTEMPT_FAILED, StepPhase.BACKOFF):
+        return truncate(f"{step.name} restarting after {step.reason}" + (f": {step.message}" if step.message else ""))
+    return None
 
 
 def _conditions(status: AlignmentRunStatus, current: StepStatus | None, now: dt.datetime) -> list[Condition]:

@@ -717,11 +717,12 @@ class FailurePolicy(ApiModel):
     )
     stall_timeout_seconds: int = Field(
         default=1800,
-        ge=10,
+        ge=60,
         le=604800,
         description="No new heartbeat for this long, after one of the current attempt was read, is a hang: kill and restart. "
         "Before the first heartbeat, or while the operator cannot read the store, the condition `HeartbeatUnavailable` "
-        "says so and nothing is killed. Default: 1800.",
+        "says so and nothing is killed. Stage pods beat every min(30, stallTimeoutSeconds/4) s, but a stage can be busy "
+        "between beats (sft's first gap is about 40 s), so the minimum is 60. Default: 1800.",
     )
     backoff_seconds: int = Field(default=30, ge=0, le=86400, description="First retry delay; doubles per failure. Default: 30.")
     max_backoff_seconds: int = Field(default=900, ge=0, le=86400, description="Retry delay cap. Default: 900.")

@@ -133,6 +133,9 @@ class Failure(ApiModel):
     reason: Annotated[str, StringConstraints(max_length=128)] = Field(description="A CamelCase reason.")
     message: Text | None = Field(default=None, description="The tail of the termination message or log.")
     exit_code: int | None = Field(default=None, description="The process exit code, when known.")
+    nodes: list[Name] | None = Field(
+        default=None, max_length=64, description="The node of the pod that failed first, or the nodes of every pod of a hung attempt."
+    )
     attempt: int = Field(ge=1, description="The attempt that failed.")
     time: dt.datetime = Field(description="When the failure was observed.")
 
@@ -211,6 +214,9 @@ class StepStatus(ApiModel):
     completion_time: dt.datetime | None = Field(default=None, description="When the step succeeded or failed for good.")
     retry_after: dt.datetime | None = Field(default=None, description="In Backoff: when the next attempt may start.")
     waiting: Waiting | None = Field(default=None, description="Pods not running yet, and why.")
+    nodes: list[Name] | None = Field(
+        default=None, max_length=64, description="The nodes the current attempt's pods run on (copied into a hang's failure)."
+    )
     progress: StepProgress | None = Field(
         default=None, description="The latest heartbeat of the current attempt (and admission); empty until one was read."
     )
