@@ -415,7 +415,7 @@ class Cluster:
 
     def status(self, name: str = "r1") -> dict[str, Any]:
         run = self.run(name)
-        return dict(run.get("status") or {}) if run is not None else {}
+        return _plain(run.get("status") or {}) if run is not None else {}  # plain dicts: printable, comparable
 
     def step(self, step: str, name: str = "r1") -> dict[str, Any]:
         return next((s for s in self.status(name).get("steps", []) if s["name"] == step), {})

@@ -57,8 +57,12 @@ async def test_happy_path_through_every_stage(operator: Any, cluster: Any, artif
     assert cluster.posts("services") == []
     assert tracker.finished == ["FINISHED"]
     # Events: one per reconcile that changed something, on the run
-    events = [o for (r, ns, n), o in cluster.kmock.objects.items() if r.plural == "events" and not o.deleted]
-    assert {e["reason"] for e in events} >= {"StepStarted", "RunSucceeded"} and all(e["involvedObject"]["name"] == "r1" for e in events)
+    def events() -> list[Any]:
+        return [o for (r, ns, n), o in cluster.kmock.objects.items() if r.plural == "events" and not o.deleted]
+
+    # Events are posted in the background after the status patch: wait for the last one
+    await cluster.eventually(lambda: {e["reason"] for e in events()} >= {"StepStarted", "RunSucceeded"}, what="the Events")
+    assert all(e["involvedObject"]["name"] == "r1" for e in events())
     # metrics
     registry = operator.current.metrics.registry
     assert registry.get_sample_value("infialign_stage_transitions_total", {"stage": "sft", "phase": "Succeeded"}) == 2.0
