@@ -514,6 +514,8 @@ def _conditions(status: AlignmentRunStatus, current: StepStatus | None, now: dt.
     elif running_step is not None and waiting is None and (running_step.progress is None or running_step.progress.time is None):
         message = f"no heartbeat of {running_step.name} attempt {running_step.attempt} read yet; the stall timeout starts with the first"
         put(ConditionType.HEARTBEAT_UNAVAILABLE, True, Reason.NO_HEARTBEAT_YET, message)
+    elif running_step is not None and waiting is not None:
+        put(ConditionType.HEARTBEAT_UNAVAILABLE, False, Reason.WAITING)  # no pods run: nothing to beat, nothing judged
     else:
         put(ConditionType.HEARTBEAT_UNAVAILABLE, False, Reason.HEARTBEAT_READ if running_step is not None else Reason.NOT_RUNNING)
 

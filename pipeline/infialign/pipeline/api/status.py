@@ -86,7 +86,7 @@ class Reason:
     INVALID_SPEC: Final = "InvalidSpec"  # Accepted=False: semantic validation failed
     VALID: Final = "Valid"  # Accepted=True
     STAGE_RUNNING: Final = "StageRunning"  # Running=True
-    WAITING: Final = "Waiting"  # Running=False while backing off or queued
+    WAITING: Final = "Waiting"  # Running=False while backing off or queued; HeartbeatUnavailable=False while pods wait
     SUSPENDED: Final = "SuspendedBySpec"  # Suspended=True
     RESUMED: Final = "Resumed"  # Suspended=False after a resume
     BACKOFF: Final = "BackoffAfterFailure"  # Restarting=True
