@@ -387,7 +387,8 @@ def test_a_hang_names_the_nodes_of_the_hung_pods(make_run) -> None:
 
 
 def test_a_preempted_step_waits_and_is_not_reported_as_missing_its_heartbeat(make_run) -> None:
-    _, status = _running(make_run, progress=StepProgress(step=5, time=at(10)))
+    _, status = _running(make_run)
+    status = planner.summarize(planner.pods_observed(status, "curate", 1, None, at(5)), at(5))  # no heartbeat yet: the condition appears
     status = planner.heartbeat_read(status, "curate", 1, at(11), progress=StepProgress(step=6, time=at(11)))
     status = planner.pods_observed(status, "curate", 1, Waiting(reason="Queued", queued=True), at(20))
     assert _conds(status)["HeartbeatUnavailable"] == ("False", Reason.WAITING)
