@@ -62,8 +62,13 @@ class ApiServerEmulator(km.KubernetesEmulator):
     """kmock plus what an API server does to every write: versions, identity, generation, 422s."""
 
     _rv: int = attrs.field(default=1000, init=False)
+    # plural → errors for the next creates of that resource. Unlike a kmock reaction (kmock stores the object
+    # before reactions answer), a refused create stores nothing, as an API server's admission would.
+    refusals: dict[str, list[km.KubernetesError]] = attrs.field(factory=dict, init=False)
 
     async def _handle(self, request: km.Request) -> Any:
+        if request.resource is not None and request.action == km.action.CREATE and self.refusals.get(request.resource.plural):
+            raise self.refusals[request.resource.plural].pop(0)
         if request.resource is not None and request.action in (km.action.CREATE, km.action.UPDATE):
             self._rv += 1
             rv, data = str(self._rv), request.data
@@ -410,7 +415,7 @@ class Cluster:
 
     def status(self, name: str = "r1") -> dict[str, Any]:
         run = self.run(name)
-        return dict(run.get("status") or {}) if run is not None else {}
+        return _plain(run.get("status") or {}) if run is not None else {}  # plain dicts: printable, comparable
 
     def step(self, step: str, name: str = "r1") -> dict[str, Any]:
         return next((s for s in self.status(name).get("steps", []) if s["name"] == step), {})
@@ -506,6 +511,20 @@ class Cluster:
         async with self.kmock.patch(f"/apis/batch/v1/namespaces/{NS}/jobs/{job}", json={"spec": {"suspend": False}}) as resp:
             assert resp.status == 200, await resp.text()
 
+    async def unschedulable(self, job: str, message: str = "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.") -> None:
+        """The scheduler found no node (yet): the autoscaler may add one, so this is waiting, not failing."""
+        scheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+        for i in range(self._pods(job)):
+            await self._pod(job, i, {"phase": "Pending", "conditions": [scheduled]})
+
+    async def preempt(self, job: str) -> None:
+        """Kueue's eviction: the Job is suspended again and the Job controller deletes its pods."""
+        async with self.kmock.patch(f"/apis/batch/v1/namespaces/{NS}/jobs/{job}", json={"spec": {"suspend": True}}) as resp:
+            assert resp.status == 200, await resp.text()
+        for i in range(self._pods(job)):
+            async with self.kmock.delete(f"/api/v1/namespaces/{NS}/pods/{job}-{i}") as resp:
+                assert resp.status in (200, 404), await resp.text()
+
     async def delete_job(self, job: str) -> None:
         async with self.kmock.delete(f"/apis/batch/v1/namespaces/{NS}/jobs/{job}") as resp:
             assert resp.status == 200, await resp.text()
@@ -518,3 +537,95 @@ def _now() -> str:
 @pytest.fixture
 def cluster(kmock: Any) -> Cluster:
     return Cluster(kmock)
+
+
+# ---------------------------------------------------------------- runs as a cluster accepts them
+
+CLUSTER_STORAGE: dict[str, Any] = {"s3": {"bucket": "infialign"}}  # a cluster needs S3 or a PVC (never a pod's own disk)
+
+
+@pytest.fixture
+def make_run(make_run: Any) -> Callable[[], Any]:
+    """The shared `make_run()`, with storage a cluster accepts; `.set("spec.storage", …)` overrides it."""
+
+    def builder() -> Any:
+        return make_run().set("spec.storage", dict(CLUSTER_STORAGE))
+
+    return builder
+
+
+# ---------------------------------------------------------------- a real S3 endpoint for the operator's reads
+
+
+@dataclasses.dataclass
+class S3Store:
+    """moto's S3 server on 127.0.0.1: the stages (played by the test) write markers with their own working
+    credentials; the operator reads with the process environment's, which `deny_operator()` makes invalid."""
+
+    endpoint: str
+    bucket: str
+    prefix: str
+    writer: Any  # a boto3 S3 client with credentials moto accepts even when it enforces auth
+
+    def storage(self) -> dict[str, Any]:
+        return {"s3": {"endpoint": self.endpoint, "bucket": self.bucket, "prefix": self.prefix}}
+
+    def key(self, step: str, name: str, run: str = "r1") -> str:
+        return f"{self.prefix}/{NS}/{run}/{step}/{name}"
+
+    def beat(self, step: str, *, time: dt.datetime, done: int, total: int, run: str = "r1") -> None:
+        """Write `progress.json` as the stage's heartbeat writer does."""
+        from infialign.pipeline.runtime import markers
+
+        progress = markers.Progress(step=done, total=total, percent=100.0 * done / total, metrics={"loss": 1.0}, time=time)
+        body = json.dumps(progress.model_dump(mode="json")).encode()
+        self.writer.put_object(Bucket=self.bucket, Key=self.key(step, markers.PROGRESS_FILE, run), Body=body)
+
+    def deny_operator(self) -> None:
+        """From now on moto checks credentials: the operator's (the environment's) are unknown to it."""
+        import moto.settings
+
+        moto.settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def s3_store(monkeypatch: pytest.MonkeyPatch) -> Any:
+    import boto3
+    import moto.settings
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    # the operator's own identity (moto accepts anything until deny_operator())
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "operator")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "operator")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="runs")
+    iam = boto3.client("iam", endpoint_url=endpoint)
+    iam.create_user(UserName="stage")
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    iam.put_user_policy(UserName="stage", PolicyName="artifacts", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="stage")["AccessKey"]
+    writer = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"]
+    )
+    try:
+        yield S3Store(endpoint=endpoint, bucket="runs", prefix="infialign", writer=writer)
+    finally:
+        moto.settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
+        import urllib.request
+
+        # moto keeps its accounts, users and buckets per process: start the next test from nothing
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+        server.stop()

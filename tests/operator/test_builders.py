@@ -194,3 +194,13 @@ def test_names_over_63_characters_are_refused(make_run: Any) -> None:
     doc = make_run().name("r" * 40).stage("sft", phases=[{"name": "p" * 30}]).dict()
     with pytest.raises(builders.ChildSpecError, match="more than"):
         _objects(doc, f"sft-{'p' * 30}", 1)
+
+
+@pytest.mark.parametrize(("stall", "interval"), [(60, "15"), (1800, "30")])
+def test_stage_pods_are_sealed_and_beat_often_enough_for_the_stall_timeout(make_run: Any, stall: int, interval: str) -> None:
+    (*_, job) = _objects(make_run().policy(stallTimeoutSeconds=stall).dict(), "curate", 1)
+    pod = job["spec"]["template"]["spec"]
+    # a stage needs no Kubernetes API token and no environment for every Service in the namespace
+    assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["INFIALIGN_HEARTBEAT_SECONDS"] == interval  # at least four heartbeats per stall timeout, at most one per 30 s

@@ -163,6 +163,11 @@ def test_rbac_is_least_privilege_and_never_touches_secrets() -> None:
     ] == []  # no cluster-wide write access
     status_rule = next(r for r in roles[0]["rules"] if r["resources"] == ["alignmentruns/status"])
     assert status_rule["verbs"] == ["get", "patch"]
+    # OwnerReferencesPermissionEnforcement (OpenShift): children with blockOwnerDeletion need this
+    for case in ("defaults", "namespaced-with-mlflow"):
+        for role in [o for o in _render(MATRIX[case]) if o["kind"] in ("Role", "ClusterRole") and o["metadata"]["name"] == "infialign"]:
+            finalizers = [r for r in role["rules"] if "alignmentruns/finalizers" in r["resources"]]
+            assert finalizers and finalizers[0]["verbs"] == ["update"], f"{case}: {role['kind']} lacks update on alignmentruns/finalizers"
     aggregated = {
         r["metadata"]["name"]: r["metadata"]["labels"] for r in _by_kind(objects, "ClusterRole") if "alignmentrun" in r["metadata"]["name"]
     }

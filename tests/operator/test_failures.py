@@ -8,15 +8,18 @@ from __future__ import annotations
 from typing import Any
 
 
-async def _running(cluster: Any, job: str, step: str = "curate") -> None:
+async def _running(cluster: Any, artifacts: Any, job: str, step: str = "curate") -> None:
+    """The attempt's pods run and the stage wrote its first heartbeat (the entrypoint does so at start)."""
     await cluster.eventually(lambda: cluster.job(job), what=f"the Job {job}")
     await cluster.run_pods(job)
+    await cluster.eventually(lambda: cluster.step(step).get("attempt") == int(job.rsplit("-a", 1)[1]), what=f"{job} in the status")
+    artifacts.beat(step, done=0, total=10)
     await cluster.eventually(lambda: cluster.step(step).get("progress") and not cluster.step(step).get("waiting"), what=f"{job} running")
 
 
-async def test_disruption_restarts_without_using_the_budget(operator: Any, cluster: Any, make_run: Any) -> None:
+async def test_disruption_restarts_without_using_the_budget(operator: Any, cluster: Any, artifacts: Any, make_run: Any) -> None:
     await cluster.create_run(make_run().policy(maxRestartsPerStage=0).dict())  # no budget at all: only infra may retry
-    await _running(cluster, "r1-curate-a1")
+    await _running(cluster, artifacts, "r1-curate-a1")
     await cluster.disrupt("r1-curate-a1")
 
     await cluster.eventually(lambda: cluster.job("r1-curate-a2"), what="a new attempt after the disruption")
@@ -27,15 +30,15 @@ async def test_disruption_restarts_without_using_the_budget(operator: Any, clust
     assert step["restarts"] == {"infra": 1, "app": 0, "hang": 0}
     failure = step["lastFailure"]
     assert (failure["class"], failure["reason"], failure["attempt"]) == ("Infrastructure", "Disruption", 1)
-    assert "PreemptionByScheduler" in failure["message"]
+    assert "PreemptionByScheduler" in failure["message"] and failure["nodes"] == ["node-0"]
     assert cluster.status()["phase"] == "Running" and cluster.status()["restarts"] == 1
 
 
-async def test_app_failures_retry_up_to_the_limit_then_fail(operator: Any, cluster: Any, make_run: Any) -> None:
+async def test_app_failures_retry_up_to_the_limit_then_fail(operator: Any, cluster: Any, artifacts: Any, make_run: Any) -> None:
     await cluster.create_run(make_run().policy(maxRestartsPerStage=2, backoffSeconds=0).dict())
     for attempt in (1, 2, 3):
         job = f"r1-curate-a{attempt}"
-        await _running(cluster, job)
+        await _running(cluster, artifacts, job)
         await cluster.fail(job, exit_code=1, error=f"ValueError: bad shard {attempt}")
         if attempt < 3:
             await cluster.eventually(lambda attempt=attempt: cluster.job(f"r1-curate-a{attempt + 1}"), what=f"attempt {attempt + 1}")
@@ -53,9 +56,9 @@ async def test_app_failures_retry_up_to_the_limit_then_fail(operator: Any, clust
     assert operator.current.metrics.registry.get_sample_value("infialign_restarts_total", {"failure_class": "Application"}) == 2.0
 
 
-async def test_backoff_waits_for_retry_after(operator: Any, cluster: Any, clock: Any, make_run: Any) -> None:
+async def test_backoff_waits_for_retry_after(operator: Any, cluster: Any, artifacts: Any, clock: Any, make_run: Any) -> None:
     await cluster.create_run(make_run().policy(backoffSeconds=600, maxBackoffSeconds=900).dict())
-    await _running(cluster, "r1-curate-a1")
+    await _running(cluster, artifacts, "r1-curate-a1")
     await cluster.fail("r1-curate-a1")
     await cluster.eventually(lambda: cluster.step("curate").get("phase") == "Backoff", what="Backoff")
     ticks = operator.reconciler.reconciles
@@ -69,9 +72,9 @@ async def test_backoff_waits_for_retry_after(operator: Any, cluster: Any, clock:
     assert cluster.step("curate")["restarts"]["app"] == 1
 
 
-async def test_fatal_exit_code_fails_at_once(operator: Any, cluster: Any, make_run: Any) -> None:
+async def test_fatal_exit_code_fails_at_once(operator: Any, cluster: Any, artifacts: Any, make_run: Any) -> None:
     await cluster.create_run(make_run().policy(maxRestartsPerStage=5).dict())
-    await _running(cluster, "r1-curate-a1")
+    await _running(cluster, artifacts, "r1-curate-a1")
     await cluster.fail("r1-curate-a1", exit_code=2, error="StageConfigError: spec.sources[0].uri: unknown preset")
     await cluster.eventually(lambda: cluster.status().get("phase") == "Failed", what="run Failed")
     step = cluster.step("curate")
@@ -83,32 +86,34 @@ async def test_fatal_exit_code_fails_at_once(operator: Any, cluster: Any, make_r
 async def test_stalled_heartbeat_kills_and_restarts_the_attempt(
     operator: Any, cluster: Any, clock: Any, artifacts: Any, make_run: Any
 ) -> None:
-    await cluster.create_run(make_run().policy(stallTimeoutSeconds=10, backoffSeconds=0).dict())
-    await _running(cluster, "r1-curate-a1")
+    await cluster.create_run(make_run().policy(stallTimeoutSeconds=60, backoffSeconds=0).dict())
+    await _running(cluster, artifacts, "r1-curate-a1")
     artifacts.beat("curate", done=3, total=10)
     await cluster.eventually(lambda: (cluster.step("curate").get("progress") or {}).get("step") == 3, what="a heartbeat")
 
-    clock.advance(11)  # no heartbeat for longer than stallTimeoutSeconds: a hang
+    clock.advance(61)  # no heartbeat for longer than stallTimeoutSeconds: a hang
     await cluster.eventually(lambda: cluster.job("r1-curate-a2"), what="a new attempt after the hang")
     await cluster.eventually(lambda: cluster.step("curate").get("attempt") == 2, what="attempt 2 in the status")
     assert cluster.job("r1-curate-a1") is None  # killed
     step = cluster.step("curate")
     assert step["restarts"] == {"infra": 0, "app": 0, "hang": 1}
     assert (step["lastFailure"]["class"], step["lastFailure"]["reason"]) == ("Hang", "HeartbeatTimeout")
+    assert step["lastFailure"]["nodes"] == ["node-0"]  # where the hung pod ran
     # the new attempt must not inherit the old heartbeat: it is judged from its own start
     assert (cluster.step("curate").get("progress") or {}).get("step") is None
 
 
 async def test_image_pull_backoff_fails_after_the_startup_timeout_with_the_kubelet_message(
-    operator: Any, cluster: Any, clock: Any, make_run: Any
+    operator: Any, cluster: Any, artifacts: Any, clock: Any, make_run: Any
 ) -> None:
     await cluster.create_run(make_run().policy(startupTimeoutSeconds=10).dict())
     await cluster.eventually(lambda: cluster.job("r1-curate-a1"), what="curate Job")
     kubelet = 'Back-off pulling image "ghcr.io/infialign/pipeline:nope": not found'
     await cluster.pull_failing("r1-curate-a1", kubelet)
     await cluster.eventually(lambda: (cluster.step("curate").get("waiting") or {}).get("reason") == "ImagePullBackOff", what="waiting")
-    stalled = {c["type"]: c for c in cluster.status()["conditions"]}["Stalled"]
-    assert (stalled["status"], stalled["reason"], stalled["message"]) == ("True", "PodsStarting", "ImagePullBackOff")
+    waiting = {c["type"]: c for c in cluster.status()["conditions"]}["Waiting"]
+    assert (waiting["status"], waiting["reason"], waiting["message"]) == ("True", "ImagePullBackOff", kubelet)
+    assert cluster.step("curate")["waiting"]["permanent"] is True  # the image does not exist: waiting cannot fix it
 
     clock.advance(11)
     await cluster.eventually(lambda: cluster.status().get("phase") == "Failed", what="run Failed")

@@ -57,8 +57,12 @@ async def test_happy_path_through_every_stage(operator: Any, cluster: Any, artif
     assert cluster.posts("services") == []
     assert tracker.finished == ["FINISHED"]
     # Events: one per reconcile that changed something, on the run
-    events = [o for (r, ns, n), o in cluster.kmock.objects.items() if r.plural == "events" and not o.deleted]
-    assert {e["reason"] for e in events} >= {"StepStarted", "RunSucceeded"} and all(e["involvedObject"]["name"] == "r1" for e in events)
+    def events() -> list[Any]:
+        return [o for (r, ns, n), o in cluster.kmock.objects.items() if r.plural == "events" and not o.deleted]
+
+    # Events are posted in the background after the status patch: wait for the last one
+    await cluster.eventually(lambda: {e["reason"] for e in events()} >= {"StepStarted", "RunSucceeded"}, what="the Events")
+    assert all(e["involvedObject"]["name"] == "r1" for e in events())
     # metrics
     registry = operator.current.metrics.registry
     assert registry.get_sample_value("infialign_stage_transitions_total", {"stage": "sft", "phase": "Succeeded"}) == 2.0
@@ -109,18 +113,17 @@ async def test_multi_node_sft_gets_a_service_an_indexed_job_and_pet_env(operator
 
     # two of three pods running is not running: the group waits for its last member
     await cluster.run_pods(job_name)
-    await cluster.eventually(
-        lambda: cluster.step("sft-phase1").get("progress") and not cluster.step("sft-phase1").get("waiting"), what="all 3 pods running"
-    )
+    await cluster.eventually(lambda: not cluster.step("sft-phase1").get("waiting"), what="all 3 pods running")
     await cluster.complete(job_name)
     await cluster.eventually(lambda: cluster.job("r1-sft-phase2-a1"), what="phase 2 Job")
     assert cluster.posts("services") == [job_name, "r1-sft-phase2-a1"]
 
 
-async def test_suspend_stops_the_step_and_resume_starts_a_new_attempt(operator: Any, cluster: Any, make_run: Any) -> None:
+async def test_suspend_stops_the_step_and_resume_starts_a_new_attempt(operator: Any, cluster: Any, artifacts: Any, make_run: Any) -> None:
     await cluster.create_run(make_run().dict())
     await cluster.eventually(lambda: cluster.job("r1-curate-a1"), what="curate Job")
     await cluster.run_pods("r1-curate-a1")
+    artifacts.beat("curate", done=1, total=10)
     await cluster.eventually(lambda: cluster.step("curate").get("progress"), what="curate running")
 
     await cluster.patch_run("r1", {"spec": {"suspend": True}})
@@ -159,9 +162,7 @@ async def test_kueue_job_is_created_suspended_and_never_unsuspended_by_the_opera
 
     await cluster.admit("r1-curate-a1")  # Kueue admits the workload
     await cluster.run_pods("r1-curate-a1")
-    await cluster.eventually(
-        lambda: cluster.step("curate").get("progress") and not cluster.step("curate").get("waiting"), what="running after admission"
-    )
+    await cluster.eventually(lambda: not cluster.step("curate").get("waiting"), what="running after admission")
     assert cluster.posts("jobs") == ["r1-curate-a1"]
 
 
@@ -227,3 +228,14 @@ async def test_sharded_eval_runs_an_indexed_job_and_its_results_reach_the_status
         {"model": "base", "benchmark": "bench", "metric": "avg@8", "value": 0.125, "samples": 8, "questions": 200},
         {"model": "sft-phase2", "benchmark": "bench", "metric": "avg@8", "value": 0.5, "samples": 8, "questions": 200, "subset": "tier1"},
     ]
+
+
+async def test_storage_on_the_pods_own_disk_is_rejected_naming_the_field(operator: Any, cluster: Any, make_run: Any) -> None:
+    # the local executor's default: on a cluster each pod would write to its own container filesystem
+    await cluster.create_run(make_run().set("spec.storage", {"local": {"path": "artifacts"}}).dict())
+    await cluster.eventually(lambda: cluster.status().get("phase") == "Failed", what="the run rejected")
+    status = cluster.status()
+    accepted = next(c for c in status["conditions"] if c["type"] == "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
+    assert "spec.storage.local.pvcName" in status["message"] and "s3" in status["message"]
+    assert cluster.posts("jobs") == []

@@ -162,18 +162,37 @@ def test_classification(
     assert text in (seen.message or "")
 
 
-# (id, job, pods, waiting reason or None for Running, queued)
+# (id, job, pods, waiting reason or None for Running, queued, permanent: waiting cannot heal it)
 WAITING = [
-    ("kueue-suspended", job(suspend=True, queue="gpu"), [], "Queued", True),
-    ("suspended-no-queue", job(suspend=True), [], "JobSuspended", True),
-    ("no-pods-yet", job(), [], "PodsPending", False),
-    ("image-pull", job(), [pod("Pending", waiting=("ImagePullBackOff", "Back-off pulling image"))], "ImagePullBackOff", False),
+    ("kueue-suspended", job(suspend=True, queue="gpu"), [], "Queued", True, False),
+    ("suspended-no-queue", job(suspend=True), [], "JobSuspended", True, False),
+    ("no-pods-yet-or-a-quota", job(), [], "PodsPending", False, False),
+    ("image-pull-back-off-heals", job(), [pod("Pending", waiting=("ImagePullBackOff", "Back-off pulling image"))], "ImagePullBackOff", False, False),
+    (
+        "registry-rate-limit-heals",
+        job(),
+        [pod("Pending", waiting=("ErrImagePull", "failed to pull: 429 Too Many Requests"))],
+        "ErrImagePull",
+        False,
+        False,
+    ),
+    (
+        "image-not-found",
+        job(),
+        [pod("Pending", waiting=("ErrImagePull", 'rpc error: code = NotFound desc = failed to pull and unpack image "x:nope": not found'))],
+        "ErrImagePull",
+        False,
+        True,
+    ),
+    ("invalid-image-name", job(), [pod("Pending", waiting=("InvalidImageName", "couldn't parse image name"))], "InvalidImageName", False, True),
+    ("container-create-error-heals", job(), [pod("Pending", waiting=("CreateContainerError", "name already in use"))], "CreateContainerError", False, False),
     (
         "config-error",
         job(),
         [pod("Pending", waiting=("CreateContainerConfigError", 'secret "x" not found'))],
         "CreateContainerConfigError",
         False,
+        True,
     ),
     (
         "unschedulable",
@@ -192,6 +211,7 @@ WAITING = [
         ],
         "Unschedulable",
         False,
+        False,
     ),
     (
         "permanent-beats-creating",
@@ -199,20 +219,21 @@ WAITING = [
         [pod("Pending", waiting=("ContainerCreating", "")), pod("Pending", waiting=("ErrImagePull", "no such image"), name="p1")],
         "ErrImagePull",
         False,
+        True,
     ),
-    ("one-of-two-running", job(parallelism=2), [pod("Running")], "PodsPending", False),
-    ("all-running", job(parallelism=2), [pod("Running"), pod("Running", name="p1")], None, False),
+    ("one-of-two-running", job(parallelism=2), [pod("Running")], "PodsPending", False, False),
+    ("all-running", job(parallelism=2), [pod("Running"), pod("Running", name="p1")], None, False, False),
 ]
 
 
-@pytest.mark.parametrize(("case", "j", "pods", "reason", "queued"), WAITING, ids=[c[0] for c in WAITING])
-def test_waiting(case: str, j: dict[str, Any], pods: list[dict[str, Any]], reason: str | None, queued: bool) -> None:
+@pytest.mark.parametrize(("case", "j", "pods", "reason", "queued", "permanent"), WAITING, ids=[c[0] for c in WAITING])
+def test_waiting(case: str, j: dict[str, Any], pods: list[dict[str, Any]], reason: str | None, queued: bool, permanent: bool) -> None:
     seen = observe.observe(j, pods, FATAL)
     if reason is None:
         assert isinstance(seen, observe.Running)
         return
     assert isinstance(seen, observe.Pending)
-    assert (seen.waiting.reason, seen.waiting.queued) == (reason, queued)
+    assert (seen.waiting.reason, seen.waiting.queued, seen.waiting.permanent) == (reason, queued, permanent)
 
 
 def test_missing_and_complete() -> None:
@@ -248,3 +269,23 @@ def test_config_from_env() -> None:
     assert (config.tick_seconds, config.events, config.posting_level) == (0.5, False, 20)
     with pytest.raises(ValueError, match="INFIALIGN_OPERATOR_API_WORKERS"):
         OperatorConfig.from_env({"INFIALIGN_OPERATOR_API_WORKERS": "many"})
+
+
+def _on(node: str, p: dict[str, Any]) -> dict[str, Any]:
+    return {**p, "spec": {"nodeName": node}}
+
+
+def test_a_failure_names_the_node_of_the_pod_that_failed_first() -> None:
+    pods = [
+        _on("gpu-7", pod("Failed", exit_code=137, finished="2026-01-01T00:00:05Z", name="p1")),
+        _on("gpu-3", pod("Failed", exit_code=1, message=summary("NCCL error"), finished="2026-01-01T00:00:01Z")),
+    ]
+    seen = observe.observe(job(FAILED, parallelism=2), pods, FATAL)
+    assert isinstance(seen, observe.Failed) and seen.nodes == ("gpu-3",)
+    disrupted = observe.observe(job(FAILED), [_on("gpu-9", pod("Failed", exit_code=137, conditions=DISRUPTED))], FATAL)
+    assert isinstance(disrupted, observe.Failed) and disrupted.nodes == ("gpu-9",)
+
+
+def test_running_pods_report_their_nodes() -> None:
+    seen = observe.observe(job(parallelism=2), [_on("gpu-1", pod("Running")), _on("gpu-2", pod("Running", name="p1"))], FATAL)
+    assert isinstance(seen, observe.Running) and seen.nodes == ("gpu-1", "gpu-2")

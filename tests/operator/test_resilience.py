@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -26,6 +27,8 @@ async def _run_step(cluster: Any, artifacts: Any, step: str) -> None:
     job = f"r1-{step}-a1"
     await cluster.eventually(lambda: cluster.job(job), what=f"the Job {job}")
     await cluster.run_pods(job)
+    await cluster.eventually(lambda: cluster.step(step).get("phase") == "Running", what=f"{step} in the status")
+    artifacts.beat(step, done=1, total=10)
     await cluster.eventually(lambda: cluster.step(step).get("progress"), what=f"{step} running")
 
 
@@ -125,10 +128,13 @@ async def test_a_deleted_job_is_an_infrastructure_failure_after_a_grace_period(
     assert step["restarts"] == {"infra": 1, "app": 0, "hang": 0}
 
 
-async def test_deletion_while_running_leaves_no_finalizer_and_stops_reconciling(operator: Any, cluster: Any, make_run: Any) -> None:
+async def test_deletion_while_running_leaves_no_finalizer_and_stops_reconciling(
+    operator: Any, cluster: Any, artifacts: Any, make_run: Any
+) -> None:
     await cluster.create_run(make_run().dict())
     await cluster.eventually(lambda: cluster.job("r1-curate-a1"), what="curate Job")
     await cluster.run_pods("r1-curate-a1")
+    artifacts.beat("curate", done=1, total=10)
     await cluster.eventually(lambda: cluster.step("curate").get("progress"), what="curate running")
     history = cluster.kmock.objects["infialign.dev/v1alpha1/alignmentruns", "ns1", "r1"].history
     assert not any((v or {}).get("metadata", {}).get("finalizers") for v in history if v is not None)
@@ -144,3 +150,72 @@ async def test_deletion_while_running_leaves_no_finalizer_and_stops_reconciling(
     assert operator.reconciler.reconciles == ticks
     assert cluster.jobs() == ["r1-curate-a1"] and cluster.posts("jobs") == ["r1-curate-a1"]
     assert len(cluster.operator_requests("PATCH")) == patches  # nothing written for a run that is gone
+
+
+async def test_a_job_absent_from_a_filling_index_is_fetched_before_it_is_declared_missing(
+    operator: Any, cluster: Any, kmock: Any, clock: Any, make_run: Any
+) -> None:
+    await cluster.create_run(make_run().dict())
+    await cluster.eventually(lambda: cluster.job("r1-curate-a1"), what="curate Job")
+    await cluster.run_pods("r1-curate-a1")
+    await cluster.eventually(lambda: cluster.step("curate").get("phase") == "Running", what="curate Running")
+    await operator.stop()
+    clock.advance(3600)  # the attempt is far older than the Job-missing grace period
+
+    # The new operator's listing of Jobs hangs until released: its run index fills, its Job index does not.
+    released = asyncio.Event()
+
+    async def slow_job_listing() -> None:
+        await released.wait()  # then fall through to the emulator's normal answer
+
+    kmock["list", km.resource("batch/v1/jobs")] << slow_job_listing
+    operator.start()
+    try:
+        await cluster.eventually(lambda: operator.reconciler.reconciles >= 5, what="ticks while the Job index is empty")
+        assert cluster.posts("jobs") == ["r1-curate-a1"], "a duplicate attempt was launched for a Job that exists"
+        fetched = [r for r in cluster.operator_requests("GET") if r.url.path.endswith("/jobs/r1-curate-a1")]
+        assert fetched, "the operator decided without asking the API server"
+    finally:
+        released.set()
+    await cluster.complete("r1-curate-a1")
+    await cluster.eventually(lambda: cluster.step("curate").get("phase") == "Succeeded", what="curate Succeeded")
+    step = cluster.step("curate")
+    assert (step["attempt"], step.get("lastFailure"), step["restarts"]["infra"]) == (1, None, 0)
+    _assert_no_regression(cluster)
+
+
+async def test_a_create_that_keeps_failing_becomes_a_condition_and_an_event(operator: Any, cluster: Any, kmock: Any, make_run: Any) -> None:
+    # OwnerReferencesPermissionEnforcement (OpenShift) without `update` on alignmentruns/finalizers:
+    forbidden = (
+        'configmaps "r1-curate-a1-config" is forbidden: cannot set blockOwnerDeletion if an ownerReference refers to a '
+        "resource you can't set finalizers on: , <nil>"
+    )
+    kmock.refusals["configmaps"] = [km.KubernetesError(status=403, reason="Forbidden", message=forbidden) for _ in range(6)]
+    await cluster.create_run(make_run().dict())
+
+    def blocked() -> list[dict[str, Any]]:
+        versions = cluster.kmock.objects["infialign.dev/v1alpha1/alignmentruns", "ns1", "r1"].history
+        return [
+            c
+            for v in versions
+            if v is not None
+            for c in (v.get("status") or {}).get("conditions", [])
+            if c["type"] == "ChildCreateFailed" and c["status"] == "True"
+        ]
+
+    (condition, *_) = await cluster.eventually(blocked, what="a ChildCreateFailed condition on the run")
+    assert condition["reason"] == "FailedCreate"
+    assert "403" in condition["message"] and "finalizers" in condition["message"] and "r1-curate-a1-config" in condition["message"]
+
+    def warnings() -> list[Any]:
+        events = [o for (r, ns, n), o in cluster.kmock.objects.items() if r.plural == "events" and not o.deleted]
+        return [e for e in events if e["reason"] == "FailedCreate" and e["type"] == "Warning" and "finalizers" in e["message"]]
+
+    await cluster.eventually(warnings, what="a FailedCreate Warning Event on the run")
+
+    # once the permission is granted, the attempt starts and the condition clears
+    await cluster.eventually(lambda: cluster.job("r1-curate-a1"), what="the Job after the RBAC fix")
+    await cluster.eventually(
+        lambda: next(c for c in cluster.status()["conditions"] if c["type"] == "ChildCreateFailed")["status"] == "False",
+        what="the condition cleared",
+    )

@@ -33,7 +33,9 @@ def test_crd_shape() -> None:
     assert spec["names"]["kind"] == "AlignmentRun" and spec["names"]["shortNames"] == ["arun"]
     (version,) = spec["versions"]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Stage", "Progress", "Restarts", "Age"]
+    columns = version["additionalPrinterColumns"]
+    assert [c["name"] for c in columns] == ["Phase", "Stage", "Progress", "Restarts", "Age", "Message"]
+    assert columns[-1] == {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1}  # `kubectl get -o wide`
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
     assert status["properties"]["kopf"]["x-kubernetes-preserve-unknown-fields"] is True
 

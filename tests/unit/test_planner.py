@@ -47,7 +47,8 @@ def status_with(spec, step: str = "curate", **fields: Any) -> AlignmentRunStatus
     return status.model_copy(update={"steps": steps, "phase": RunPhase.RUNNING})
 
 
-POLICY = {"maxRestartsPerStage": 2, "maxInfraRestarts": 3, "backoffSeconds": 30, "maxBackoffSeconds": 100, "startupTimeoutSeconds": 60, "stallTimeoutSeconds": 120}
+POLICY = {"maxRestartsPerStage": 2, "maxInfraRestarts": 3, "backoffSeconds": 30, "maxBackoffSeconds": 100, "startupTimeoutSeconds": 60,
+          "stallTimeoutSeconds": 120, "waitingTimeoutSeconds": 3600}
 
 CASES: list[tuple[str, dict[str, Any], float, list[planner.Action]]] = [
     ("running-with-fresh-heartbeat-waits",
@@ -55,18 +56,36 @@ CASES: list[tuple[str, dict[str, Any], float, list[planner.Action]]] = [
     ("stale-heartbeat-is-a-hang",
      {"phase": StepPhase.RUNNING, "progress": StepProgress(step=5, time=at(10))}, 200,
      [planner.StopAttempt("curate", attempt=1, reason=Reason.HEARTBEAT_TIMEOUT)]),
-    ("no-heartbeat-ever-counts-from-attempt-start",
-     {"phase": StepPhase.RUNNING}, 121, [planner.StopAttempt("curate", attempt=1, reason=Reason.HEARTBEAT_TIMEOUT)]),
-    ("image-pull-within-startup-timeout-waits",
-     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="ImagePullBackOff", message="no such image")}, 30, [planner.Wait()]),
-    ("image-pull-past-startup-timeout-is-permanent",
-     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="ImagePullBackOff", message="no such image")}, 61,
+    ("no-heartbeat-read-yet-is-never-a-hang",
+     {"phase": StepPhase.RUNNING}, 10_000, [planner.Wait()]),
+    ("an-unreadable-store-is-never-a-hang",
+     {"phase": StepPhase.RUNNING, "progress": StepProgress(step=5, time=at(10)), "heartbeat_error": "cannot read: Forbidden"}, 10_000,
+     [planner.Wait()]),
+    ("missing-image-within-startup-timeout-waits",
+     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="ImagePullBackOff", message="manifest unknown", permanent=True, since=T0)}, 30,
+     [planner.Wait()]),
+    ("missing-image-past-startup-timeout-is-permanent",
+     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="ImagePullBackOff", message="manifest unknown", permanent=True, since=T0)}, 61,
      [planner.StopAttempt("curate", attempt=1, reason=Reason.IMAGE_PULL)]),
-    ("pods-pending-past-startup-timeout-is-permanent",
-     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="Unschedulable")}, 61,
+    ("missing-secret-past-startup-timeout-is-permanent",
+     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="CreateContainerConfigError", message='secret "hf" not found', permanent=True,
+                                                     since=T0)}, 61,
      [planner.StopAttempt("curate", attempt=1, reason=Reason.STARTUP_TIMEOUT)]),
-    ("kueue-queued-never-times-out",
-     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="Queued", queued=True)}, 10_000, [planner.Wait()]),
+    ("a-rate-limited-pull-waits-past-the-startup-timeout",
+     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="ImagePullBackOff", message="429 Too Many Requests", since=T0)}, 3000,
+     [planner.Wait()]),
+    ("unschedulable-waits-past-the-startup-timeout",
+     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="Unschedulable", since=T0)}, 3000, [planner.Wait()]),
+    ("unschedulable-past-the-waiting-deadline-fails",
+     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="Unschedulable", since=T0)}, 3601,
+     [planner.StopAttempt("curate", attempt=1, reason=Reason.WAITING_TIMEOUT)]),
+    ("kueue-queued-waits-past-the-startup-timeout",
+     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="Queued", queued=True, since=T0)}, 3000, [planner.Wait()]),
+    ("kueue-queued-past-the-waiting-deadline-fails",
+     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="Queued", queued=True, since=T0)}, 3601,
+     [planner.StopAttempt("curate", attempt=1, reason=Reason.WAITING_TIMEOUT)]),
+    ("a-wait-not-yet-timed-never-fails",
+     {"phase": StepPhase.RUNNING, "waiting": Waiting(reason="CreateContainerConfigError", permanent=True)}, 10_000, [planner.Wait()]),
     ("first-app-failure-backs-off",
      {"phase": StepPhase.ATTEMPT_FAILED, "last_failure": failure(FailureClass.APP)}, 0,
      [planner.ScheduleRetry("curate", failure_class=FailureClass.APP, not_before=at(30))]),
@@ -114,7 +133,8 @@ def test_situation(make_run, fields: dict[str, Any], now: float, expected: list[
 
 @pytest.mark.parametrize(("fields", "cls"), [
     ({"phase": StepPhase.RUNNING, "progress": StepProgress(step=5, time=at(10))}, FailureClass.HANG),
-    ({"phase": StepPhase.RUNNING, "waiting": Waiting(reason="ImagePullBackOff", message="pull access denied")}, FailureClass.PERMANENT),
+    ({"phase": StepPhase.RUNNING, "waiting": Waiting(reason="ImagePullBackOff", message="pull access denied", permanent=True, since=T0)},
+     FailureClass.PERMANENT),
 ])
 def test_stop_actions_carry_their_failure(make_run, fields, cls) -> None:
     spec = make_run().policy(**POLICY).spec()
@@ -243,3 +263,133 @@ def test_plan_is_pure(make_run) -> None:
     before = status.model_dump()
     assert planner.plan(spec, status, T0) == planner.plan(spec, status, T0)
     assert status.model_dump() == before
+
+
+# ---------------------------------------------------------------- observations: waiting, admission, heartbeats (fake clock)
+
+
+def _running(make_run, **fields: Any) -> tuple[Any, AlignmentRunStatus]:
+    spec = make_run().policy(**POLICY).spec()
+    return spec, status_with(spec, phase=StepPhase.RUNNING, **fields)
+
+
+def test_one_wait_keeps_its_start_across_reasons_and_an_admission_starts_a_new_one(make_run) -> None:
+    _, status = _running(make_run)
+    status = planner.pods_observed(status, "curate", 1, Waiting(reason="Queued", queued=True), at(5))
+    status = planner.pods_observed(status, "curate", 1, Waiting(reason="Queued", queued=True, message="still"), at(500))
+    assert status.step("curate").waiting.since == at(5)
+    status = planner.pods_observed(status, "curate", 1, Waiting(reason="ContainerCreating"), at(900))  # admitted
+    step = status.step("curate")
+    assert (step.waiting.since, step.attempt_start_time) == (at(900), at(900))  # the queue time is no startup time
+    status = planner.pods_observed(status, "curate", 1, Waiting(reason="Unschedulable"), at(950))
+    assert status.step("curate").waiting.since == at(900)
+    status = planner.pods_observed(status, "curate", 1, None, at(960))
+    assert status.step("curate").waiting is None and status.step("curate").attempt_start_time == at(900)
+
+
+def test_a_re_admission_after_a_preemption_forgets_the_old_heartbeat(make_run) -> None:
+    spec, status = _running(make_run, progress=StepProgress(step=3, time=at(100)), last_checkpoint="s3://b/ckpt-3")
+    status = planner.pods_observed(status, "curate", 1, Waiting(reason="Queued", queued=True), at(200))  # preempted
+    assert status.step("curate").progress.step == 3  # kept while queued (nothing is judged meanwhile)
+    status = planner.pods_observed(status, "curate", 1, None, at(7200))  # admitted again, pods run at once
+    step = status.step("curate")
+    assert (step.progress, step.attempt_start_time, step.last_checkpoint) == (None, at(7200), "s3://b/ckpt-3")
+    assert planner.plan(spec, status, at(7200 + 10_000)) == [planner.Wait()]  # not armed until a new heartbeat
+    # progress.json still holds the heartbeat from before the preemption: it does not count
+    status = planner.heartbeat_read(status, "curate", 1, at(7300), progress=StepProgress(step=3, time=at(100)))
+    assert status.step("curate").progress is None
+    status = planner.heartbeat_read(status, "curate", 1, at(7300), progress=StepProgress(step=4, time=at(7250)))
+    assert status.step("curate").progress.step == 4
+    assert planner.plan(spec, status, at(7250 + 121))[0].reason == Reason.HEARTBEAT_TIMEOUT
+
+
+def test_evidence_of_a_missing_image_survives_the_pull_back_off(make_run) -> None:
+    _, status = _running(make_run)
+    status = planner.pods_observed(status, "curate", 1, Waiting(reason="ErrImagePull", message="manifest unknown", permanent=True), at(1))
+    status = planner.pods_observed(status, "curate", 1, Waiting(reason="ImagePullBackOff", message='Back-off pulling image "x"'), at(20))
+    assert status.step("curate").waiting.permanent is True and status.step("curate").waiting.since == at(1)
+    status = planner.pods_observed(status, "curate", 1, Waiting(reason="ContainerCreating"), at(30))  # the image was pushed
+    assert status.step("curate").waiting.permanent is False
+
+
+def test_an_unreadable_store_keeps_the_last_heartbeat_and_says_why(make_run) -> None:
+    spec, status = _running(make_run, progress=StepProgress(step=5, time=at(100)))
+    status = planner.heartbeat_read(status, "curate", 1, at(150), error="cannot read s3://b/p/progress.json: PermissionError: Forbidden")
+    step = status.step("curate")
+    assert step.progress.step == 5 and "Forbidden" in step.heartbeat_error
+    conditions = {c.type: c for c in status.conditions}
+    unavailable = conditions[ConditionType.HEARTBEAT_UNAVAILABLE]
+    assert (unavailable.status, unavailable.reason) == ("True", Reason.STORE_UNREADABLE) and "Forbidden" in unavailable.message
+    assert planner.plan(spec, status, at(10_000)) == [planner.Wait()]
+    status = planner.heartbeat_read(status, "curate", 1, at(10_001))  # readable again, but nothing newer: now it is a hang
+    assert status.step("curate").heartbeat_error is None
+    assert planner.plan(spec, status, at(10_001))[0].reason == Reason.HEARTBEAT_TIMEOUT
+
+
+def _conds(status: AlignmentRunStatus) -> dict[str, tuple[str, str]]:
+    return {c.type.value: (c.status, c.reason) for c in status.conditions}
+
+
+def test_conditions_say_waiting_and_heartbeat_and_read_as_finished_when_done(make_run) -> None:
+    spec, status = _running(make_run)
+    status = planner.pods_observed(status, "curate", 1, Waiting(reason="Unschedulable", message="0/3 nodes"), at(1))
+    assert _conds(status)["Waiting"] == ("True", "Unschedulable") and "Stalled" not in _conds(status)
+    status = planner.pods_observed(status, "curate", 1, None, at(2))
+    assert _conds(status)["Waiting"] == ("False", Reason.PODS_RUNNING)
+    assert _conds(status)["HeartbeatUnavailable"] == ("True", Reason.NO_HEARTBEAT_YET)
+    status = planner.heartbeat_read(status, "curate", 1, at(3), progress=StepProgress(step=1, time=at(3)))
+    assert _conds(status)["HeartbeatUnavailable"] == ("False", Reason.HEARTBEAT_READ)
+    status = planner.attempt_succeeded(status, "curate", 1, at(4))
+    while (actions := planner.plan(spec, status, at(5))) and not isinstance(actions[0], planner.CompleteRun):
+        for action in actions:
+            status = planner.apply(status, action, at(5))
+        for step in status.steps:
+            if step.phase == StepPhase.RUNNING:
+                status = planner.attempt_succeeded(status, step.name, step.attempt, at(5))
+    status = planner.apply(status, actions[0], at(6))
+    conds = _conds(status)
+    assert status.phase == RunPhase.SUCCEEDED and conds["Complete"] == ("True", Reason.ALL_STAGES_SUCCEEDED)
+    for ctype in ("Running", "Waiting", "HeartbeatUnavailable"):
+        assert conds[ctype] == ("False", Reason.RUN_FINISHED), ctype
+
+
+def test_stalled_means_the_hang_detector_struck(make_run) -> None:
+    spec, status = _running(make_run, progress=StepProgress(step=5, time=at(10)))
+    (stop,) = planner.plan(spec, status, at(200))
+    status = planner.apply(status, stop, at(200))
+    assert _conds(status)["Stalled"] == ("True", Reason.HEARTBEAT_TIMEOUT)
+    for action in planner.plan(spec, status, at(200)):
+        status = planner.apply(status, action, at(200))
+    (start,) = planner.plan(spec, status, at(230))
+    status = planner.apply(status, start, at(230))
+    assert _conds(status)["Stalled"][0] == "True"  # the new attempt has not sent a heartbeat yet
+    status = planner.heartbeat_read(status, "curate", 2, at(240), progress=StepProgress(step=5, time=at(235)))
+    assert _conds(status)["Stalled"] == ("False", Reason.STAGE_RUNNING)
+
+
+def test_the_run_message_says_what_the_current_step_waits_for(make_run) -> None:
+    _, status = _running(make_run)
+    status = planner.pods_observed(status, "curate", 1, Waiting(reason="Unschedulable", message="0/3 nodes: Insufficient cpu"), at(1))
+    assert status.message == "curate waiting: Unschedulable: 0/3 nodes: Insufficient cpu"
+    status = planner.pods_observed(status, "curate", 1, None, at(2))
+    status = planner.heartbeat_read(status, "curate", 1, at(3), error="cannot read s3://b/progress.json: Forbidden")
+    assert status.message == "curate: heartbeat unavailable: cannot read s3://b/progress.json: Forbidden"
+    status = planner.heartbeat_read(status, "curate", 1, at(4), progress=StepProgress(step=1, time=at(4)))
+    assert status.message == "curate running"
+
+
+def test_a_hang_names_the_nodes_of_the_hung_pods(make_run) -> None:
+    spec, status = _running(make_run, progress=StepProgress(step=5, time=at(10)))
+    status = planner.pods_observed(status, "curate", 1, None, at(20), nodes=["gpu-2", "gpu-5"])
+    assert status.step("curate").nodes == ["gpu-2", "gpu-5"]
+    (stop,) = planner.plan(spec, status, at(200))
+    assert stop.failure is not None and stop.failure.nodes == ["gpu-2", "gpu-5"]
+
+
+def test_a_preempted_step_waits_and_is_not_reported_as_missing_its_heartbeat(make_run) -> None:
+    _, status = _running(make_run)
+    status = planner.summarize(planner.pods_observed(status, "curate", 1, None, at(5)), at(5))  # no heartbeat yet: the condition appears
+    status = planner.heartbeat_read(status, "curate", 1, at(11), progress=StepProgress(step=6, time=at(11)))
+    status = planner.pods_observed(status, "curate", 1, Waiting(reason="Queued", queued=True), at(20))
+    assert _conds(status)["HeartbeatUnavailable"] == ("False", Reason.WAITING)
+    assert _conds(status)["Waiting"] == ("True", "Queued")

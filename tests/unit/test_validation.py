@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import subprocess
 import sys
 from pathlib import Path
@@ -214,3 +216,27 @@ def test_prefs_pool_smaller_than_the_pairs_asked_for_is_a_warning(make_run) -> N
         "spec.stages.prefs.pairs: asks for 500 pairs but spec.stages.select.challengeSize gives 100 prompts (one pair per prompt at most); "
         "raise challengeSize or lower pairs"
     ]
+@pytest.mark.parametrize(
+    ("storage", "paths"),
+    [
+        ({"local": {"path": "artifacts"}}, ["spec.storage.local.pvcName"]),  # each pod's own disk: rejected on a cluster
+        ({"local": {"path": "/data", "pvcName": "shared"}}, []),
+        ({"s3": {"bucket": "runs", "endpoint": "http://minio.minio:9000"}}, []),
+    ],
+)
+def test_cluster_rules_need_shared_storage(make_run, storage: dict, paths: list[str]) -> None:
+    from infialign.pipeline import validation
+
+    spec = make_run().set("spec.storage", storage).spec()
+    problems = validation.cluster_problems(spec)
+    assert [p.path for p in problems] == paths
+    assert all("storage.s3" in p.message and p.severity == "error" for p in problems)
+    assert not [p for p in validation.semantic_problems(spec) if p.path.startswith("spec.storage")]  # the local executor keeps its default
+
+
+def test_a_stall_timeout_the_heartbeat_cannot_honour_is_rejected(make_run) -> None:
+    from infialign.pipeline import validation
+
+    result = validation.load_manifest_text(json.dumps(make_run().policy(stallTimeoutSeconds=30).dict()))
+    (problem,) = [p for p in result.problems if p.severity == "error"]
+    assert problem.path == "spec.failurePolicy.stallTimeoutSeconds" and "60" in problem.message

@@ -54,6 +54,11 @@ app.kubernetes.io/component: operator
 - apiGroups: ["infialign.dev"]
   resources: ["alignmentruns/status"]
   verbs: ["get", "patch"]
+# Children carry an ownerReference with blockOwnerDeletion: true. With the OwnerReferencesPermissionEnforcement
+# admission plugin (on by default in OpenShift) that needs update on the owner's finalizers, else every create is 403.
+- apiGroups: ["infialign.dev"]
+  resources: ["alignmentruns/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]

@@ -2,8 +2,8 @@
 
 Both sit behind small protocols so the operator tests can hand in fakes. The real implementations
 delegate to the shared runtime (`runtime.markers`, `runtime.tracking`), are synchronous (call them in
-a thread) and never raise: an unreadable store means "no news", and the reconciler keeps the last
-heartbeat it had.
+a thread) and never raise. A heartbeat read tells three answers apart: a heartbeat, none yet, and
+`Unreadable` (with the cause): the hang detector must never take blindness for silence.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 from infialign.pipeline.api import EvalResult, StepOutput, StepProgress
 from infialign.pipeline.runtime.config import RunIdentity, StageConfig, TrackingConfig
 
-__all__ = ["Success", "Heartbeat", "ArtifactReader", "Tracker", "StoreReader", "MlflowTracker"]
+__all__ = ["Success", "Heartbeat", "Unreadable", "ArtifactReader", "Tracker", "StoreReader", "MlflowTracker"]
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,16 @@ class Heartbeat:
     last_checkpoint: str | None = None
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """The operator could not read the heartbeat, and why (shown in the `HeartbeatUnavailable` condition)."""
+
+    message: str
+
+
 class ArtifactReader(Protocol):
     def success(self, config: StageConfig) -> Success | None: ...
-    def heartbeat(self, config: StageConfig) -> Heartbeat | None: ...
+    def heartbeat(self, config: StageConfig) -> Heartbeat | Unreadable | None: ...
     def already_done(self, config: StageConfig) -> Success | None: ...
 
 
@@ -61,10 +68,18 @@ class StoreReader:
             outputs=markers.status_outputs(marker.outputs), metrics=markers.status_metrics(marker.metrics), results=markers.status_results(marker.results)
         )
 
-    def heartbeat(self, config: StageConfig) -> Heartbeat | None:
-        from infialign.pipeline.runtime import markers
+    def heartbeat(self, config: StageConfig) -> Heartbeat | Unreadable | None:
+        from infialign.pipeline.runtime import markers, storage
 
-        progress = markers.read_progress(config.output, config.storage)
+        if storage.local_path(config.output) is not None:
+            # The operator mounts no PVC: a local path here is the operator's own disk, not the pods' volume.
+            where = f"{config.output}{markers.PROGRESS_FILE}"
+            return Unreadable(f"cannot read {where}: the operator does not mount the run's PVC; use storage.s3 to have hangs detected")
+        try:
+            progress = markers.load_progress(config.output, config.storage)
+        except markers.ProgressUnreadable as e:
+            log.warning("%s", e)
+            return Unreadable(str(e))
         if progress is None:
             return None
         step_progress = markers.status_progress(progress)

@@ -28,6 +28,7 @@ __all__ = [
     "CONFIG_DIR",
     "CONFIG_FILE",
     "MASTER_PORT",
+    "heartbeat_seconds",
     "TRAINING_STAGES",
     "GENERATION_STAGES",
     "ChildSpecError",
@@ -54,6 +55,7 @@ CONFIG_DIR: Final = "/etc/infialign"
 CONFIG_FILE: Final = "stage.json"
 SCRATCH_DIR: Final = "/scratch"
 WORKSPACE_DIR: Final = "/workspace"  # relative local artifact paths resolve here in pods
+MAX_HEARTBEAT_SECONDS: Final = 30  # the stages' own default interval
 MASTER_PORT: Final = 29500  # torchrun's default; the same in Trainer v2 and training-operator
 
 TRAINING_STAGES: Final = frozenset({"sft", "dpo"})  # one torchrun group across `numNodes` pods
@@ -223,6 +225,7 @@ def _reserved_env(
         _value("INFIALIGN_STEP", step.name),
         _value("INFIALIGN_ATTEMPT", str(attempt)),
         _value("INFIALIGN_SCRATCH", SCRATCH_DIR),
+        _value("INFIALIGN_HEARTBEAT_SECONDS", str(heartbeat_seconds(spec))),
         _value("PYTHONUNBUFFERED", "1"),  # `kubectl logs` shows lines as they are written
     ]
     if step.stage in GENERATION_STAGES:
@@ -254,6 +257,12 @@ def _reserved_env(
         if spec.tracking.secret_ref is not None:
             env.append(_secret("MLFLOW_TRACKING_TOKEN", spec.tracking.secret_ref.name, spec.tracking.secret_ref.key))
     return env
+
+
+def heartbeat_seconds(spec: AlignmentRunSpec) -> int:
+    """How often a stage rewrites `progress.json`: four times per stall timeout, at most every 30 s (the
+    stages' default), so a healthy stage never looks silent for a whole `stallTimeoutSeconds`."""
+    return max(1, min(MAX_HEARTBEAT_SECONDS, spec.failure_policy.stall_timeout_seconds // 4))
 
 
 def _hub_token(spec: AlignmentRunSpec, stage: str) -> tuple[str, str] | None:
@@ -361,6 +370,10 @@ def _pod_spec(
         container["workingDir"] = working_dir
     pod: dict[str, Any] = {
         "restartPolicy": "Never",  # the planner restarts the whole step; pods are never restarted in place
+        # a stage talks to storage and MLflow, never to the Kubernetes API: no token in the pod, and no
+        # `<SVC>_SERVICE_HOST` variables for every Service of the namespace in its environment
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
         "containers": [container],
         "volumes": volumes,
         "securityContext": {

@@ -30,9 +30,15 @@ class OperatorConfig:
     every 30 s, so reading more often only costs storage requests."""
 
     job_missing_grace_seconds: float = 60.0
-    """A running attempt whose Job is absent from the watch cache for this long after it was started
-    counts as an infrastructure failure (someone deleted the Job). Covers watch lag after a create.
+    """A running attempt whose Job is absent from the watch cache for this long after it was started, and
+    that a GET confirms is gone, counts as an infrastructure failure (someone deleted the Job). Covers watch
+    lag after a create; the GET covers an index that is still filling after the operator started.
     Within it, a Job without any pod yet is not reported as waiting (saves a status write per step)."""
+
+    create_failure_threshold: int = 3
+    """Consecutive failed attempts to create a step's children (403 from RBAC, an admission webhook, a
+    quota) after which the run shows `ChildCreateFailed=True` and a Warning Event. One transient 5xx is
+    retried quietly; a create that keeps failing must not leave a run Pending without a word."""
 
     retry_delay_seconds: float = 10.0
     """Delay before Kopf retries a handler that raised `TemporaryError` (API 5xx, timeouts)."""

@@ -1,5 +1,6 @@
-"""The operator's few writes to the Kubernetes API: create children, delete a Job, patch the run's status,
-post an Event. Everything else comes from Kopf's watch streams and indexes (no LIST calls).
+"""The operator's few calls to the Kubernetes API: create children, delete a Job, patch the run's status,
+post an Event, and GET a Job before declaring it missing. Everything else comes from Kopf's watch
+streams and indexes (no LIST calls).
 
 Why the synchronous `kubernetes` client in a thread pool, and not `kubernetes_asyncio` or Kopf's
 helpers: it is already a pinned dependency of the operator image; the call volume is a handful per
@@ -178,6 +179,15 @@ class KubeClient:
         meta = obj["metadata"]
         path = _path(obj["apiVersion"], _plural(obj["apiVersion"], obj["kind"]), meta["namespace"])
         result: dict[str, Any] = await self._run(self._call, "POST", path, dict(obj))
+        return result
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as the API server has it now, or None when it does not exist."""
+        path = _path(api_version, _plural(api_version, kind), namespace, name)
+        try:
+            result: dict[str, Any] = await self._run(self._call, "GET", path)
+        except NotFound:
+            return None
         return result
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str, *, propagation: str = "Background") -> bool:

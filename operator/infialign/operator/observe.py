@@ -10,7 +10,9 @@ No clock, no I/O: the reconciler turns the answer into planner observations (`at
 - terminated exit code in `fatalExitCodes` → Permanent (`FatalExitCode`)
 - any other non-zero exit, or a failed Job without pod details → Application (`NonZeroExit`), with the
   tail of the termination message
-- container waiting reasons and unschedulable pods → `Waiting`; the planner decides when that is fatal
+- container waiting reasons, unschedulable pods, a Job without pods → `Waiting`, marked `permanent` only
+  when waiting cannot heal it (an image that does not exist, an invalid image name, a missing Secret or
+  ConfigMap key); the planner decides when that is fatal
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "observe",
     "classify_failure",
     "waiting_reason",
+    "cannot_heal",
     "termination_text",
     "INFRA_POD_REASONS",
     "NO_PODS_YET",
@@ -46,8 +49,12 @@ INFRA_POD_REASONS: Final = frozenset(
 _KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
 NO_PODS_YET: Final = "PodsPending"  # fewer pods than the Job's parallelism exist or run, and none says why
 _EXIT_CODE_IN_MESSAGE = re.compile(r"exit code (\d+)")
-# Order of interest when several pods wait for different reasons: what will never resolve comes first.
-_WAITING_PRIORITY: Final = (*sorted(planner.PERMANENT_WAITING_REASONS), "Unschedulable")
+# What the kubelet (containerd, CRI-O) says when an image or its tag does not exist, or the registry refuses
+# the pull: a person must act. Rate limits (429), timeouts and TLS hiccups are absent on purpose: they heal.
+_IMAGE_GONE = re.compile(
+    r"not found|no such image|manifest unknown|name unknown|does not exist|NotFound|pull access denied|unauthorized|authentication required",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ class Failed:
     reason: str
     message: str | None = None
     exit_code: int | None = None
+    nodes: tuple[str, ...] = ()  # the node of the pod that failed first (a bad node shows up across runs)
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class Running:
     """Every pod of the attempt runs (or has already finished)."""
 
     pods: int
+    nodes: tuple[str, ...] = ()  # where they run: a hang's failure names them
 
 
 Observation = Missing | Succeeded | Failed | Pending | Running
@@ -128,6 +137,16 @@ class _Terminated:
     reason: str | None
     message: str | None
     finished_at: str
+    node: str | None
+
+
+def _node(pod: Mapping[str, Any]) -> str | None:
+    node = (pod.get("spec") or {}).get("nodeName")
+    return str(node)[:63] if node else None
+
+
+def _nodes(*nodes: str | None) -> tuple[str, ...]:
+    return tuple(n for n in nodes if n)
 
 
 def _terminations(pods: Iterable[Mapping[str, Any]]) -> list[_Terminated]:
@@ -136,7 +155,8 @@ def _terminations(pods: Iterable[Mapping[str, Any]]) -> list[_Terminated]:
         for cs in _container_statuses(pod):
             term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
             if term and int(term.get("exitCode", 0)) != 0:
-                found.append(_Terminated(int(term["exitCode"]), term.get("reason"), term.get("message"), str(term.get("finishedAt") or "")))
+                finished = str(term.get("finishedAt") or "")
+                found.append(_Terminated(int(term["exitCode"]), term.get("reason"), term.get("message"), finished, _node(pod)))
     return sorted(found, key=lambda t: t.finished_at)  # the first to die is the likely cause
 
 
@@ -161,7 +181,7 @@ def classify_failure(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, 
     for pod in pods:
         why = _disrupted(pod)
         if why is not None:
-            return Failed(FailureClass.INFRA, Reason.DISRUPTION, truncate(f"pod {name(pod)}: {why}"))
+            return Failed(FailureClass.INFRA, Reason.DISRUPTION, truncate(f"pod {name(pod)}: {why}"), nodes=_nodes(_node(pod)))
     failed = _true(job, "Failed") or _true(job, "FailureTarget")
     job_message = str(failed.get("message") or "") if failed else ""
     if "DisruptionTarget" in job_message:
@@ -171,7 +191,8 @@ def classify_failure(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, 
         first = terminations[0]
         cls, reason = planner.classify_exit_code(first.exit_code, fatal)
         detail = termination_text(first.message) or first.reason or ""
-        return Failed(cls, reason, truncate(f"exit code {first.exit_code}: {detail}".strip().rstrip(":")), first.exit_code)
+        message = truncate(f"exit code {first.exit_code}: {detail}".strip().rstrip(":"))
+        return Failed(cls, reason, message, first.exit_code, nodes=_nodes(first.node))
     match = _EXIT_CODE_IN_MESSAGE.search(job_message)
     if match:  # the pods are gone (pod GC); the pod-failure-policy message still names the exit code
         code = int(match.group(1))
@@ -193,7 +214,7 @@ def waiting_reason(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], ex
             return Waiting(reason="Queued", message=f"waiting for Kueue admission in queue {queue}", queued=True)
         return Waiting(reason="JobSuspended", message="the Job is suspended", queued=True)
 
-    reasons: list[tuple[str, str | None]] = []
+    reasons: list[tuple[str, str | None]] = []  # (reason, message) per waiting pod or container
     running = 0
     for pod in pods:
         phase = (pod.get("status") or {}).get("phase")
@@ -211,13 +232,21 @@ def waiting_reason(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], ex
             reasons.append(("Pending", None))
     if running >= expected:
         return None
-    for wanted in _WAITING_PRIORITY:
-        hit = next((r for r in reasons if r[0] == wanted), None)
-        if hit is not None:
-            return Waiting(reason=hit[0], message=truncate(hit[1]))
-    if reasons:
-        return Waiting(reason=reasons[0][0], message=truncate(reasons[0][1]))
+    # Order of interest when pods wait for different reasons: what will never heal first, then no node.
+    permanent = next((r for r in reasons if cannot_heal(*r)), None)
+    if permanent is not None:
+        return Waiting(reason=permanent[0], message=truncate(permanent[1]), permanent=True)
+    hit = next((r for r in reasons if r[0] == "Unschedulable"), None) or (reasons[0] if reasons else None)
+    if hit is not None:
+        return Waiting(reason=hit[0], message=truncate(hit[1]))
     return Waiting(reason=NO_PODS_YET, message=f"{len(pods)} of {expected} pods created, {running} running")
+
+
+def cannot_heal(reason: str, message: str | None) -> bool:
+    """A start error that waiting does not fix: a missing image, an invalid name, a missing Secret or ConfigMap."""
+    if reason in planner.PERMANENT_WAITING_REASONS:
+        return True
+    return reason in planner.IMAGE_PULL_REASONS and bool(message) and _IMAGE_GONE.search(message or "") is not None
 
 
 # ---------------------------------------------------------------- the whole answer
@@ -235,4 +264,4 @@ def observe(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]], fa
     waiting = waiting_reason(job, pods, expected)
     if waiting is not None:
         return Pending(waiting, pods=len(pods))
-    return Running(pods=len(pods))
+    return Running(pods=len(pods), nodes=tuple(sorted(set(_nodes(*(_node(p) for p in pods))))))

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import kopf
 from infialign.operator import builders, kube, observe
-from infialign.operator.artifacts import ArtifactReader, Success, Tracker
+from infialign.operator.artifacts import ArtifactReader, Success, Tracker, Unreadable
 from infialign.operator.config import OperatorConfig
 from infialign.operator.metrics import Metrics
 from infialign.pipeline import graph, planner, validation
@@ -150,6 +150,7 @@ class _RunState:
     last_progress_read: dict[str, float] = dataclasses.field(default_factory=dict)
     mlflow_tried_at: float | None = None
     broken: bool = False
+    create_failures: int = 0  # consecutive failed attempts to create a step's children
 
 
 @dataclasses.dataclass
@@ -410,7 +411,9 @@ class Reconciler:
                 [p for p in result.problems if p.severity == "error"] or [validation.Problem("spec", "cannot be read")],
             )
             return
-        state.problems = [p for p in validation.semantic_problems(spec) if p.severity == "error"]
+        # the cluster-only rules too: storage a pod cannot share is a spec error here, not on a laptop
+        problems = validation.semantic_problems(spec) + validation.cluster_problems(spec)
+        state.problems = [p for p in problems if p.severity == "error"]
         state.spec = None if state.problems else spec
 
     def _current_status(self, state: _RunState, body: Mapping[str, Any]) -> AlignmentRunStatus | None:
@@ -470,6 +473,12 @@ class Reconciler:
             started = step.attempt_start_time or now
             if (now - started).total_seconds() <= self.config.job_missing_grace_seconds:
                 return status  # just created: the watch has not delivered it yet
+            if await self._job_exists(ctx.run, job_name):
+                # The index is behind the API server (it is still filling after a start, or the watch lags):
+                # judge nothing from it, and look again soon.
+                log.info("%s/%s: the Job %s exists but is not indexed yet", *ctx.key, job_name)
+                self._wake_in(ctx.key, self.config.retry_delay_seconds)
+                return status
             failure = Failure(
                 failure_class=FailureClass.INFRA, reason=_JOB_MISSING, message=f"the Job {job_name} is gone", attempt=step.attempt, time=now
             )
@@ -486,6 +495,7 @@ class Reconciler:
                 reason=seen.reason,
                 message=seen.message,
                 exit_code=seen.exit_code,
+                nodes=list(seen.nodes) or None,
                 attempt=step.attempt,
                 time=now,
             )
@@ -494,25 +504,22 @@ class Reconciler:
             )
             return planner.attempt_ended(status, step.name, failure)
 
-        if step.waiting is not None and step.waiting.queued and not (isinstance(seen, observe.Pending) and seen.waiting.queued):
-            # Kueue admitted the Job just now: that is when the attempt really starts. The planner times the
-            # startup and stall timeouts from `attemptStartTime`, and hours in a queue must not count.
-            status = planner.heartbeat(status, step.name, step.attempt, attempt_start_time=now)
-            step = status.step(step.name) or step
-
         if isinstance(seen, observe.Pending):
             just_created = (now - (step.attempt_start_time or now)).total_seconds() <= self.config.job_missing_grace_seconds
-            if seen.waiting.reason == observe.NO_PODS_YET and just_created and not seen.pods:
+            if seen.waiting.reason == observe.NO_PODS_YET and just_created and not seen.pods and step.waiting is None:
                 return status  # the Job controller has not made pods yet: nothing worth a status write
-            if step.waiting != seen.waiting:
-                status = planner.heartbeat(status, step.name, step.attempt, waiting=seen.waiting)
-            return status
+            # The planner keeps the waiting clock, and restarts the attempt's clocks on a Kueue admission.
+            return planner.pods_observed(status, step.name, step.attempt, seen.waiting, now)
 
-        # Running: the first sight of running pods is the first sign of life; the stall clock starts here,
-        # not at attempt creation (image pulls and queueing happened before it).
-        if step.waiting is not None or step.progress is None:
-            status = planner.heartbeat(status, step.name, step.attempt, waiting=None, progress=step.progress or StepProgress(time=now))
+        # Running: every pod runs. The stall clock starts with the first heartbeat read, not here.
+        status = planner.pods_observed(status, step.name, step.attempt, None, now, nodes=list(seen.nodes))
         return await self._read_heartbeat(ctx, state, status, step.name)
+
+    async def _job_exists(self, run: RunIdentity, job_name: str) -> bool:
+        """Ask the API server, not the index: is the Job of this run there?"""
+        assert self.kube is not None
+        job = await self.kube.get("batch/v1", "Job", run.namespace, job_name)
+        return job is not None and not (job.get("metadata") or {}).get("deletionTimestamp") and self._owned(job, run)
 
     async def _read_heartbeat(self, ctx: _Pass, state: _RunState, status: AlignmentRunStatus, step_name: str) -> AlignmentRunStatus:
         last = state.last_progress_read.get(step_name)
@@ -523,19 +530,12 @@ class Reconciler:
         assert step is not None
         config = self._stage_config(ctx, step.name, step.attempt)
         beat = await self._in_thread(self.artifacts.heartbeat, config)
-        if beat is None or beat.progress.time is None:
-            return status  # the store is unreadable or silent: keep the last heartbeat
-        if step.attempt_start_time is not None and beat.progress.time < step.attempt_start_time:
-            return status  # written by an earlier attempt of this step
-        if (
-            step.progress is not None
-            and step.progress.time is not None
-            and beat.progress.time <= step.progress.time
-            and step.progress.step is not None
-        ):
-            return status
-        return planner.heartbeat(
-            status, step.name, step.attempt, progress=beat.progress, last_checkpoint=beat.last_checkpoint or step.last_checkpoint
+        if isinstance(beat, Unreadable):
+            return planner.heartbeat_read(status, step.name, step.attempt, ctx.now, error=beat.message)
+        if beat is None:
+            return planner.heartbeat_read(status, step.name, step.attempt, ctx.now)
+        return planner.heartbeat_read(
+            status, step.name, step.attempt, ctx.now, progress=beat.progress, last_checkpoint=beat.last_checkpoint
         )
 
     def _succeeded(
@@ -568,7 +568,12 @@ class Reconciler:
             if not effective:
                 return status
             for action in effective:
-                status = progress.status = await self._perform(ctx, state, status, action)
+                try:
+                    status = progress.status = await self._perform(ctx, state, status, action)
+                except kopf.TemporaryError as e:
+                    if isinstance(action, planner.StartAttempt):
+                        progress.status = self._create_failed(ctx, state, status, action, e)
+                    raise
         log.error("%s/%s: the plan did not settle in %d rounds; last status phase %s", *ctx.key, _MAX_ROUNDS, status.phase)
         return status
 
@@ -621,7 +626,29 @@ class Reconciler:
             return planner.attempt_ended(status, action.step, failure)
         job = planner.job_name(ctx.run.name, action.step, action.attempt)
         ctx.note("StepStarted", f"{action.step} attempt {action.attempt} started as Job {job}")
+        state.create_failures = 0
+        if any(c.type == ConditionType.CHILD_CREATE_FAILED and c.status == "True" for c in status.conditions):
+            status = planner.set_condition(status, ConditionType.CHILD_CREATE_FAILED, False, Reason.CREATED, None, ctx.now)
         return planner.apply(status, action, ctx.now, run_name=ctx.run.name)
+
+    def _create_failed(
+        self, ctx: _Pass, state: _RunState, status: AlignmentRunStatus, action: planner.StartAttempt, error: kopf.TemporaryError
+    ) -> AlignmentRunStatus:
+        """A create that keeps failing (RBAC, a webhook, a quota) becomes a condition and a Warning Event on the
+        run, so a run that cannot start says why instead of sitting in Pending. Kopf and the tick retry it."""
+        state.create_failures += 1
+        if state.create_failures < self.config.create_failure_threshold:
+            return status
+        text = str(error)
+        hint = ""
+        if " 403 " in f" {text} ":
+            hint = (
+                "; the operator's RBAC must allow create on ConfigMaps, Services and Jobs, and update on "
+                "alignmentruns/finalizers where OwnerReferencesPermissionEnforcement is on (OpenShift)"
+            )
+        message = truncate(f"{action.step} attempt {action.attempt}: create failed {state.create_failures} times in a row: {text}{hint}")
+        ctx.note(Reason.FAILED_CREATE, message or "", True)
+        return planner.set_condition(status, ConditionType.CHILD_CREATE_FAILED, True, Reason.FAILED_CREATE, message, ctx.now)
 
     async def _create(self, run: RunIdentity, obj: dict[str, Any]) -> None:
         assert self.kube is not None

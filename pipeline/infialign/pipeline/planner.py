@@ -27,7 +27,9 @@ from infialign.pipeline.api import (
     Restarts,
     RunPhase,
     StepPhase,
+    StepProgress,
     StepStatus,
+    Waiting,
     truncate,
 )
 
@@ -47,17 +49,24 @@ __all__ = [
     "attempt_succeeded",
     "record_results",
     "heartbeat",
+    "heartbeat_read",
+    "pods_observed",
+    "set_condition",
     "summarize",
     "reconcile_steps",
     "classify_exit_code",
     "job_name",
     "PERMANENT_WAITING_REASONS",
+    "IMAGE_PULL_REASONS",
 ]
 
-# Kubelet waiting reasons that no amount of waiting fixes; past the startup timeout they are permanent.
-PERMANENT_WAITING_REASONS: Final = frozenset(
-    {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
-)
+# Kubelet waiting reasons that no amount of waiting fixes (a person must act: fix the image name, create the
+# Secret); past `startupTimeoutSeconds` they are permanent. Everything else a pod waits for may heal by itself.
+PERMANENT_WAITING_REASONS: Final = frozenset({"InvalidImageName", "CreateContainerConfigError", "ErrImageNeverPull"})
+# Image pulls: permanent or not depending on the kubelet's message (observe.py reads it). The kubelet
+# alternates between the two; evidence that the image does not exist is kept across the alternation.
+IMAGE_PULL_REASONS: Final = frozenset({"ImagePullBackOff", "ErrImagePull"})
+_IMAGE_REASONS: Final = IMAGE_PULL_REASONS | {"InvalidImageName", "ErrImageNeverPull"}
 
 
 # ---------------------------------------------------------------- actions
@@ -131,23 +140,36 @@ def classify_exit_code(exit_code: int, fatal_exit_codes: list[int]) -> tuple[Fai
 
 
 def _is_stale(step: StepStatus, spec: AlignmentRunSpec, now: dt.datetime) -> bool:
-    if step.waiting is not None:  # pods not running yet: the startup timeout applies, not the stall timeout
+    """A hang needs evidence: a heartbeat of this attempt was read, the store is still readable, and no newer
+    heartbeat came within the stall timeout. Silence that only means "cannot read" or "not started" is no hang."""
+    if step.waiting is not None:  # pods not running yet: waiting rules apply, not the stall timeout
         return False
-    last = step.progress.time if step.progress and step.progress.time else step.attempt_start_time
-    if last is None:
+    if step.heartbeat_error is not None:  # the latest read failed: the operator cannot tell silence from health
+        return False
+    last = step.progress.time if step.progress is not None else None
+    if last is None:  # no heartbeat of this attempt (or admission) read yet: the stall clock is not armed
         return False
     return (now - last).total_seconds() > spec.failure_policy.stall_timeout_seconds
 
 
-def _startup_failure(step: StepStatus, spec: AlignmentRunSpec, now: dt.datetime) -> Failure | None:
+def _waiting_failure(step: StepStatus, spec: AlignmentRunSpec, now: dt.datetime) -> Failure | None:
+    """Waiting fails a run only for a start error that cannot heal (after `startupTimeoutSeconds`) or past the
+    explicit `waitingTimeoutSeconds`. Queues, autoscaling, quotas and slow pulls are not failures."""
     waiting = step.waiting
-    if waiting is None or waiting.queued or step.attempt_start_time is None:
+    if waiting is None or waiting.since is None:
         return None
-    if (now - step.attempt_start_time).total_seconds() <= spec.failure_policy.startup_timeout_seconds:
-        return None
-    reason = Reason.IMAGE_PULL if waiting.reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName") else Reason.STARTUP_TIMEOUT
+    policy = spec.failure_policy
+    waited = (now - waiting.since).total_seconds()
     message = f"{waiting.reason}: {waiting.message}" if waiting.message else waiting.reason
-    return Failure(failure_class=FailureClass.PERMANENT, reason=reason, message=truncate(message), attempt=step.attempt, time=now)
+    if waiting.permanent and not waiting.queued and waited > policy.startup_timeout_seconds:
+        reason = Reason.IMAGE_PULL if waiting.reason in _IMAGE_REASONS else Reason.STARTUP_TIMEOUT
+        return Failure(failure_class=FailureClass.PERMANENT, reason=reason, message=truncate(message), attempt=step.attempt, time=now)
+    if policy.waiting_timeout_seconds is not None and waited > policy.waiting_timeout_seconds:
+        detail = f"{message} (waited {waited:.0f}s; failurePolicy.waitingTimeoutSeconds={policy.waiting_timeout_seconds})"
+        return Failure(
+            failure_class=FailureClass.PERMANENT, reason=Reason.WAITING_TIMEOUT, message=truncate(detail), attempt=step.attempt, time=now
+        )
+    return None
 
 
 def _backoff(spec: AlignmentRunSpec, restarts: Restarts, cls: FailureClass) -> float:
@@ -203,11 +225,11 @@ def plan(spec: AlignmentRunSpec, status: AlignmentRunStatus, now: dt.datetime) -
         if step.phase == StepPhase.PENDING:
             return [StartAttempt(step.name, attempt=step.attempt + 1)]
         if step.phase == StepPhase.RUNNING:
-            failure = _startup_failure(step, spec, now)
+            failure = _waiting_failure(step, spec, now)
             if failure is not None:
                 return [StopAttempt(step.name, attempt=step.attempt, failure=failure, reason=failure.reason)]
             if _is_stale(step, spec, now):
-                last = step.progress.time if step.progress and step.progress.time else step.attempt_start_time
+                last = step.progress.time if step.progress is not None else None
                 hang = Failure(
                     failure_class=FailureClass.HANG,
                     reason=Reason.HEARTBEAT_TIMEOUT,
@@ -215,6 +237,7 @@ def plan(spec: AlignmentRunSpec, status: AlignmentRunStatus, now: dt.datetime) -
                     f"(stallTimeoutSeconds={spec.failure_policy.stall_timeout_seconds})",
                     attempt=step.attempt,
                     time=now,
+                    nodes=step.nodes,
                 )
                 return [StopAttempt(step.name, attempt=step.attempt, failure=hang, reason=Reason.HEARTBEAT_TIMEOUT)]
             return [Wait()]
@@ -275,6 +298,8 @@ def apply(status: AlignmentRunStatus, action: Action, now: dt.datetime, *, run_n
             retry_after=None,
             waiting=None,
             progress=None,
+            heartbeat_error=None,
+            nodes=None,
             reason="Started",
             message=None,
         )
@@ -347,7 +372,76 @@ def heartbeat(status: AlignmentRunStatus, step_name: str, attempt: int, now: dt.
     return summarize(_replace_step(status, step_name, **update), now)
 
 
+def heartbeat_read(
+    status: AlignmentRunStatus,
+    step_name: str,
+    attempt: int,
+    now: dt.datetime,
+    *,
+    progress: StepProgress | None = None,
+    last_checkpoint: str | None = None,
+    error: str | None = None,
+) -> AlignmentRunStatus:
+    """An observation: one read of the running attempt's `progress.json`. `error` says the store could not be
+    read; `progress` None says it was read and holds nothing. Only a heartbeat written since the attempt (or
+    its latest admission) started counts; an older one belongs to an earlier attempt or admission."""
+    step = status.step(step_name)
+    if step is None or step.phase != StepPhase.RUNNING or step.attempt != attempt:
+        return status
+    update: dict[str, object] = {"heartbeat_error": truncate(error)}
+    fresh = (
+        error is None
+        and progress is not None
+        and progress.time is not None
+        and (step.attempt_start_time is None or progress.time >= step.attempt_start_time)
+        and (step.progress is None or step.progress.time is None or progress.time > step.progress.time)
+    )
+    if fresh:
+        update["progress"] = progress
+        update["last_checkpoint"] = last_checkpoint or step.last_checkpoint
+    if all(getattr(step, k) == v for k, v in update.items()):
+        return status
+    return summarize(_replace_step(status, step_name, **update), now)
+
+
+def pods_observed(
+    status: AlignmentRunStatus, step_name: str, attempt: int, waiting: Waiting | None, now: dt.datetime, *, nodes: list[str] | None = None
+) -> AlignmentRunStatus:
+    """An observation: the attempt's pods wait (and why), or all of them run (`waiting` None).
+
+    Owns the waiting clock: `waiting.since` is kept while one wait lasts and restarts when queueing turns into
+    starting. A Kueue admission (queued → not queued, also after a preemption) restarts the attempt's clock and
+    forgets its heartbeat: hours in a queue are no startup time, and the heartbeat from before a preemption
+    says nothing about the re-admitted pods."""
+    step = status.step(step_name)
+    if step is None or step.phase != StepPhase.RUNNING or step.attempt != attempt:
+        return status
+    before = step.waiting
+    update: dict[str, object] = {}
+    if before is not None and before.queued and (waiting is None or not waiting.queued):
+        update.update(attempt_start_time=now, progress=None, heartbeat_error=None)
+    if waiting is not None:
+        same_wait = before is not None and before.queued == waiting.queued and before.since is not None
+        permanent = waiting.permanent or (
+            same_wait and before is not None and before.permanent and {before.reason, waiting.reason} <= IMAGE_PULL_REASONS
+        )
+        waiting = waiting.model_copy(update={"since": before.since if same_wait and before is not None else now, "permanent": permanent})
+    if waiting != before:
+        update["waiting"] = waiting
+    if nodes and nodes != step.nodes:
+        update["nodes"] = nodes[:64]
+    if not update:
+        return status
+    return summarize(_replace_step(status, step_name, **update), now)
+
+
 # ---------------------------------------------------------------- derived fields
+
+
+def set_condition(status: AlignmentRunStatus, ctype: ConditionType, on: bool, reason: str, message: str | None, now: dt.datetime) -> AlignmentRunStatus:
+    """Set one condition that the steps do not determine (e.g. `ChildCreateFailed`); `summarize` keeps it."""
+    conditions = _set_condition(list(status.conditions), ctype, on, reason, message, now)
+    return status if conditions == status.conditions else status.model_copy(update={"conditions": conditions})
 
 
 def _set_condition(conditions: list[Condition], ctype: ConditionType, on: bool, reason: str, message: str | None, now: dt.datetime) -> list[Condition]:
@@ -380,28 +474,80 @@ def summarize(status: AlignmentRunStatus, now: dt.datetime | None) -> AlignmentR
         "restarts": sum(s.restarts.total for s in status.steps),
     }
     if now is not None:
-        conds = list(status.conditions)
-        running = current is not None and current.phase == StepPhase.RUNNING and status.phase == RunPhase.RUNNING
-        conds = _set_condition(conds, ConditionType.ACCEPTED, True, Reason.VALID, None, now)
-        conds = _set_condition(
-            conds, ConditionType.RUNNING, running, Reason.STAGE_RUNNING if running else Reason.WAITING, current.name if running and current else None, now
-        )
-        suspended = status.phase == RunPhase.SUSPENDED
-        if suspended or any(c.type == ConditionType.SUSPENDED for c in conds):
-            conds = _set_condition(conds, ConditionType.SUSPENDED, suspended, Reason.SUSPENDED if suspended else Reason.RESUMED, None, now)
-        waiting = current.waiting if current is not None and current.phase == StepPhase.RUNNING else None
-        if waiting is not None or any(c.type == ConditionType.STALLED for c in conds):
-            conds = _set_condition(
-                conds, ConditionType.STALLED, waiting is not None, Reason.STARTING if waiting else Reason.STAGE_RUNNING, waiting.reason if waiting else None, now
-            )
-        backoff = current is not None and current.phase in (StepPhase.BACKOFF, StepPhase.ATTEMPT_FAILED)
-        if backoff or any(c.type == ConditionType.RESTARTING for c in conds):
-            message = current.message if backoff and current else None
-            conds = _set_condition(conds, ConditionType.RESTARTING, backoff, Reason.BACKOFF if backoff else Reason.STAGE_RUNNING, message, now)
-        if status.phase == RunPhase.SUCCEEDED:
-            conds = _set_condition(conds, ConditionType.COMPLETE, True, Reason.ALL_STAGES_SUCCEEDED, status.message, now)
-        if status.phase == RunPhase.FAILED:
-            failed = next((s for s in status.steps if s.phase == StepPhase.FAILED), None)
-            conds = _set_condition(conds, ConditionType.FAILED, True, failed.reason if failed and failed.reason else Reason.PERMANENT_FAILURE, status.message, now)
-        update["conditions"] = conds
+        update["conditions"] = _conditions(status, current, now)
+    if status.phase in (RunPhase.RUNNING, RunPhase.PENDING) and current is not None:
+        update["message"] = _current_message(current)
     return status.model_copy(update=update)
+
+
+def _current_message(step: StepStatus) -> str | None:
+    """One line on the step in flight, for `status.message` (the wide printer column) while the run is not finished."""
+    if step.phase == StepPhase.RUNNING:
+        if step.waiting is not None:
+            return truncate(f"{step.name} waiting: {step.waiting.reason}" + (f": {step.waiting.message}" if step.waiting.message else ""))
+        if step.heartbeat_error is not None:
+            return truncate(f"{step.name}: heartbeat unavailable: {step.heartbeat_error}")
+        return f"{step.name} running"
+    if step.phase in (StepPhase.ATTEMPT_FAILED, StepPhase.BACKOFF):
+        return truncate(f"{step.name} restarting after {step.reason}" + (f": {step.message}" if step.message else ""))
+    return None
+
+
+def _conditions(status: AlignmentRunStatus, current: StepStatus | None, now: dt.datetime) -> list[Condition]:
+    """Conditions derived from the steps. A finished run reads as finished: every "in flight" condition that
+    exists turns False with reason `RunFinished`. Optional conditions appear the first time they are True."""
+    conds = list(status.conditions)
+    finished = status.phase in (RunPhase.SUCCEEDED, RunPhase.FAILED)
+    in_flight = current if current is not None and not finished else None
+    running_step = in_flight if in_flight is not None and in_flight.phase == StepPhase.RUNNING else None
+
+    def put(ctype: ConditionType, on: bool, reason: str, message: str | None = None, *, always: bool = False) -> None:
+        nonlocal conds
+        if finished:
+            if any(c.type == ctype for c in conds):
+                conds = _set_condition(conds, ctype, False, Reason.RUN_FINISHED, None, now)
+            return
+        if always or on or any(c.type == ctype for c in conds):
+            conds = _set_condition(conds, ctype, on, reason, message, now)
+
+    conds = _set_condition(conds, ConditionType.ACCEPTED, True, Reason.VALID, None, now)
+    running = running_step is not None and status.phase == RunPhase.RUNNING
+    put(ConditionType.RUNNING, running, Reason.STAGE_RUNNING if running else Reason.WAITING, running_step.name if running and running_step else None, always=True)
+    suspended = status.phase == RunPhase.SUSPENDED
+    put(ConditionType.SUSPENDED, suspended, Reason.SUSPENDED if suspended else Reason.RESUMED)
+
+    waiting = running_step.waiting if running_step is not None else None
+    if waiting is not None:
+        put(ConditionType.WAITING, True, waiting.reason, waiting.message)
+    else:
+        put(ConditionType.WAITING, False, Reason.PODS_RUNNING if running_step is not None else Reason.NOT_RUNNING)
+
+    if running_step is not None and waiting is None and running_step.heartbeat_error is not None:
+        put(ConditionType.HEARTBEAT_UNAVAILABLE, True, Reason.STORE_UNREADABLE, running_step.heartbeat_error)
+    elif running_step is not None and waiting is None and (running_step.progress is None or running_step.progress.time is None):
+        message = f"no heartbeat of {running_step.name} attempt {running_step.attempt} read yet; the stall timeout starts with the first"
+        put(ConditionType.HEARTBEAT_UNAVAILABLE, True, Reason.NO_HEARTBEAT_YET, message)
+    elif running_step is not None and waiting is not None:
+        put(ConditionType.HEARTBEAT_UNAVAILABLE, False, Reason.WAITING)  # no pods run: nothing to beat, nothing judged
+    else:
+        put(ConditionType.HEARTBEAT_UNAVAILABLE, False, Reason.HEARTBEAT_READ if running_step is not None else Reason.NOT_RUNNING)
+
+    # A real stall: the current step's latest attempt was killed by the hang detector, and no attempt has sent a
+    # heartbeat since. Waiting pods and unreadable stores are reported by their own conditions, not as stalls.
+    hang = in_flight.last_failure if in_flight is not None and in_flight.last_failure is not None else None
+    stalled = (
+        hang is not None
+        and hang.failure_class == FailureClass.HANG
+        and in_flight is not None
+        and not (in_flight.phase == StepPhase.RUNNING and in_flight.progress is not None and in_flight.progress.time is not None)
+    )
+    put(ConditionType.STALLED, stalled, Reason.HEARTBEAT_TIMEOUT if stalled else Reason.STAGE_RUNNING, hang.message if stalled and hang else None)
+
+    backoff = in_flight is not None and in_flight.phase in (StepPhase.BACKOFF, StepPhase.ATTEMPT_FAILED)
+    put(ConditionType.RESTARTING, backoff, Reason.BACKOFF if backoff else Reason.STAGE_RUNNING, in_flight.message if backoff and in_flight else None)
+    if status.phase == RunPhase.SUCCEEDED:
+        conds = _set_condition(conds, ConditionType.COMPLETE, True, Reason.ALL_STAGES_SUCCEEDED, status.message, now)
+    if status.phase == RunPhase.FAILED:
+        failed = next((s for s in status.steps if s.phase == StepPhase.FAILED), None)
+        conds = _set_condition(conds, ConditionType.FAILED, True, failed.reason if failed and failed.reason else Reason.PERMANENT_FAILURE, status.message, now)
+    return conds

@@ -393,6 +393,22 @@ def _dpo_problems(spec: AlignmentRunSpec) -> list[Problem]:
     return problems
 
 
+def cluster_problems(spec: AlignmentRunSpec) -> list[Problem]:
+    """Rules that hold on a cluster only: the operator applies them, the local executor does not."""
+    problems: list[Problem] = []
+    local = spec.storage.local
+    if local is not None and not local.pvc_name:
+        problems.append(
+            Problem(
+                "spec.storage.local.pvcName",
+                f"is empty, so storage.local.path {local.path!r} would be each pod's own container filesystem and the "
+                "next stage would find no inputs; on a cluster set storage.s3 (MinIO or any S3 endpoint), "
+                "or a ReadWriteMany PVC in storage.local.pvcName",
+            )
+        )
+    return problems
+
+
 # Kubernetes label values and Job names stop at 63 characters; an Indexed Job's pod hostname adds `-<index>`.
 JOB_NAME_LIMIT = 59
 

@@ -145,6 +145,8 @@ def crd_manifest() -> dict[str, Any]:
         {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
         {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        # `kubectl get arun -o wide`: what the run waits for, why it failed, or that it runs
+        {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -907,10 +907,29 @@ class FailurePolicy(ApiModel):
         default_factory=lambda: [2], max_length=32, description="Exit codes that fail the run at once (2: bad config). Default: [2]."
     )
     startup_timeout_seconds: int = Field(
-        default=900, ge=10, le=86400, description="A pod not running by then (image pull, config error) fails permanently. Default: 900."
+        default=900,
+        ge=10,
+        le=86400,
+        description="How long a start error that cannot heal by waiting (an image that does not exist, an invalid image "
+        "name, a missing Secret or ConfigMap key) is tolerated before the run fails permanently; time to push the image "
+        "or create the Secret. Plain waiting (queued, unschedulable, slow pulls) never counts. Default: 900 (reconstruction).",
+    )
+    waiting_timeout_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=2592000,
+        description="Optional deadline for one wait of a step's pods: in Kueue's queue, unschedulable until the autoscaler "
+        "adds a node, under a ResourceQuota, or pulling a large image. Past it the run fails with `WaitingTimeout`. "
+        "Empty (default): wait as long as it takes; the `Waiting` condition says why.",
     )
     stall_timeout_seconds: int = Field(
-        default=1800, ge=10, le=604800, description="No progress heartbeat for this long is a hang: kill and restart. Default: 1800."
+        default=1800,
+        ge=60,
+        le=604800,
+        description="No new heartbeat for this long, after one of the current attempt was read, is a hang: kill and restart. "
+        "Before the first heartbeat, or while the operator cannot read the store, the condition `HeartbeatUnavailable` "
+        "says so and nothing is killed. Stage pods beat every min(30, stallTimeoutSeconds/4) s, but a stage can be busy "
+        "between beats (sft's first gap is about 40 s), so the minimum is 60. Default: 1800.",
     )
     backoff_seconds: int = Field(default=30, ge=0, le=86400, description="First retry delay; doubles per failure. Default: 30.")
     max_backoff_seconds: int = Field(default=900, ge=0, le=86400, description="Retry delay cap. Default: 900.")

@@ -74,10 +74,13 @@ class ConditionType(StrEnum):
     ACCEPTED = "Accepted"  # the spec passed validation
     RUNNING = "Running"  # a stage attempt is running
     SUSPENDED = "Suspended"  # spec.suspend is true and nothing runs
-    STALLED = "Stalled"  # the running stage has sent no heartbeat for a while, or its pods are stuck starting
+    STALLED = "Stalled"  # the hang detector killed the current step's latest attempt and no heartbeat came since
     RESTARTING = "Restarting"  # a stage failed and waits for its next attempt
     COMPLETE = "Complete"  # every enabled stage succeeded
     FAILED = "Failed"  # a stage failed for good
+    WAITING = "Waiting"  # the current step's pods are not running yet (queued, unschedulable, pulling); not a failure
+    HEARTBEAT_UNAVAILABLE = "HeartbeatUnavailable"  # the hang detector cannot judge the running step (no heartbeat read)
+    CHILD_CREATE_FAILED = "ChildCreateFailed"  # the operator keeps failing to create a child object (RBAC, quota, webhook)
 
 
 class Reason:
@@ -86,11 +89,9 @@ class Reason:
     INVALID_SPEC: Final = "InvalidSpec"  # Accepted=False: semantic validation failed
     VALID: Final = "Valid"  # Accepted=True
     STAGE_RUNNING: Final = "StageRunning"  # Running=True
-    WAITING: Final = "Waiting"  # Running=False while backing off or queued
+    WAITING: Final = "Waiting"  # Running=False while backing off or queued; HeartbeatUnavailable=False while pods wait
     SUSPENDED: Final = "SuspendedBySpec"  # Suspended=True
     RESUMED: Final = "Resumed"  # Suspended=False after a resume
-    HEARTBEAT_STALE: Final = "HeartbeatStale"  # Stalled=True
-    STARTING: Final = "PodsStarting"  # Stalled=True: pods not running yet
     BACKOFF: Final = "BackoffAfterFailure"  # Restarting=True
     ALL_STAGES_SUCCEEDED: Final = "AllStagesSucceeded"  # Complete=True
     RETRIES_EXHAUSTED: Final = "RetriesExhausted"  # Failed=True: app failures or hangs over the budget
@@ -102,6 +103,15 @@ class Reason:
     DISRUPTION: Final = "Disruption"  # pod DisruptionTarget / node lost / preempted
     EXIT_CODE: Final = "NonZeroExit"  # the process exited non-zero
     HEARTBEAT_TIMEOUT: Final = "HeartbeatTimeout"  # the hang detector killed the attempt
+    WAITING_TIMEOUT: Final = "WaitingTimeout"  # Failed=True: pods waited longer than failurePolicy.waitingTimeoutSeconds
+    PODS_RUNNING: Final = "PodsRunning"  # Waiting=False: every pod of the current step runs
+    NOT_RUNNING: Final = "NoStepRunning"  # Waiting/HeartbeatUnavailable=False: no step attempt is running
+    STORE_UNREADABLE: Final = "StoreUnreadable"  # HeartbeatUnavailable=True: the operator cannot read progress.json
+    NO_HEARTBEAT_YET: Final = "NoHeartbeatYet"  # HeartbeatUnavailable=True: no heartbeat of this attempt read yet
+    HEARTBEAT_READ: Final = "HeartbeatRead"  # HeartbeatUnavailable=False: the hang detector is armed
+    FAILED_CREATE: Final = "FailedCreate"  # ChildCreateFailed=True: creating a ConfigMap, Service or Job keeps failing
+    RUN_FINISHED: Final = "RunFinished"  # any in-flight condition (Running, Waiting, Restarting, …) of a finished run
+    CREATED: Final = "Created"  # ChildCreateFailed=False: the children of the latest attempt were created
 
 
 Name = Annotated[str, StringConstraints(max_length=63)]
@@ -126,6 +136,9 @@ class Failure(ApiModel):
     reason: Annotated[str, StringConstraints(max_length=128)] = Field(description="A CamelCase reason.")
     message: Text | None = Field(default=None, description="The tail of the termination message or log.")
     exit_code: int | None = Field(default=None, description="The process exit code, when known.")
+    nodes: list[Name] | None = Field(
+        default=None, max_length=64, description="The node of the pod that failed first, or the nodes of every pod of a hung attempt."
+    )
     attempt: int = Field(ge=1, description="The attempt that failed.")
     time: dt.datetime = Field(description="When the failure was observed.")
 
@@ -167,11 +180,25 @@ class StepOutput(ApiModel):
 
 
 class Waiting(ApiModel):
-    """Pods of the attempt that are not running yet, and why (from the kubelet)."""
+    """Pods of the attempt that are not running yet, and why (from the kubelet). Waiting is not a failure:
+    only `permanent` start errors past `startupTimeoutSeconds`, or any wait past `waitingTimeoutSeconds`,
+    fail the run."""
 
-    reason: Annotated[str, StringConstraints(max_length=128)] = Field(description="e.g. ImagePullBackOff, ContainerCreating, Unschedulable.")
-    message: Text | None = Field(default=None, description="The kubelet's message.")
-    queued: bool = Field(default=False, description="True while Kueue holds the Job suspended; the startup timeout does not run then.")
+    reason: Annotated[str, StringConstraints(max_length=128)] = Field(
+        description="e.g. Queued, Unschedulable, PodsPending (no pods: quota), ContainerCreating, ImagePullBackOff."
+    )
+    message: Text | None = Field(default=None, description="The kubelet's, scheduler's or Kueue's message.")
+    queued: bool = Field(default=False, description="True while Kueue holds the Job suspended (before admission or after a preemption).")
+    permanent: bool = Field(
+        default=False,
+        description="True when the error cannot heal by waiting: an image that does not exist, an invalid image name, "
+        "a missing Secret or ConfigMap key. The run fails once this lasts `startupTimeoutSeconds`.",
+    )
+    since: dt.datetime | None = Field(
+        default=None,
+        description="When this wait began: queueing and starting are separate waits (an admission starts a new one); "
+        "a change of reason within one wait keeps it.",
+    )
 
 
 class StepStatus(ApiModel):
@@ -184,11 +211,23 @@ class StepStatus(ApiModel):
     restarts: Restarts = Field(default_factory=Restarts, description="Restarts by failure class.")
     job_name: Name | None = Field(default=None, description="The Job (or local process) of the current attempt.")
     start_time: dt.datetime | None = Field(default=None, description="When the first attempt started.")
-    attempt_start_time: dt.datetime | None = Field(default=None, description="When the current attempt started.")
+    attempt_start_time: dt.datetime | None = Field(
+        default=None, description="When the current attempt started, or Kueue last admitted it (a preempted Job is admitted again)."
+    )
     completion_time: dt.datetime | None = Field(default=None, description="When the step succeeded or failed for good.")
     retry_after: dt.datetime | None = Field(default=None, description="In Backoff: when the next attempt may start.")
     waiting: Waiting | None = Field(default=None, description="Pods not running yet, and why.")
-    progress: StepProgress | None = Field(default=None, description="The latest heartbeat.")
+    nodes: list[Name] | None = Field(
+        default=None, max_length=64, description="The nodes the current attempt's pods run on (copied into a hang's failure)."
+    )
+    progress: StepProgress | None = Field(
+        default=None, description="The latest heartbeat of the current attempt (and admission); empty until one was read."
+    )
+    heartbeat_error: Text | None = Field(
+        default=None,
+        description="Why the operator's latest read of the running attempt's `progress.json` failed (an unreadable store, "
+        "a PVC it does not mount). While set, silence is not taken for a hang.",
+    )
     last_checkpoint: Annotated[str, StringConstraints(max_length=2048)] | None = Field(default=None, description="Newest complete checkpoint.")
     last_failure: Failure | None = Field(default=None, description="The most recent failure.")
     reason: Annotated[str, StringConstraints(max_length=128)] | None = Field(default=None, description="Why the step is in its phase.")
@@ -233,7 +272,7 @@ class AlignmentRunStatus(ApiModel):
     )
     mlflow: MlflowStatus | None = Field(default=None, description="MLflow experiment and parent run.")
     conditions: list[Condition] = Field(
-        default_factory=list, max_length=8, description="Conditions keyed by type.", json_schema_extra=xk8s(list_type="map", list_map_keys=["type"])
+        default_factory=list, max_length=16, description="Conditions keyed by type.", json_schema_extra=xk8s(list_type="map", list_map_keys=["type"])
     )
     observed_generation: int | None = Field(default=None, ge=0, description="The spec generation last acted on.")
     message: Text | None = Field(default=None, description="A summary of the latest transition.")

@@ -30,6 +30,8 @@ __all__ = [
     "read_success",
     "write_success",
     "read_progress",
+    "load_progress",
+    "ProgressUnreadable",
     "Heartbeat",
     "status_metrics",
     "status_outputs",
@@ -107,14 +109,29 @@ def write_success(prefix_uri: str, marker: SuccessMarker, storage_config: Storag
 
 
 def read_progress(prefix_uri: str, storage_config: StorageConfig | None = None) -> Progress | None:
+    try:
+        return load_progress(prefix_uri, storage_config)
+    except ProgressUnreadable as e:
+        log.warning("%s", e)
+        return None
+
+
+class ProgressUnreadable(Exception):
+    """`progress.json` could not be read (permissions, network, a broken file): not the same as "none yet"."""
+
+
+def load_progress(prefix_uri: str, storage_config: StorageConfig | None = None) -> Progress | None:
+    """The heartbeat under a step prefix; None when there is none yet. Raises `ProgressUnreadable` when the
+    store cannot say: a reader that must tell silence from blindness (the operator's hang detector) needs both."""
     uri = _join(prefix_uri, PROGRESS_FILE)
     try:
         if not storage.exists(uri, storage_config):
             return None
         return Progress.model_validate(storage.read_json(uri, storage_config))
-    except Exception as e:  # noqa: BLE001
-        log.warning("cannot read %s: %s", uri, e)
-        return None
+    except FileNotFoundError:
+        return None  # removed between the check and the read
+    except Exception as e:  # noqa: BLE001  any store or parse error: unreadable, with its cause
+        raise ProgressUnreadable(f"cannot read {uri}: {type(e).__name__}: {e}"[:512]) from e
 
 
 class Heartbeat:
