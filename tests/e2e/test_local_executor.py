@@ -108,12 +108,13 @@ def test_ctrl_c_mid_training_then_resume(tmp_path: Path) -> None:
         [sys.executable, "-m", "infialign.pipeline.cli", "run", str(manifest), "--workdir", str(workdir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
-    latest = workdir / "artifacts" / "default" / "resume" / "sft-phase1" / "checkpoints" / "latest.json"
+    checkpoints = workdir / "artifacts" / "default" / "resume" / "sft-phase1" / "checkpoints"  # /<config digest>/latest.json
     deadline = time.monotonic() + 400
-    while not latest.exists():
+    while not (found := sorted(checkpoints.glob("*/latest.json"))):
         assert process.poll() is None, process.stdout.read()[-3000:] if process.stdout else ""
         assert time.monotonic() < deadline, "no checkpoint was published"
         time.sleep(0.5)
+    latest = found[0]
     process.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
     out, _ = process.communicate(timeout=120)
     assert process.returncode != 0 and "run the same command again to resume" in out

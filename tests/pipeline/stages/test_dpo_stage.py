@@ -89,7 +89,8 @@ def test_dpo_stage_trains_registers_and_reuses_reference_log_probs(tmp_path: Pat
     assert marker.metrics["pairs"] == 24 and marker.metrics["global_step"] == 3 and marker.metrics["ref_logps_reused"] == 0.0
     assert marker.metrics["sage.refreshes"] == 2  # steps 1 and 2 (none after the last step)
     assert (out / "model" / "model.safetensors").is_file() and (out / "pairs-ref.parquet").is_file()
-    assert json.loads((out / "checkpoints" / "latest.json").read_text())["step"] == 3
+    (latest,) = (out / "checkpoints").glob("*/latest.json")  # one folder per config digest
+    assert json.loads(latest.read_text())["step"] == 3
     client = MlflowClient(tracking_uri=tracking.uri)
     assert client.get_model_version_by_alias("r1-dpo", "dpo").tags["checkpoint_uri"].endswith("/dpo/model/")
 
@@ -117,3 +118,18 @@ def test_bad_pairs_are_a_permanent_error_naming_their_source(tmp_path: Path, tin
     error = json.loads(termination.read_text())["error"]
     assert field in error and "missing columns ['rejected']" in error
     assert re.search(r"pairs\.parquet", error)
+
+
+def test_checkpoints_are_kept_per_configuration(tmp_path: Path) -> None:
+    """A re-run with other settings starts over; another attempt of the same configuration resumes."""
+    from types import SimpleNamespace
+
+    from infialign.pipeline.stages import _training
+
+    tracking = TrackingConfig(enabled=False)
+    one = _config(tmp_path, tmp_path / "m", "file:///p.parquet", settings={"learningRate": 0.003}, tracking=tracking)
+    again = _config(tmp_path, tmp_path / "m", "file:///p.parquet", settings={"learningRate": 0.003}, tracking=tracking, attempt=2)
+    other = _config(tmp_path, tmp_path / "m", "file:///p.parquet", settings={"learningRate": 0.0001}, tracking=tracking)
+    uri = [_training.checkpoints_uri(SimpleNamespace(config=c, input_digests={"pairs": "sha256:x"})) for c in (one, again, other)]
+    assert uri[0] == uri[1] and uri[0] != uri[2]
+    assert uri[0].startswith(one.output.rstrip("/") + "/checkpoints/")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from infialign.pipeline.runtime.config import config_digest
 from infialign.pipeline.runtime.context import StageContext
 
 __all__ = ["model_digest", "uses_torchrun", "storage_options", "run_torchrun", "heartbeat_for", "metrics_sink_for"]
@@ -33,6 +34,17 @@ def model_digest(model_dir: Path) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     return "sha256:" + h.hexdigest()
+
+
+def checkpoints_uri(ctx: StageContext) -> str:
+    """Where this step's checkpoints live: one folder per config digest.
+
+    A step re-run with other settings or inputs must start over, not resume from checkpoints of the old
+    configuration (a DPO re-run with a lower learning rate once resumed at the old final step and trained
+    nothing). Attempts of the same configuration share the folder, which is how they resume.
+    """
+    digest = config_digest(ctx.config, ctx.input_digests).removeprefix("sha256:")[:16]
+    return f"{ctx.config.output.rstrip('/')}/checkpoints/{digest}"
 
 
 def uses_torchrun(env: dict[str, str] | os._Environ[str]) -> bool:

@@ -2,7 +2,7 @@
 
 The stage reads the pairs (pairs.py schema), starts from the model `graph.step_model` names (the last enabled SFT
 phase's export, else the base model), keeps the reference log-probs in `<output>/pairs-ref.parquet` (computed once,
-reused by every later attempt), publishes checkpoints to `<output>/checkpoints/` and resumes from the newest
+reused by every later attempt), publishes checkpoints to `<output>/checkpoints/<config digest>/` and resumes from the newest
 complete one, exports `<output>/model/` and registers it in MLflow with alias `dpo`.
 """
 
@@ -61,7 +61,7 @@ def _train_in_process(ctx: StageContext, settings: Any, model_dir: Path, digest:
         resume=True,
         heartbeat=_training.heartbeat_for(ctx),
         metrics_sink=_training.metrics_sink_for(ctx),
-        checkpoint_store=training.CheckpointStore.from_uri(ctx.config.output.rstrip("/") + "/checkpoints", **_training.storage_options(ctx)),
+        checkpoint_store=training.CheckpointStore.from_uri(_training.checkpoints_uri(ctx), **_training.storage_options(ctx)),
     )
     return result.to_dict()
 
@@ -79,7 +79,7 @@ def _train_with_torchrun(ctx: StageContext, settings: Any, model_dir: Path, dige
         model_digest=digest,
         ref_logps_uri=ctx.output_uri(REF_LOGPS),
         resume=True,
-        checkpoint_uri=ctx.config.output.rstrip("/") + "/checkpoints",
+        checkpoint_uri=_training.checkpoints_uri(ctx),
         heartbeat_file=str(work / "heartbeat.json"),
         metrics_file=str(work / "metrics.jsonl"),
         result_file=str(work / "dpo_result.json"),

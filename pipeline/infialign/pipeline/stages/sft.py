@@ -1,7 +1,7 @@
 """`sft-<phase>`: one curriculum phase of supervised fine-tuning (TRL SFTTrainer, DeepSpeed, torchrun).
 
 The phase starts from the base model (first phase) or the previous phase's exported model, trains on
-its `select` dataset, publishes checkpoints to `<output>/checkpoints/` (upload, then marker) and
+its `select` dataset, publishes checkpoints to `<output>/checkpoints/<config digest>/` (upload, then marker) and
 resumes from the newest complete one, and exports the model to `<output>/model/`.
 
 One process trains in-process (a laptop, a CPU pod). Several nodes or GPUs go through torchrun with
@@ -130,7 +130,7 @@ def run(ctx: StageContext) -> None:
     model_dir = ctx.model_path()
     work = ctx.scratch / "train"
     work.mkdir(parents=True, exist_ok=True)
-    checkpoints = ctx.config.output.rstrip("/") + "/checkpoints"
+    checkpoints = _training.checkpoints_uri(ctx)
     ctx.tracker.log_params({"sft": settings.model_dump(mode="json")})
     if stage.quick_eval and ctx.config.phase_index == 0:
         _quick_eval(ctx, stage, model_dir, "before")
