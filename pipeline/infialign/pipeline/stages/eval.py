@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +29,13 @@ from infialign.pipeline.evaluation import metrics, presets, report, scoring
 from infialign.pipeline.runtime import sources, storage
 from infialign.pipeline.runtime.config import ModelRef
 from infialign.pipeline.runtime.context import StageContext, StageInputError
+from infialign.pipeline.stages import _sharded
 from infialign.pipeline.stages.curate import to_records
 
 __all__ = ["run", "LoadedBenchmark", "usable_questions", "model_inputs", "subset_of"]
 
 log = logging.getLogger(__name__)
 
-WAIT_POLL_SECONDS: Final = float(os.environ.get("INFIALIGN_SHARD_POLL_SECONDS", "10"))
 CHUNK_PROMPTS: Final = int(os.environ.get("INFIALIGN_GENERATION_CHUNK_PROMPTS", str(generation.DEFAULT_CHUNK_PROMPTS)))
 SAMPLE_COLUMNS: Final = pa.schema(
     [
@@ -245,26 +244,6 @@ def _generate(ctx: StageContext, settings: EvalStage, benches: list[LoadedBenchm
     return plans
 
 
-def _wait_for_shards(ctx: StageContext, jobs: list[ShardJob]) -> None:
-    """The leader waits for the other pods' shards. It beats only when their progress moves, so a hung
-    shard still turns the heartbeat stale and the hang detector restarts the attempt."""
-    last: tuple[int, int] | None = None
-    while True:
-        pending = [j for j in jobs if not _done(j, ctx)]
-        if not pending:
-            return
-        done_prompts = sum(j.prompts.num_rows for j in jobs if j not in pending)
-        for j in pending:
-            p = generation.read_progress(j.out, ctx.config.storage)
-            done_prompts += p.prompts_done if p is not None else 0
-        total = sum(j.prompts.num_rows for j in jobs)
-        if (done_prompts, len(pending)) != last:
-            last = (done_prompts, len(pending))
-            ctx.beat(step=done_prompts, total=total, metrics={"prompts_done": done_prompts, "shards_pending": len(pending)},
-                     message=f"waiting for {len(pending)} shards", force=True)
-        time.sleep(WAIT_POLL_SECONDS)
-
-
 # ---------------------------------------------------------------- scoring and report
 
 
@@ -369,7 +348,7 @@ def run(ctx: StageContext) -> None:
     plans = _generate(ctx, settings, benches, shards)
     if not leader:
         return
-    _wait_for_shards(ctx, [j for jobs in plans.values() for j in jobs])
+    _sharded.wait_for_shards(ctx, [j for jobs in plans.values() for j in jobs], lambda j: _done(j, ctx))
     ctx.beat(message="scoring")
     scored = _score_all(ctx, plans, benches, settings.verification)
     models = list(plans)

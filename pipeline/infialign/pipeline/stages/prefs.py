@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from infialign.pipeline import curation, generation, pairs, preferences, records
 from infialign.pipeline.api import Benchmark, PrefsStage
 from infialign.pipeline.curation import Funnel, StepStats
 from infialign.pipeline.runtime.context import StageContext, StageInputError
+from infialign.pipeline.stages import _sharded
 from infialign.pipeline.stages import _report
 from infialign.pipeline.stages.curate import to_records
 
@@ -41,7 +41,6 @@ __all__ = ["run", "logprob_per_token", "build_pairs", "outcome_stats", "selectio
 
 log = logging.getLogger(__name__)
 
-WAIT_POLL_SECONDS: Final = float(os.environ.get("INFIALIGN_SHARD_POLL_SECONDS", "10"))
 CHUNK_PROMPTS: Final = int(os.environ.get("INFIALIGN_GENERATION_CHUNK_PROMPTS", str(generation.DEFAULT_CHUNK_PROMPTS)))
 _MAX_CHOSEN_CHARS_PER_TOKEN: Final = 8
 """A generous chars/token bound: the quality check's length limit for `chosen` is `maxTokens` × this."""
@@ -250,26 +249,6 @@ def _generate(ctx: StageContext, settings: PrefsStage, jobs: list[_ShardJob], sa
         raise StageInputError(f"spec.stages.prefs: cannot sample the SFT model {ctx.config.model.uri}: {e}") from e
 
 
-def _wait_for_shards(ctx: StageContext, jobs: list[_ShardJob]) -> None:
-    """The leader waits for the other pods' shards, beating only when their progress moves (a hung shard
-    then turns the heartbeat stale and the hang detector restarts the attempt)."""
-    last: tuple[int, int] | None = None
-    total = sum(j.prompts.num_rows for j in jobs)
-    while True:
-        pending = [j for j in jobs if not _done(ctx, j)]
-        if not pending:
-            return
-        done = sum(j.prompts.num_rows for j in jobs if j not in pending)
-        for j in pending:
-            p = generation.read_progress(j.out, ctx.config.storage)
-            done += p.prompts_done if p is not None else 0
-        if (done, len(pending)) != last:
-            last = (done, len(pending))
-            ctx.beat(step=done, total=total, metrics={"prompts_done": done, "shards_pending": len(pending)},
-                     message=f"waiting for {len(pending)} shards", force=True)
-        time.sleep(WAIT_POLL_SECONDS)
-
-
 def _merge(ctx: StageContext, jobs: list[_ShardJob], n: int) -> dict[str, list[dict[str, Any]]]:
     """Every prompt's samples in sample order, from every shard's parts."""
     by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -349,7 +328,7 @@ def run(ctx: StageContext) -> None:
     _generate(ctx, settings, [j for j in jobs if j.shard in shards], sampling, identity)
     if not leader:
         return
-    _wait_for_shards(ctx, jobs)
+    _sharded.wait_for_shards(ctx, jobs, lambda j: _done(ctx, j))
     ctx.beat(message=f"verifying {len(ids) * settings.samples} samples", force=True)
     samples = _verify(by_id, _merge(ctx, jobs, settings.samples), settings)
 
