@@ -12,6 +12,7 @@ import gc
 import hashlib
 import logging
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -112,7 +113,8 @@ def open_engine(model_dir: Path, options: EngineOptions, *, identity: str | None
 
     log.info("starting vLLM on %s: %s", device, {k: v for k, v in plan.kwargs.items() if k != "model"})
     try:
-        llm = LLM(**plan.kwargs)
+        with _modules_hidden_from_vllm_kernel_scan():
+            llm = LLM(**plan.kwargs)
     except Exception as e:  # noqa: BLE001  vLLM raises many types for "cannot load"; all are the same to the caller
         raise EngineError(f"vLLM cannot load the model at {model_dir}: {type(e).__name__}: {e}") from e
     engine = Engine(llm=llm, model_dir=model_dir, options=options, identity=identity or model_identity(model_dir), device=device)
@@ -120,6 +122,38 @@ def open_engine(model_dir: Path, options: EngineOptions, *, identity: str | None
         yield engine
     finally:
         _close(llm)
+
+
+@contextmanager
+def _modules_hidden_from_vllm_kernel_scan() -> Iterator[None]:
+    """Hide, while the engine starts, the modules whose globals break vLLM's kernel-override scan.
+
+    On CPU, vLLM rebinds its Triton kernels by walking every module in `sys.modules` and calling
+    `hasattr(value, "__dict__")` on each global. `hasattr` swallows only AttributeError, so a werkzeug
+    `LocalProxy` (`flask.current_app`, `flask.g`; imported by moto, an MLflow server or a notebook in
+    the same process) raises "Working outside of application context" and the engine fails to load.
+    Those modules hold no vLLM kernels, so skipping them changes nothing the scan is for.
+    """
+    hidden = {name: module for name, module in list(sys.modules.items()) if _breaks_attribute_probes(module)}
+    for name in hidden:
+        del sys.modules[name]
+    try:
+        yield
+    finally:
+        for name, module in hidden.items():
+            sys.modules.setdefault(name, module)
+
+
+def _breaks_attribute_probes(module: Any) -> bool:
+    namespace = getattr(module, "__dict__", None)
+    if not isinstance(namespace, dict):
+        return False
+    for value in list(namespace.values()):
+        try:
+            hasattr(value, "__dict__")
+        except Exception:  # noqa: BLE001  exactly the probe vLLM makes; any error but AttributeError escapes it
+            return True
+    return False
 
 
 def _close(llm: Any) -> None:
