@@ -172,13 +172,15 @@ def training_memory(shape: ModelShape, setup: TrainSetup, gpu: Gpu) -> Memory:
 def training_fixes(shape: ModelShape, setup: TrainSetup, gpu: Gpu, *, settings_path: str, length_path: str, nodes_path: str,
                    gpus_per_node: int) -> list[Fix]:
     """Each change on its own, with the memory it gives. Empty when the setup fits already."""
-    if training_memory(shape, setup, gpu).fits:
+    current = training_memory(shape, setup, gpu)
+    if current.fits:
         return []
     fixes: list[Fix] = []
 
     def add(what: str, change: str, new: TrainSetup, note: str = "") -> None:
         m = training_memory(shape, new, gpu)
-        fixes.append(Fix(what, change, m.total, m.fits, note))
+        if m.total < current.total:  # ZeRO-3 on a single GPU, say, only adds gather buffers
+            fixes.append(Fix(what, change, m.total, m.fits, note))
 
     if not setup.grad_ckpt:
         add("gradient checkpointing", f"{settings_path}.gradientCheckpointing: true", dataclasses.replace(setup, grad_ckpt=True))
