@@ -32,6 +32,55 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if failed else EXIT_OK
 
 
+def _plan_objects(spec: object, run: object) -> dict[str, list[str]]:
+    """The objects the operator would create for each step's first attempt, from its own pure builders."""
+    from infialign.operator import builders
+    from infialign.pipeline import graph
+    from infialign.pipeline.runtime.config import TrackingConfig, artifacts_root, build_stage_config
+
+    out: dict[str, list[str]] = {}
+    for step in graph.enabled_steps(spec):  # type: ignore[arg-type]
+        config = build_stage_config(spec, run, step.name, 1, artifacts_root(spec), TrackingConfig(enabled=False))  # type: ignore[arg-type]
+        described = []
+        for obj in builders.build_children(spec, run, step.name, 1, config):  # type: ignore[arg-type]
+            name = f"{obj['kind']} {obj['metadata']['name']}"
+            if obj["kind"] == "Job" and obj["spec"].get("completionMode") == "Indexed":
+                name += f" (Indexed, {obj['spec']['completions']} pods)"
+            described.append(name)
+        out[step.name] = described
+    return out
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from infialign.pipeline import evidence, validation
+    from infialign.pipeline.estimate import Options, estimate_run, models, render
+    from infialign.pipeline.runtime.config import RunIdentity
+
+    result = validation.load_manifest(args.file)
+    for problem in result.problems:
+        print(validation.format_problem(args.file, problem), file=sys.stderr)
+    if not result.ok:
+        return EXIT_INVALID
+    options = Options(
+        gpu=args.gpu, mfu=args.mfu, price_per_gpu_hour=args.price_per_gpu_hour, rows=args.rows,
+        tokens_per_row=args.tokens_per_row, params=args.params, teacher_params=args.teacher_params,
+    )
+    for run in result.runs:
+        identity = RunIdentity(namespace=run.metadata.namespace or "default", name=run.metadata.name)
+        found = evidence.gather(run.spec, identity, Path(args.workdir) if args.workdir else None)
+        try:
+            estimate = estimate_run(run.spec, found, options)
+        except (models.UnknownModelError, ValueError) as e:
+            print(f"{args.file}: {e}", file=sys.stderr)
+            return EXIT_INVALID
+        objects = _plan_objects(run.spec, identity)
+        if args.output == "json":
+            sys.stdout.write(render.to_json(estimate, objects))
+        else:
+            sys.stdout.write(f"plan for {run.metadata.name} (dry run: nothing is started)\n" + render.to_table(estimate, objects))
+    return EXIT_OK
+
+
 def _cmd_crd(args: argparse.Namespace) -> int:
     from infialign.pipeline.api import crd
 
@@ -71,6 +120,20 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     )
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}; e.g. 0.3 for 30 % MFU")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="infialign",
@@ -88,6 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("-q", "--quiet", action="store_true", help="print problems only")
     validate.set_defaults(func=_cmd_validate)
+
+    plan = sub.add_parser("plan", help="dry run: the Jobs each step creates, tokens, FLOPs, GPU-hours, cost and a GPU-memory fit check")
+    plan.add_argument("file", help="an AlignmentRun manifest")
+    plan.add_argument("--gpu", default="h100", choices=["h100", "h200", "a100", "l40s", "b200"], help="GPU type (default: h100)")
+    plan.add_argument("--price-per-gpu-hour", type=_positive, default=None, metavar="USD", help="price one GPU-hour to get costs")
+    plan.add_argument("--mfu", type=_fraction, default=0.3,
+                      help="model-FLOPs utilisation for training and prefill (default: 0.3, benchmarks/gpu_estimate.md)")
+    plan.add_argument("--output", choices=["table", "json"], default="table")
+    plan.add_argument("--rows", type=int, default=None, help="records in the sources when they are not readable here")
+    plan.add_argument("--tokens-per-row", type=_positive, default=None, help="mean tokens of a record (prompt + response)")
+    plan.add_argument("--params", type=_positive, default=None, help="the student's parameter count, when its config.json is not readable")
+    plan.add_argument("--teacher-params", type=_positive, default=None, help="the teacher's parameter count")
+    plan.add_argument("--workdir", default=None, help="the local executor's work dir, to read finished steps (as for `run`)")
+    plan.set_defaults(func=_cmd_plan)
 
     crd = sub.add_parser("crd", help="print the AlignmentRun CustomResourceDefinition generated from the API models")
     crd.add_argument("--write", action="store_true", help="write manifests/crd/ and the chart's copy instead of printing")

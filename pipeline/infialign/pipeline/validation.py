@@ -315,6 +315,38 @@ def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
         problems += _dpo_problems(spec)
     if "prefs" in enabled:
         problems += _prefs_problems(spec, enabled)
+    problems += _memory_problems(spec)
+    return problems
+
+
+def _memory_problems(spec: AlignmentRunSpec) -> list[Problem]:
+    """A warning per GPU step that surely runs out of memory on an 80 GB GPU (the estimate of `infialign plan`).
+
+    Only a *sure* OOM warns (the estimate exceeds the whole GPU), and only for models of known size; the GPU type
+    is not in the spec, so the check assumes 80 GB (H100/A100), the common training GPU."""
+    from infialign.pipeline.estimate import Options, estimate_run, models
+
+    try:
+        estimate = estimate_run(spec, options=Options(gpu="h100"))
+    except (models.UnknownModelError, ValueError):
+        return []
+    paths = {s.name: s.settings_path for s in graph.enabled_steps(spec)}
+    problems: list[Problem] = []
+    for step in estimate.steps:
+        if step.memory is None or not step.memory.sure_oom:
+            continue
+        # the phase (its maxLength) for sft, the stage for dpo and the generation steps
+        field = paths.get(step.step, f"spec.stages.{step.stage}")
+        fixes = "; ".join(f"{f.what} → {f.memory_bytes / 1e9:.0f} GB ({f.change})" for f in step.fixes if f.fits)
+        problems.append(
+            Problem(
+                field,
+                f"{step.step} needs ~{step.memory.total / 1e9:.0f} GB per GPU, more than an 80 GB GPU holds"
+                + (f"; fits with: {fixes}" if fixes else "")
+                + "; see `infialign plan`",
+                "warning",
+            )
+        )
     return problems
 
 
