@@ -42,7 +42,7 @@ from infialign.pipeline.curation.tokens import count_tokens
 from infialign.pipeline.runtime import storage
 from infialign.pipeline.runtime.config import StageConfigError
 from infialign.pipeline.runtime.context import StageContext, StageInputError
-from infialign.pipeline.stages import _report
+from infialign.pipeline.stages import _cards, _report
 
 __all__ = ["run", "open_work", "round_sampling", "distilled_rows", "undistilled_row", "ShardStats", "funnel_and_metrics"]
 
@@ -445,4 +445,5 @@ def run(ctx: StageContext) -> None:
     funnel, metrics = funnel_and_metrics(stats)
     metrics["generated_tokens"] = sum(s.generated_tokens for s in stats)
     ctx.add_metrics(metrics)
-    _report.write_funnel(ctx, funnel, "distill", rows_in=len(rows), rows_out=table.num_rows)
+    cards = _cards.log_cards(ctx, {"pool": table})
+    _report.write_funnel(ctx, funnel, "distill", rows_in=len(rows), rows_out=table.num_rows, cards=cards)
