@@ -329,6 +329,7 @@ def run(ctx: StageContext) -> None:
     if not leader:
         return
     _sharded.wait_for_shards(ctx, jobs, lambda j: _done(ctx, j))
+    ctx.add_metrics(_sharded.generation_metrics(ctx, jobs))
     ctx.beat(message=f"verifying {len(ids) * settings.samples} samples", force=True)
     samples = _verify(by_id, _merge(ctx, jobs, settings.samples), settings)
 
