@@ -13,6 +13,7 @@ Three parts, each with one job:
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,12 +238,13 @@ def render_png(numbers: CardNumbers, path: Path, step: str | None = None) -> Pat
     if n.length_histogram is not None:
         edges, counts = n.length_histogram
         ax.stairs(counts, edges, fill=True, color=blue)
-        for q, v in (n.length_quantiles or {}).items():
+        quantiles = n.length_quantiles or {}
+        for v in quantiles.values():
             ax.axvline(v, color=orange, linestyle="--", linewidth=1)
-            ax.text(v, max(counts) * 0.95, f" {_pct(q)} {v:,.0f}", color=orange, fontsize=8, rotation=90, va="top")
         sampled = "" if n.length_sampled >= n.rows else f" (sample of {n.length_sampled:,})"
         ax.set_title("response length" + sampled)
-        ax.set_xlabel("response_tokens")
+        # the quantile values go under the axis: labels on the lines collide with the bars
+        ax.set_xlabel("response_tokens   " + "  ".join(f"{_pct(q)} {v:,.0f}" for q, v in quantiles.items()) + " (dashed)")
         ax.set_ylabel("rows")
     else:
         _empty(ax, "response length", _why(n, "response_tokens"))
@@ -297,7 +299,7 @@ def render_png(numbers: CardNumbers, path: Path, step: str | None = None) -> Pat
     if n.verification is not None:
         verified = dict(n.verification).get("pass", 0)
         summary.append(f"verified (pass): {verified:,} ({verified / max(n.rows, 1):.0%})")
-    summary += [f"not shown: {s}" for s in n.skipped]
+    summary += [textwrap.fill(f"not shown: {s}", width=44, subsequent_indent="  ") for s in n.skipped]
     ax.text(0.0, 1.0, "\n".join(summary), va="top", ha="left", fontsize=9, family="monospace", transform=ax.transAxes, wrap=True)
 
     fig.tight_layout(rect=(0, 0, 1, 0.95))
