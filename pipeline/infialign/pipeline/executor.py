@@ -56,6 +56,11 @@ def _warnings(marker: markers.SuccessMarker) -> str | None:
     return truncate("; ".join(marker.warnings)) if marker.warnings else None
 
 
+def _recorded(marker: markers.SuccessMarker) -> dict[str, object]:
+    """What a succeeded step's status copies from its `_SUCCESS.json`, whether it ran now or earlier."""
+    return {"outputs": markers.status_outputs(marker.outputs), "metrics": markers.status_step_metrics(marker.metrics), "message": _warnings(marker)}
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -124,7 +129,9 @@ class LocalExecutor:
                 continue
             marker = markers.read_success(config.output, self.storage) if code == entrypoint.EXIT_SUCCESS else None
             if marker is not None and marker.attempt <= step.attempt:
-                status = planner.attempt_succeeded(status, step.name, step.attempt, now, outputs=markers.status_outputs(marker.outputs), reason="Succeeded", message=_warnings(marker))
+                status = planner.attempt_succeeded(
+                    status, step.name, step.attempt, now, reason="Succeeded", duration_seconds=marker.duration_seconds, **_recorded(marker)
+                )
                 status = planner.record_results(status, step.name, markers.status_results(marker.results))
                 continue
             message = attempt.termination_message() or {}
@@ -156,7 +163,10 @@ class LocalExecutor:
             done = entrypoint.finished_marker(config)
             if done is not None:
                 self.skipped.add(action.step)
-                status = planner.attempt_succeeded(status, action.step, action.attempt, now, outputs=markers.status_outputs(done.outputs), reason="AlreadySucceeded", message=_warnings(done))
+                status = planner.attempt_cached(
+                    status, action.step, action.attempt, now,
+                    started_at=done.started, finished_at=done.finished_at, duration_seconds=done.duration_seconds, **_recorded(done),
+                )
                 return planner.record_results(status, action.step, markers.status_results(done.results))
             self.launcher.start(config)
             return status

@@ -47,6 +47,7 @@ __all__ = [
     "initial_status",
     "attempt_ended",
     "attempt_succeeded",
+    "attempt_cached",
     "record_results",
     "heartbeat",
     "heartbeat_read",
@@ -302,6 +303,10 @@ def apply(status: AlignmentRunStatus, action: Action, now: dt.datetime, *, run_n
             nodes=None,
             reason="Started",
             message=None,
+            # a new attempt's record is its own: nothing measured yet, and it does the work
+            duration_seconds=None,
+            cached=None,
+            metrics=None,
         )
         if status.phase in (RunPhase.PENDING, RunPhase.SUSPENDED):
             status = status.model_copy(update={"phase": RunPhase.RUNNING, "start_time": status.start_time or now})
@@ -351,6 +356,33 @@ def attempt_succeeded(status: AlignmentRunStatus, step_name: str, attempt: int, 
     changes: dict[str, object] = {"phase": StepPhase.SUCCEEDED, "completion_time": now, "waiting": None, "reason": "Succeeded", "message": None}
     status = _replace_step(status, step_name, **{**changes, **update})
     return summarize(status, now)
+
+
+def attempt_cached(
+    status: AlignmentRunStatus,
+    step_name: str,
+    attempt: int,
+    now: dt.datetime,
+    *,
+    started_at: dt.datetime | None,
+    finished_at: dt.datetime,
+    duration_seconds: float | None,
+    **update: object,
+) -> AlignmentRunStatus:
+    """An observation: attempt `attempt` found the step already done (its `_SUCCESS.json` matches) and ran nothing.
+
+    The step keeps the times of the attempt that did the work, not the instant of the skip: they are the
+    measurements users and `infialign plan`'s calibration read. `cached` says no work happened in this run.
+    """
+    record: dict[str, object] = {
+        "completion_time": finished_at,
+        "duration_seconds": duration_seconds,
+        "cached": True,
+        "reason": "AlreadySucceeded",
+    }
+    if started_at is not None:
+        record.update(start_time=started_at, attempt_start_time=started_at)
+    return attempt_succeeded(status, step_name, attempt, now, **{**update, **record})
 
 
 def record_results(status: AlignmentRunStatus, step_name: str, results: list[EvalResult]) -> AlignmentRunStatus:

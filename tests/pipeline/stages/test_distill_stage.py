@@ -169,3 +169,4 @@ def test_distill_keeps_what_verification_accepts_and_resumes_a_killed_shard(tmp_
     assert "teacher_round_1" in json.dumps(funnel)
     assert marker.metrics["records_to_distill"] == 5 and marker.metrics["records_distilled"] == 4
     assert marker.metrics["verified_yield"] == pytest.approx(0.8)
+    assert marker.metrics["generated_tokens_per_second"] > 0  # Σ tokens / Σ seconds of the rounds' done markers

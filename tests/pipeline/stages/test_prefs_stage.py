@@ -198,6 +198,7 @@ def test_sharded_prefs_resumes_and_pairs_errors_with_expert_answers(tmp_path: Pa
     assert success is not None and success.output("pairs").rows == table.num_rows
     assert success.metrics["prompts_all_right"] == counts["all_right"] and success.metrics["pairs"] == table.num_rows
     assert success.metrics["pairs_shortfall"] == 5 - table.num_rows
+    assert success.metrics["generated_tokens_per_second"] > 0  # one engine's rate over both shards' done markers
     assert success.warnings and "spec.stages.prefs.pairs" in success.warnings[0]  # → the step's status message
 
     # nothing to pair once mixed prompts are capped at pass rate 0 and all-wrong ones are excluded:

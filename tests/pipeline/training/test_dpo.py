@@ -80,6 +80,8 @@ def test_over_long_pairs_are_dropped_and_counted(tmp_path, tiny_model_path, worl
     table = pa.concat_tables([pairs, pairs_mod.to_pairs_table([long])])
     result = train_dpo(dpo_settings(max_steps=1), str(tiny_model_path), table, tmp_path / "out", model_digest="tiny")
     assert result.dropped_overlong == 1 and result.pairs == pairs.num_rows
+    # calibration for `infialign plan`: chosen and rejected tokens trained per second, 6N·tokens; CPU: no MFU
+    assert result.metrics["tokens_per_second"] > 0 and result.metrics["train_flops"] > 0 and "mfu" not in result.metrics
 
 
 def test_kill_and_resume_reuses_the_stored_reference_log_probs(

@@ -103,3 +103,45 @@ def test_flops_model_counts_the_tied_head_once_and_not_the_lookup(tiny_model_pat
     total = sum(p.numel() for p in model.parameters())  # unique parameters; the tied head is the embedding
     assert model.config.tie_word_embeddings and fm.matmul_params == total
     assert (fm.layers, fm.attn_width) == (model.config.num_hidden_layers, model.config.hidden_size)
+
+
+def test_calibration_of_a_whole_run_worked_example() -> None:
+    # 1,000 tokens in 10 s on 2 devices of 1 TFLOP/s, N = 1M: 100 tok/s; 6·1M·1000 = 6 GFLOP; 0.6 GFLOP/s of 2 TFLOP/s
+    out = progress.calibration_metrics(1000, 10.0, 1_000_000, world_size=2, peak_flops_per_device=1e12)
+    assert out == pytest.approx({"tokens_per_second": 100.0, "train_flops": 6e9, "mfu": 3e-4})
+
+
+def test_calibration_has_no_mfu_without_a_peak_and_nothing_when_nothing_trained() -> None:
+    out = progress.calibration_metrics(1000, 10.0, 1_000_000, world_size=1, peak_flops_per_device=None)
+    assert out == pytest.approx({"tokens_per_second": 100.0, "train_flops": 6e9})
+    assert progress.calibration_metrics(None, 10.0, 1_000_000, world_size=1, peak_flops_per_device=1e12) == {}
+    assert progress.calibration_metrics(1000, 0.0, 1_000_000, world_size=1, peak_flops_per_device=1e12) == {}
+    assert progress.calibration_metrics(1000, 10.0, None, world_size=1, peak_flops_per_device=1e12) == {"tokens_per_second": 100.0}
+
+
+def test_metrics_callback_remembers_the_trained_tokens() -> None:
+    clock = Clock()
+    cb = progress.MetricsCallback(None, world_size=1, clock=clock)
+    assert cb.trained_tokens is None
+    cb.on_train_begin(ARGS, state(0), None)
+    clock.now = 2.0
+    cb.compute({"num_tokens": 640}, clock.now)
+    assert cb.trained_tokens == 640
+
+
+@pytest.mark.parametrize(
+    ("setting", "env", "device", "peak"),
+    [
+        (None, {}, None, None),  # CPU: unknown, no MFU
+        (None, {"INFIALIGN_PEAK_FLOPS": "2.5e14"}, None, 2.5e14),  # the environment names the hardware
+        (None, {"INFIALIGN_PEAK_FLOPS": "fast"}, "NVIDIA A100-SXM4-80GB", 312e12),  # unusable: warned, the table decides
+        (None, {}, "NVIDIA H100 80GB HBM3", 989e12),
+        (100.0, {"INFIALIGN_PEAK_FLOPS": "2.5e14"}, "NVIDIA H100 80GB HBM3", 100e12),  # the setting wins
+    ],
+)
+def test_peak_flops_setting_then_environment_then_table(setting: float | None, env: dict[str, str], device: str | None, peak: float | None) -> None:
+    from infialign.pipeline.training import runner
+
+    settings = SimpleNamespace(peak_tflops_per_device=setting)
+    facts = SimpleNamespace(device_name=device)
+    assert runner.peak_flops(settings, facts, env) == peak  # type: ignore[arg-type]

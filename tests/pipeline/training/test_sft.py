@@ -67,6 +67,13 @@ def test_tiny_sft_changes_every_parameter_and_lowers_the_loss(tmp_path, tiny_mod
     assert {"loss", "learning_rate", "grad_norm", "tokens_per_s"} <= sunk[0].keys() and "mfu" not in sunk[0]  # CPU: no peak
     assert sunk[-1]["loss"] < sunk[0]["loss"]
     assert beats[0][:2] == (0, 10) and beats[-1][:2] == (10, 10)
+    # calibration for `infialign plan`: whole-run throughput and 6N·tokens; no MFU on CPU (no known peak)
+    calibration = result.metrics
+    assert calibration["tokens_per_second"] > 0 and "mfu" not in calibration
+    trained = calibration["tokens_per_second"] * calibration["train_runtime"]
+    assert trained >= result.dataset.rows  # at least one token per packed row trained
+    n = calibration["train_flops"] / 6 / trained
+    assert 1e5 < n < 1e9  # N of the tiny model, recovered from train_flops
 
 
 def test_padded_mode_groups_by_length_and_reports_padding(tmp_path, tiny_model_path, clean_records, small_settings) -> None:

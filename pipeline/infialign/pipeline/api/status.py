@@ -215,6 +215,14 @@ class StepStatus(ApiModel):
         default=None, description="When the current attempt started, or Kueue last admitted it (a preempted Job is admitted again)."
     )
     completion_time: dt.datetime | None = Field(default=None, description="When the step succeeded or failed for good.")
+    duration_seconds: float | None = Field(
+        default=None, ge=0, description="How long the attempt that produced the step's outputs ran, from its `_SUCCESS.json`; empty if unknown."
+    )
+    cached: bool | None = Field(
+        default=None,
+        description="True when this run found the step already done (its `_SUCCESS.json` matched the config digest) and started "
+        "nothing; `startTime`, `completionTime` and `durationSeconds` are then those of the attempt that did the work.",
+    )
     retry_after: dt.datetime | None = Field(default=None, description="In Backoff: when the next attempt may start.")
     waiting: Waiting | None = Field(default=None, description="Pods not running yet, and why.")
     nodes: list[Name] | None = Field(
@@ -233,6 +241,12 @@ class StepStatus(ApiModel):
     reason: Annotated[str, StringConstraints(max_length=128)] | None = Field(default=None, description="Why the step is in its phase.")
     message: Text | None = Field(default=None, description="Details, e.g. the tail of the termination message.")
     outputs: list[StepOutput] | None = Field(default=None, max_length=32, description="What the step wrote.")
+    metrics: dict[str, float] | None = Field(
+        default=None,
+        max_length=32,
+        description="The succeeded step's headline metrics from its `_SUCCESS.json`, the measured throughput first. Keys are the "
+        "stage's metric names, unchanged: `tokens_per_second`, `mfu`, `train_flops`, `generated_tokens_per_second`, …",
+    )
     mlflow_run_id: Annotated[str, StringConstraints(max_length=64)] | None = Field(default=None, description="The MLflow child run.")
 
 

@@ -99,6 +99,7 @@ def is_leader(env: dict[str, str] | os._Environ[str] = os.environ) -> bool:
 def run_stage(config: StageConfig, module: ModuleType | Callable[[StageContext], None], scratch: Path | None = None) -> int:
     """Run one attempt of a stage implementation with markers, heartbeat and tracking around it."""
     started = time.monotonic()
+    started_at = dt.datetime.now(dt.UTC)
     leader = is_leader()
     try:
         digests = input_digests(config)
@@ -152,6 +153,7 @@ def run_stage(config: StageConfig, module: ModuleType | Callable[[StageContext],
         attempt=config.attempt,
         outputs=ctx.outputs,
         metrics=ctx.metrics,
+        started_at=started_at,
         finished_at=dt.datetime.now(dt.UTC),
         duration_seconds=duration,
         results=ctx.results,

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,8 @@ __all__ = [
     "Heartbeat",
     "status_metrics",
     "status_outputs",
+    "status_step_metrics",
+    "CALIBRATION_METRICS",
     "status_progress",
     "status_results",
 ]
@@ -64,8 +66,18 @@ class SuccessMarker(_Marker):
     attempt: int
     outputs: list[OutputRecord] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
+    started_at: dt.datetime | None = Field(default=None, description="When the attempt that did the work started (empty in older markers).")
     finished_at: dt.datetime
     duration_seconds: float | None = None
+
+    @property
+    def started(self) -> dt.datetime | None:
+        """When the work started; older markers without `started_at` imply it from the duration."""
+        if self.started_at is not None:
+            return self.started_at
+        if self.duration_seconds is not None:
+            return self.finished_at - dt.timedelta(seconds=self.duration_seconds)
+        return None
     results: list[dict[str, Any]] = Field(
         default_factory=list, description="The eval stage's model × benchmark entries (api.EvalResult fields); copied into status.results."
     )
@@ -229,6 +241,17 @@ def status_metrics(raw: dict[str, Any] | None) -> dict[str, float]:
         if len(out) >= STATUS_ITEMS:
             break
     return out
+
+
+# Measured throughput, read by `infialign plan` to calibrate its estimates; kept first when the status bound cuts.
+CALIBRATION_METRICS: Final = ("tokens_per_second", "mfu", "train_flops", "generated_tokens_per_second")
+
+
+def status_step_metrics(raw: dict[str, Any] | None) -> dict[str, float] | None:
+    """A succeeded step's headline metrics for its status: calibration metrics first, then the rest, in order."""
+    raw = raw or {}
+    ordered = {k: raw[k] for k in CALIBRATION_METRICS if k in raw} | {k: v for k, v in raw.items() if k not in CALIBRATION_METRICS}
+    return status_metrics(ordered) or None
 
 
 def status_outputs(records: list[OutputRecord]) -> list[StepOutput]:

@@ -18,7 +18,7 @@ from infialign.pipeline import curation, records
 from infialign.pipeline.api import Benchmark, CurateStage, DataSource
 from infialign.pipeline.runtime import sources
 from infialign.pipeline.runtime.context import StageContext, StageInputError
-from infialign.pipeline.stages import _report
+from infialign.pipeline.stages import _cards, _report
 
 __all__ = ["run", "build_steps", "executor_config", "PRESETS"]
 
@@ -172,4 +172,5 @@ def run(ctx: StageContext) -> None:
     ctx.beat(message=f"running {len(steps)} steps on {pool.num_rows} records")
     out, funnel = curation.run_steps(pool, steps, executor_config(settings))
     ctx.write_records("pool", out)
-    _report.write_funnel(ctx, funnel, "curate", rows_in=pool.num_rows, rows_out=out.num_rows)
+    cards = _cards.log_cards(ctx, {"pool": out})
+    _report.write_funnel(ctx, funnel, "curate", rows_in=pool.num_rows, rows_out=out.num_rows, cards=cards)

@@ -42,7 +42,7 @@ from infialign.pipeline.curation.tokens import count_tokens
 from infialign.pipeline.runtime import storage
 from infialign.pipeline.runtime.config import StageConfigError
 from infialign.pipeline.runtime.context import StageContext, StageInputError
-from infialign.pipeline.stages import _report
+from infialign.pipeline.stages import _cards, _report, _sharded
 
 __all__ = ["run", "open_work", "round_sampling", "distilled_rows", "undistilled_row", "ShardStats", "funnel_and_metrics"]
 
@@ -151,13 +151,17 @@ class ShardStats:
     domains: dict[str, list[int]] | None = None  # domain → [to distill, distilled]
     rounds: list[list[int]] | None = None  # round → [attempted, accepted]
     generated_tokens: int = 0
+    timed: list[list[float]] | None = None  # round → [tokens, seconds] of the generate call that finished it
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("records", "work", "accepted_by", "domains", "rounds", "generated_tokens")}
+        return {k: getattr(self, k) for k in ("records", "work", "accepted_by", "domains", "rounds", "generated_tokens", "timed")}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ShardStats:
-        return cls(**{k: raw.get(k) for k in ("records", "work", "accepted_by", "domains", "rounds")}, generated_tokens=int(raw.get("generated_tokens") or 0))
+        return cls(
+            **{k: raw.get(k) for k in ("records", "work", "accepted_by", "domains", "rounds", "timed")},
+            generated_tokens=int(raw.get("generated_tokens") or 0),
+        )
 
 
 def funnel_and_metrics(shards: Sequence[ShardStats]) -> tuple[Funnel, dict[str, float]]:
@@ -316,6 +320,7 @@ def _distill_shard(
     accepted: dict[str, rejection.Acceptance] = {}
     rounds: list[list[int]] = []
     tokens = 0
+    timed: list[list[float]] = []
     open_ids = sorted(work)
     for r in range(settings.max_retries + 1):
         if not open_ids:
@@ -328,6 +333,9 @@ def _distill_shard(
             chunk_prompts=CHUNK_PROMPTS,
         )
         tokens += sum(n or 0 for n in generated.column("completion_tokens").to_pylist())
+        done = generation.read_done(out, ctx.config.storage)
+        if done is not None:
+            timed.append([float(done.generated_tokens), done.seconds])
         for rid, items in _teacher_samples(by_id, generated, settings, r).items():
             samples[rid].extend(items)
         still_open: list[str] = []
@@ -358,7 +366,7 @@ def _distill_shard(
             out_rows.append(undistilled_row(row, verdict, work.get(rid)))
     stats = ShardStats(
         records=len(rows), work=dict(Counter(work.values())), accepted_by=dict(Counter(a.reference_source or "" for a in accepted.values())),
-        domains=dict(domains), rounds=rounds, generated_tokens=tokens,
+        domains=dict(domains), rounds=rounds, generated_tokens=tokens, timed=timed,
     )
     base = _shard_dir(ctx, "shards", shard)
     storage.write_parquet(f"{base}/rows.parquet", records.to_table(out_rows), ctx.config.storage)
@@ -444,5 +452,7 @@ def run(ctx: StageContext) -> None:
     ctx.write_records("pool", table)
     funnel, metrics = funnel_and_metrics(stats)
     metrics["generated_tokens"] = sum(s.generated_tokens for s in stats)
+    metrics |= _sharded.generation_rate((int(t), float(sec)) for st in stats for t, sec in (st.timed or []))
     ctx.add_metrics(metrics)
-    _report.write_funnel(ctx, funnel, "distill", rows_in=len(rows), rows_out=table.num_rows)
+    cards = _cards.log_cards(ctx, {"pool": table})
+    _report.write_funnel(ctx, funnel, "distill", rows_in=len(rows), rows_out=table.num_rows, cards=cards)

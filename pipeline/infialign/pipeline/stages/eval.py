@@ -348,7 +348,9 @@ def run(ctx: StageContext) -> None:
     plans = _generate(ctx, settings, benches, shards)
     if not leader:
         return
-    _sharded.wait_for_shards(ctx, [j for jobs in plans.values() for j in jobs], lambda j: _done(j, ctx))
+    every_job = [j for jobs in plans.values() for j in jobs]
+    _sharded.wait_for_shards(ctx, every_job, lambda j: _done(j, ctx))
+    ctx.add_metrics(_sharded.generation_metrics(ctx, every_job))
     ctx.beat(message="scoring")
     scored = _score_all(ctx, plans, benches, settings.verification)
     models = list(plans)

@@ -34,7 +34,7 @@ from infialign.pipeline.api import Benchmark, PrefsStage
 from infialign.pipeline.curation import Funnel, StepStats
 from infialign.pipeline.runtime.context import StageContext, StageInputError
 from infialign.pipeline.stages import _sharded
-from infialign.pipeline.stages import _report
+from infialign.pipeline.stages import _cards, _report
 from infialign.pipeline.stages.curate import to_records
 
 __all__ = ["run", "logprob_per_token", "build_pairs", "outcome_stats", "selection_stats", "shortfall_message"]
@@ -329,6 +329,7 @@ def run(ctx: StageContext) -> None:
     if not leader:
         return
     _sharded.wait_for_shards(ctx, jobs, lambda j: _done(ctx, j))
+    ctx.add_metrics(_sharded.generation_metrics(ctx, jobs))
     ctx.beat(message=f"verifying {len(ids) * settings.samples} samples", force=True)
     samples = _verify(by_id, _merge(ctx, jobs, settings.samples), settings)
 
@@ -352,7 +353,8 @@ def run(ctx: StageContext) -> None:
 
     table = pairs.to_pairs_table(build_pairs(kept_ids, by_id, samples, outcomes, PairContext(ctx.config.model.uri, settings)))
     ctx.write_table("pairs", table)
-    _report.write_funnel(ctx, funnel, "prefs", rows_in=prompts.num_rows, rows_out=table.num_rows)
+    cards = _cards.log_cards(ctx, {"pairs": table})
+    _report.write_funnel(ctx, funnel, "prefs", rows_in=prompts.num_rows, rows_out=table.num_rows, cards=cards)
     ctx.add_metrics(outcome_metrics | {"pairs": table.num_rows, "pairs_asked": settings.pairs, "pairs_shortfall": max(settings.pairs - table.num_rows, 0)})
     confident = sum(1 for r in table.column("scores").to_pylist() if dict(r).get("rejected_logprob_per_token") is not None)
     if settings.rejected == "confident" and confident < table.num_rows:

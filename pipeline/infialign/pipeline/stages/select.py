@@ -16,7 +16,7 @@ import pyarrow as pa
 from infialign.pipeline import curation, verifiers
 from infialign.pipeline.api import SelectStage, VerificationSettings
 from infialign.pipeline.runtime.context import StageContext, StageInputError
-from infialign.pipeline.stages import _report
+from infialign.pipeline.stages import _cards, _report
 from infialign.pipeline.stages.curate import executor_config
 
 __all__ = ["run", "selection_config", "phase_tables", "eligible_verdicts"]
@@ -87,4 +87,5 @@ def run(ctx: StageContext) -> None:
     verdicts = pool.column("verification").value_counts().to_pylist()
     ctx.add_metrics({f"verification.{v['values']}": v["counts"] for v in verdicts}, headline=False)
     ctx.add_metrics({f"rows.sft-{name}": t.num_rows for name, t in phases.items()} | {"rows.dpo-prompts": dpo.num_rows})
-    _report.write_funnel(ctx, funnel, "select", rows_in=pool.num_rows, rows_out=selection.phase2.num_rows)
+    cards = _cards.log_cards(ctx, {f"sft-{name}": t for name, t in phases.items()} | {"dpo-prompts": dpo})
+    _report.write_funnel(ctx, funnel, "select", rows_in=pool.num_rows, rows_out=selection.phase2.num_rows, cards=cards)

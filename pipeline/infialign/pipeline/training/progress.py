@@ -44,6 +44,7 @@ __all__ = [
     "MetricsCallback",
     "peak_flops_for",
     "flops_model_for",
+    "calibration_metrics",
 ]
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,31 @@ def flops_model_for(model: torch.nn.Module, context: float) -> FlopsModel:
     heads = cfg.num_attention_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
     return FlopsModel(matmul_params=n, layers=cfg.num_hidden_layers, attn_width=heads * head_dim, context=context)
+
+
+def calibration_metrics(
+    trained_tokens: float | None,
+    runtime_s: float | None,
+    matmul_params: int | None,
+    *,
+    world_size: int,
+    peak_flops_per_device: float | None,
+) -> dict[str, float]:
+    """What a finished training run measured, for `infialign plan` to calibrate against (names fixed by its reader).
+
+    ``tokens_per_second`` = trained tokens / train runtime, over all devices. ``train_flops`` = 6·N·tokens (model
+    FLOPs, the ``mfu`` convention of this module). ``mfu`` = (train_flops / runtime) / (peak per device × devices),
+    only when a peak is known: a made-up peak on CPU would calibrate the plan to fiction. Empty when nothing was
+    trained in this process (a resumed run that found its last checkpoint complete).
+    """
+    if not trained_tokens or not runtime_s or runtime_s <= 0:
+        return {}
+    out = {"tokens_per_second": trained_tokens / runtime_s}
+    if matmul_params:
+        out["train_flops"] = 6.0 * matmul_params * trained_tokens
+        if peak_flops_per_device:
+            out["mfu"] = out["train_flops"] / runtime_s / (peak_flops_per_device * max(world_size, 1))
+    return out
 
 
 class HeartbeatCallback(TrainerCallback):
@@ -206,6 +232,11 @@ class MetricsCallback(TrainerCallback):
         self._t0: float | None = None
         self._tokens0: float = 0.0
         self._total_tokens = 0.0
+
+    @property
+    def trained_tokens(self) -> float | None:
+        """TRL's running token count at the latest log of this process; None before the first."""
+        return self._total_tokens or None
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         # TRL's `num_tokens` restarts from 0 in a resumed process, so the rate is measured within this process.

@@ -50,6 +50,8 @@ __all__ = [
     "lora_config",
     "Callbacks",
     "standard_callbacks",
+    "peak_flops",
+    "run_calibration",
     "check_engine",
     "log_distributed",
     "last_local_checkpoint",
@@ -290,7 +292,7 @@ def standard_callbacks(
 ) -> Callbacks:
     """Metrics, then ``before_publish`` (callbacks that add files to a checkpoint on save), then the publisher
     (upload, then marker), then the heartbeat, then ``extra``."""
-    peak = settings.peak_tflops_per_device * 1e12 if settings.peak_tflops_per_device else _progress.peak_flops_for(facts.device_name)
+    peak = peak_flops(settings, facts)
     publisher = _ckpt.CheckpointPublisher(checkpoint_store, keep_last=settings.keep_checkpoints) if checkpoint_store else None
     metrics_cb = _progress.MetricsCallback(metrics_sink, world_size=facts.world_size, flops=flops, peak_flops=peak)
     cbs: list[TrainerCallback] = [metrics_cb, *before_publish]
@@ -306,6 +308,41 @@ def standard_callbacks(
         cbs.append(heartbeat_cb)
     cbs.extend(extra)
     return Callbacks(cbs, metrics_cb, publisher, heartbeat_cb)
+
+
+PEAK_FLOPS_ENV = "INFIALIGN_PEAK_FLOPS"  # peak dense FLOP/s of one device, for hardware the GPU table does not know
+
+
+def peak_flops(settings: _settings.TrainingSettings, facts: RuntimeFacts, env: Mapping[str, str] | None = None) -> float | None:
+    """Peak FLOP/s of one device: the setting, else ``$INFIALIGN_PEAK_FLOPS``, else the GPU table; None on CPU."""
+    if settings.peak_tflops_per_device:
+        return settings.peak_tflops_per_device * 1e12
+    raw = (os.environ if env is None else env).get(PEAK_FLOPS_ENV)
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = 0.0
+        if value > 0:
+            return value
+        log.warning("ignoring %s=%r: expected a positive number of FLOP/s per device, e.g. 989e12 for an H100 SXM", PEAK_FLOPS_ENV, raw)
+    return _progress.peak_flops_for(facts.device_name)
+
+
+def run_calibration(trainer: Any, cbs: Callbacks, train_metrics: Mapping[str, float], settings: _settings.TrainingSettings, facts: RuntimeFacts) -> dict[str, float]:
+    """Measured tokens/s, train FLOPs and (with a known peak) MFU of the whole ``train()`` call of this process."""
+    # TRL's running count of non-padding tokens over all ranks (SFTTrainer and DPOTrainer keep it; it starts
+    # at 0 in each process, like `train_runtime`). The last *logged* `num_tokens` misses the steps after the
+    # last log, so the counter itself is read; the logged value is the fallback if TRL renames it.
+    tokens = getattr(trainer, "_total_train_tokens", None) or cbs.metrics.trained_tokens
+    flops = cbs.metrics.flops
+    return _progress.calibration_metrics(
+        tokens,
+        train_metrics.get("train_runtime"),
+        flops.matmul_params if flops is not None else None,
+        world_size=facts.world_size,
+        peak_flops_per_device=peak_flops(settings, facts),
+    )
 
 
 def check_engine(trainer: Any, plan: _settings.TrainingPlan) -> None:

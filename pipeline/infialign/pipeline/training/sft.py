@@ -288,6 +288,7 @@ def _train(
 
     metrics = {k: float(v) for k, v in output.metrics.items() if isinstance(v, int | float)}
     metrics.update(cbs.metrics.last)
+    metrics.update(_runner.run_calibration(trainer, cbs, metrics, settings, facts))
     return SftResult(
         model_dir=model_dir if trainer.is_world_process_zero() else None,
         plan=plan,
