@@ -175,6 +175,18 @@ def test_measured_metrics_calibrate_the_step_and_say_so() -> None:
     assert p2.wall_hours == pytest.approx(p2.flops / (16 * H100.peak_bf16_flops * 0.2 * with_attn / six_n) / 3600)
 
 
+def test_measured_generation_rate_is_per_engine_and_scales_with_the_shards() -> None:
+    evidence = Evidence(steps={"prefs": StepRecord(metrics={"generated_tokens_per_second": 1_000.0})})
+
+    def prefs_hours(shards: int) -> float:
+        est = estimate_run(_spec(lambda s: s["stages"]["prefs"].update(shards=shards)), evidence)
+        step = next(s for s in est.steps if s.step == "prefs")
+        assert "per engine" in step.basis
+        return step.wall_hours
+
+    assert prefs_hours(1) == pytest.approx(4 * prefs_hours(4))
+
+
 def test_unknown_model_names_the_field_and_the_flag() -> None:
     spec = _spec(lambda s: s["model"].update(uri="hf://someone/unknown-model"))
     with pytest.raises(models.UnknownModelError, match=r"spec.model.uri.*hf://someone/unknown-model.*--params"):

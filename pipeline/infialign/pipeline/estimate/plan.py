@@ -441,8 +441,9 @@ def _generation(spec: AlignmentRunSpec, step: graph.Step, flow: _Flow, evidence:
     decode = sequences * _flops.decode_flops(shape, prompt, generated)
     measured = record.metrics.get("generated_tokens_per_second", 0) if record is not None else 0
     if measured > 0:
-        wall_s = gen_tokens / measured
-        basis = f"measured generated_tokens_per_second {measured:,.0f} from the earlier run"
+        # the stages record the rate of one engine (tokens ÷ seconds summed over shards), so it carries over to any shard count
+        wall_s = gen_tokens / (measured * engines)
+        basis = f"measured generated_tokens_per_second {measured:,.0f} per engine from the earlier run, × {engines} engine(s)"
     else:
         # vLLM's paged KV cache holds what sequences use, so the batch is set by their mean final length
         batch = max(memory.max_sequences(shape, setup, gpu, int(prompt + generated)), 1) if shape.complete else memory.VLLM_MAX_SEQS
