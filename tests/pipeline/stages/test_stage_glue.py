@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from infialign.pipeline import curation
 from infialign.pipeline.api import CurateStage, SelectStage
 from infialign.pipeline.stages import curate, select
 from infialign.pipeline.world import reasoning
@@ -38,6 +39,16 @@ def test_every_phase_is_a_subset_of_the_full_selection() -> None:
     assert ids["c"] == set(full.column("id").to_pylist())
     assert ids["a"] <= ids["c"] and ids["b"] <= ids["c"]
     assert (len(ids["a"]), len(ids["b"])) == (50, 100)
+
+
+def test_the_funnels_curriculum_split_is_the_first_phase_the_stage_writes() -> None:
+    world = reasoning.generate(400, seed=1, mix=reasoning.PlantMix().scaled(0.0))
+    curriculum = [{"name": "phase1", "fraction": 0.5}, {"name": "phase2", "fraction": 1.0}]
+    cfg = select.selection_config(SelectStage.model_validate({"targetFraction": 0.5, "verification": {"enabled": False}}), curriculum)
+    chosen = curation.select(world.table, cfg)
+    written = select.phase_tables(chosen.phase2, curriculum, cfg)
+    (split,) = [s for s in chosen.funnel.steps if s.step == "curriculum_phase1"]
+    assert split.kept == written["phase1"].num_rows == round(chosen.phase2.num_rows / 2)
 
 
 def test_failed_verification_is_eligible_only_when_asked() -> None:

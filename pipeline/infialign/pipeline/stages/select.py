@@ -36,11 +36,14 @@ def eligible_verdicts(verification: VerificationSettings) -> tuple[str, ...]:
     return eligible
 
 
-def selection_config(settings: SelectStage) -> curation.SelectionConfig:
+def selection_config(settings: SelectStage, curriculum: list[dict] | None = None) -> curation.SelectionConfig:
+    """The selection's config; with the run's `curriculum`, its first phase sets the split the funnel reports."""
     target = {"target_size": settings.target_size} if settings.target_size else {"target_fraction": settings.target_fraction}
     eligible = eligible_verdicts(settings.verification)
+    split = {"phase1_fraction": first_phase_share(curriculum)} if curriculum else {}
     return curation.SelectionConfig(
         **target,
+        **split,
         group_levels=tuple(settings.group_levels),
         eligible_verification=eligible,
         phase1_easy_share=settings.easy_share,
@@ -48,6 +51,12 @@ def selection_config(settings: SelectStage) -> curation.SelectionConfig:
         dpo_size=settings.challenge_size or None,
         strategy=settings.strategy,
     )
+
+
+def first_phase_share(curriculum: list[dict]) -> float:
+    """The first curriculum phase's size relative to the full selection (1.0 for a one-phase curriculum)."""
+    largest = max(p["fraction"] for p in curriculum)
+    return curriculum[0]["fraction"] / largest
 
 
 def phase_tables(full: pa.Table, phases: list[dict], cfg: curation.SelectionConfig) -> dict[str, pa.Table]:
@@ -75,7 +84,7 @@ def run(ctx: StageContext) -> None:
         ctx.beat(step=0, total=3, message=f"verifying {pool.num_rows} answers")
         pool, stats = curation.run_steps(pool, [curation.Step(verifiers.verify_records, verify)], executor_config(settings))
         funnel = funnel + stats
-    config = selection_config(settings)
+    config = selection_config(settings, ctx.config.curriculum)
     ctx.beat(step=1, total=3, message="selecting")
     selection = curation.select(pool, config)
     funnel = funnel + selection.funnel
