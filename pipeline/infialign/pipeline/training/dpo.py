@@ -56,46 +56,17 @@ SAGE_STATE_FILE = "sage_state.json"
 _MODEL_INPUTS = ("prompt_ids", "chosen_ids", "rejected_ids", *_ref.REF_COLUMNS)
 
 
-@dataclass
-class DpoResult:
-    """What a finished run reports. ``model_dir`` is set on world rank 0, which wrote the export."""
+@dataclass(kw_only=True)
+class DpoResult(_runner.TrainingResult):
+    """What a finished DPO run reports: the shared training result, the pairs it trained on and SAGE's refreshes."""
 
-    model_dir: Path | None
-    plan: _settings.TrainingPlan
     pairs: int
     dropped_overlong: int
     ref_logps: str  # "stored" (read from pairs-ref.parquet), "computed" (and stored), or "live" (reference model)
-    global_step: int
-    train_loss: float | None
-    metrics: dict[str, float] = field(default_factory=dict)
     sage_refreshes: list[dict[str, Any]] = field(default_factory=list)
-    resumed_from: str | None = None
-    last_checkpoint: str | None = None
-    runtime_s: float = 0.0
-    world_size: int = 1
-    rank: int = 0
 
-    @property
-    def engine(self) -> str:
-        return self.plan.engine
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model_dir": str(self.model_dir) if self.model_dir else None,
-            "engine": self.engine,
-            "plan": self.plan.to_dict(),
-            "pairs": self.pairs,
-            "dropped_overlong": self.dropped_overlong,
-            "ref_logps": self.ref_logps,
-            "global_step": self.global_step,
-            "train_loss": self.train_loss,
-            "metrics": self.metrics,
-            "sage_refreshes": self.sage_refreshes,
-            "resumed_from": self.resumed_from,
-            "last_checkpoint": self.last_checkpoint,
-            "runtime_s": self.runtime_s,
-            "world_size": self.world_size,
-        }
+    def _own_fields(self) -> dict[str, Any]:
+        return {"pairs": self.pairs, "dropped_overlong": self.dropped_overlong, "ref_logps": self.ref_logps, "sage_refreshes": self.sage_refreshes}
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -93,19 +93,8 @@ class DpoSettings(_settings.TrainingSettings):
             "seed": stage.seed,
             "max_grad_norm": stage.deepspeed.gradient_clipping,
             "sage": stage.sage,
-            "deepspeed": _settings.DeepSpeedOptions(
-                mode=stage.deepspeed.mode,
-                zero_stage=stage.deepspeed.zero_stage,
-                offload_optimizer=stage.deepspeed.offload_optimizer,
-                offload_params=stage.deepspeed.offload_params,
-            ),
-            "lora": _settings.LoraOptions(
-                enabled=stage.lora.enabled,
-                rank=stage.lora.rank,
-                alpha=stage.lora.alpha,
-                dropout=stage.lora.dropout,
-                target_modules=tuple(stage.lora.target_modules),
-            ),
+            "deepspeed": _settings.DeepSpeedOptions.from_spec(stage.deepspeed),
+            "lora": _settings.LoraOptions.from_spec(stage.lora),
         }
         values.update(overrides)
         return cls(**values)

@@ -24,7 +24,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -63,6 +63,48 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+
+@dataclass(kw_only=True)
+class TrainingResult:
+    """What every finished training run reports (SFT phase, DPO). ``model_dir`` is set on world rank 0, which wrote the export.
+
+    A trainer's result adds its own fields and lists them in ``_own_fields``; ``to_dict`` is the JSON the stage logs.
+    """
+
+    model_dir: Path | None
+    plan: _settings.TrainingPlan
+    global_step: int
+    train_loss: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    resumed_from: str | None = None
+    last_checkpoint: str | None = None
+    runtime_s: float = 0.0
+    world_size: int = 1
+    rank: int = 0
+
+    @property
+    def engine(self) -> str:
+        return self.plan.engine
+
+    def _own_fields(self) -> dict[str, Any]:
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_dir": str(self.model_dir) if self.model_dir else None,
+            "engine": self.engine,
+            "plan": self.plan.to_dict(),
+            **self._own_fields(),
+            "global_step": self.global_step,
+            "train_loss": self.train_loss,
+            "metrics": self.metrics,
+            "resumed_from": self.resumed_from,
+            "last_checkpoint": self.last_checkpoint,
+            "runtime_s": self.runtime_s,
+            "world_size": self.world_size,
+        }
 
 
 @dataclass(frozen=True)

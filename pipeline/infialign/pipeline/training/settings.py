@@ -99,6 +99,11 @@ class DeepSpeedOptions(_Settings):
             )
         return self
 
+    @classmethod
+    def from_spec(cls, spec: Any) -> DeepSpeedOptions:
+        """From a stage's `deepspeed` spec block (the API model; fields of the same names)."""
+        return cls(mode=spec.mode, zero_stage=spec.zero_stage, offload_optimizer=spec.offload_optimizer, offload_params=spec.offload_params)
+
 
 class LoraOptions(_Settings):
     """LoRA through peft. The merged model (``merge_and_unload``) is what the stage exports."""
@@ -123,6 +128,11 @@ class LoraOptions(_Settings):
                 "directly, so an adapter there is never trained. Remove it."
             )
         return self
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> LoraOptions:
+        """From a stage's `lora` spec block (the API model; fields of the same names)."""
+        return cls(enabled=spec.enabled, rank=spec.rank, alpha=spec.alpha, dropout=spec.dropout, target_modules=tuple(spec.target_modules))
 
 
 class TrainingSettings(_Settings):
@@ -252,19 +262,8 @@ class SftSettings(TrainingSettings):
             "keep_checkpoints": stage.keep_checkpoints,
             "seed": stage.seed,
             "max_grad_norm": stage.deepspeed.gradient_clipping,
-            "deepspeed": DeepSpeedOptions(
-                mode=stage.deepspeed.mode,
-                zero_stage=stage.deepspeed.zero_stage,
-                offload_optimizer=stage.deepspeed.offload_optimizer,
-                offload_params=stage.deepspeed.offload_params,
-            ),
-            "lora": LoraOptions(
-                enabled=stage.lora.enabled,
-                rank=stage.lora.rank,
-                alpha=stage.lora.alpha,
-                dropout=stage.lora.dropout,
-                target_modules=tuple(stage.lora.target_modules),
-            ),
+            "deepspeed": DeepSpeedOptions.from_spec(stage.deepspeed),
+            "lora": LoraOptions.from_spec(stage.lora),
         }
         values.update(overrides)
         return cls(**values)

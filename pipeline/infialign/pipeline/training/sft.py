@@ -51,42 +51,15 @@ _DATA_FORMAT = "sft-data-v1"
 _RECORD_COLUMNS = ("id", "messages", "response")
 
 
-@dataclass
-class SftResult:
-    """What a finished phase reports. ``model_dir`` is set on world rank 0, which wrote the export."""
+@dataclass(kw_only=True)
+class SftResult(_runner.TrainingResult):
+    """What a finished phase reports: the shared training result, and the truncation and dataset statistics."""
 
-    model_dir: Path | None
-    plan: _settings.SftPlan
     truncation: _chat.TruncationReport
     dataset: _data.DatasetStats
-    global_step: int
-    train_loss: float | None
-    metrics: dict[str, float] = field(default_factory=dict)
-    resumed_from: str | None = None
-    last_checkpoint: str | None = None
-    runtime_s: float = 0.0
-    world_size: int = 1
-    rank: int = 0
 
-    @property
-    def engine(self) -> str:
-        return self.plan.engine
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model_dir": str(self.model_dir) if self.model_dir else None,
-            "engine": self.engine,
-            "plan": self.plan.to_dict(),
-            "truncation": self.truncation.to_dict(),
-            "dataset": self.dataset.to_dict(),
-            "global_step": self.global_step,
-            "train_loss": self.train_loss,
-            "metrics": self.metrics,
-            "resumed_from": self.resumed_from,
-            "last_checkpoint": self.last_checkpoint,
-            "runtime_s": self.runtime_s,
-            "world_size": self.world_size,
-        }
+    def _own_fields(self) -> dict[str, Any]:
+        return {"truncation": self.truncation.to_dict(), "dataset": self.dataset.to_dict()}
 
 
 # ---------------------------------------------------------------------------------------------- helpers
