@@ -103,6 +103,7 @@ class Reason:
     DISRUPTION: Final = "Disruption"  # pod DisruptionTarget / node lost / preempted
     EXIT_CODE: Final = "NonZeroExit"  # the process exited non-zero
     HEARTBEAT_TIMEOUT: Final = "HeartbeatTimeout"  # the hang detector killed the attempt
+    DEADLINE_EXCEEDED: Final = "DeadlineExceeded"  # Failed=True: the run outlived spec.activeDeadlineSeconds
     WAITING_TIMEOUT: Final = "WaitingTimeout"  # Failed=True: pods waited longer than failurePolicy.waitingTimeoutSeconds
     PODS_RUNNING: Final = "PodsRunning"  # Waiting=False: every pod of the current step runs
     NOT_RUNNING: Final = "NoStepRunning"  # Waiting/HeartbeatUnavailable=False: no step attempt is running
