@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import kopf
-from infialign.operator import builders, kube
+from infialign.operator import admission, builders, kube
 from infialign.operator.artifacts import ArtifactReader, MlflowTracker, StoreReader, Tracker
 from infialign.operator.config import OperatorConfig
 from infialign.operator.metrics import Metrics
@@ -64,10 +64,14 @@ def _pick(mapping: Mapping[str, Any] | None, *keys: str) -> dict[str, Any]:
 
 
 def _run_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = _pick(body.get("metadata"), "name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp")
+    accepted = ((body.get("metadata") or {}).get("annotations") or {}).get(admission.ACCEPTED_SPEC_ANNOTATION)
+    if accepted:  # only ours: Kopf's and kubectl's annotations would double the index for nothing
+        metadata["annotations"] = {admission.ACCEPTED_SPEC_ANNOTATION: accepted}
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
-        "metadata": _pick(body.get("metadata"), "name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp"),
+        "metadata": metadata,
         "spec": body.get("spec") or {},
         "status": body.get("status") or {},
     }

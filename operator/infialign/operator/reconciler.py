@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import kopf
-from infialign.operator import builders, kube, observe
+from infialign.operator import admission, builders, kube, observe
 from infialign.operator.artifacts import ArtifactReader, Success, Tracker, Unreadable
 from infialign.operator.config import OperatorConfig
 from infialign.operator.metrics import Metrics
@@ -141,8 +141,11 @@ class _RunState:
     status: AlignmentRunStatus | None = None  # what this process decided (authoritative while it lives)
     persisted: dict[str, Any] | None = None  # what is known to be on the server
     parsed_generation: object = ...  # the generation `spec`/`problems` were parsed for
-    spec: AlignmentRunSpec | None = None
+    spec: AlignmentRunSpec | None = None  # what the run goes on with (the last accepted spec after a rejected edit)
     problems: list[validation.Problem] = dataclasses.field(default_factory=list)
+    verdict: admission.Verdict = dataclasses.field(default_factory=lambda: admission.Verdict(spec=None))
+    accepted: AlignmentRunSpec | None = None  # the last spec this run was accepted with
+    rejection_noted: object = None  # the generation whose rejection an Event already told
     dirty: bool = False
     task: asyncio.Task[None] | None = None
     wake: asyncio.TimerHandle | None = None
@@ -357,14 +360,14 @@ class Reconciler:
         rejected = status is not None and status.phase == RunPhase.FAILED and _was_rejected(status)
         if status is not None and status.phase.value in _TERMINAL and not (rejected and status.observed_generation != generation):
             return  # a finished run is history: a later spec edit changes nothing (only a rejected spec may be fixed)
-        if state.spec is None or state.problems:
+        if state.spec is None:  # never accepted, and this spec is invalid: nothing ran that an edit could keep
             await self._stop_running(run, status)
             status = invalid_status(state.problems, generation, now, status)
             log.warning("%s/%s: invalid spec: %s", *key, status.message)
             await self._persist(key, state, status, notes=[("InvalidSpec", status.message or "", True)], run=run)
             return
 
-        spec = state.spec
+        spec, verdict = state.spec, state.verdict
         if status is None or not status.steps:
             status = planner.initial_status(spec, generation)
         elif rejected:
@@ -374,6 +377,13 @@ class Reconciler:
 
         tracking = self._tracking_config(spec, status)
         ctx = _Pass(key=key, run=run, generation=generation, spec=spec, now=now, tracking=tracking)
+        status = admission.record(status, verdict, generation, now)
+        if verdict.rejected_edit and state.rejection_noted != generation:
+            state.rejection_noted = generation
+            log.warning("%s/%s: %s", *key, admission.message(verdict, generation))
+            ctx.note(Reason.INVALID_SPEC, admission.message(verdict, generation), True)
+        if not verdict.rejected_edit:
+            await self._remember_accepted(run, body)
         progress = _Progress(status)
         try:
             progress.status = await self._observe(ctx, state, progress.status)
@@ -382,7 +392,7 @@ class Reconciler:
             # Record what was done even when a later action failed: its side effects happened, and a
             # user should see the run's state while the operator retries the rest.
             status = progress.status
-            if generation is not None:
+            if generation is not None and not verdict.rejected_edit:  # a rejected generation was not acted on
                 status = status.model_copy(update={"observed_generation": generation})
             self._count_transitions(spec, before, status)
             await self._persist(key, state, status, notes=ctx.notes, run=run)
@@ -401,20 +411,36 @@ class Reconciler:
             "spec": body.get("spec"),
         }
         state.parsed_generation = marker
+        spec: AlignmentRunSpec | None
         try:
             spec = AlignmentRun.model_validate(doc).spec
         except ValueError:
             # the slow path only for bad specs: the same field-path messages as `infialign validate`
             result = validation.load_manifest_text(json.dumps(doc))
-            state.spec, state.problems = (
-                None,
-                [p for p in result.problems if p.severity == "error"] or [validation.Problem("spec", "cannot be read")],
+            spec, problems = None, [p for p in result.problems if p.severity == "error"]
+        else:
+            # every `infialign validate` rule (Job names too), and the cluster-only ones: storage a pod cannot
+            # share is a spec error here, not on a laptop
+            problems = (
+                validation.semantic_problems(spec) + validation.name_problems(body["metadata"]["name"], spec) + validation.cluster_problems(spec)
             )
+        if state.accepted is None:  # after a restart: the spec this run was last accepted with, if any
+            state.accepted = admission.accepted_from_annotation((body.get("metadata") or {}).get("annotations"))
+        state.verdict = admission.judge(spec, problems, state.accepted)
+        if state.verdict.spec is not None and not state.verdict.rejected_edit:
+            state.accepted = state.verdict.spec
+        state.spec, state.problems = state.verdict.spec, state.verdict.problems
+
+    async def _remember_accepted(self, run: RunIdentity, body: Mapping[str, Any]) -> None:
+        """Store the accepted spec on the run, so a restarted operator still knows it when a later edit is rejected."""
+        text = admission.spec_text(body.get("spec"))
+        if ((body.get("metadata") or {}).get("annotations") or {}).get(admission.ACCEPTED_SPEC_ANNOTATION) == text:
             return
-        # the cluster-only rules too: storage a pod cannot share is a spec error here, not on a laptop
-        problems = validation.semantic_problems(spec) + validation.cluster_problems(spec)
-        state.problems = [p for p in problems if p.severity == "error"]
-        state.spec = None if state.problems else spec
+        assert self.kube is not None
+        try:
+            await self.kube.patch_run(run.namespace, run.name, {"metadata": {"annotations": {admission.ACCEPTED_SPEC_ANNOTATION: text}}})
+        except (kube.ApiError, kopf.TemporaryError) as e:  # retried on the next reconcile; the run need not wait for it
+            log.warning("%s/%s: could not record the accepted spec: %s", run.namespace, run.name, e)
 
     def _current_status(self, state: _RunState, body: Mapping[str, Any]) -> AlignmentRunStatus | None:
         if state.status is not None:

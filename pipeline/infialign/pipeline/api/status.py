@@ -81,12 +81,14 @@ class ConditionType(StrEnum):
     WAITING = "Waiting"  # the current step's pods are not running yet (queued, unschedulable, pulling); not a failure
     HEARTBEAT_UNAVAILABLE = "HeartbeatUnavailable"  # the hang detector cannot judge the running step (no heartbeat read)
     CHILD_CREATE_FAILED = "ChildCreateFailed"  # the operator keeps failing to create a child object (RBAC, quota, webhook)
+    SPEC_REJECTED = "SpecRejected"  # the latest spec edit is invalid; the run goes on with the last accepted spec
 
 
 class Reason:
     """Condition reasons, one per situation that sets them."""
 
-    INVALID_SPEC: Final = "InvalidSpec"  # Accepted=False: semantic validation failed
+    INVALID_SPEC: Final = "InvalidSpec"  # Accepted=False / SpecRejected=True: semantic validation failed
+    EDIT_ACCEPTED: Final = "EditAccepted"  # SpecRejected=False: a later edit fixed the rejected one
     VALID: Final = "Valid"  # Accepted=True
     STAGE_RUNNING: Final = "StageRunning"  # Running=True
     WAITING: Final = "Waiting"  # Running=False while backing off or queued; HeartbeatUnavailable=False while pods wait
