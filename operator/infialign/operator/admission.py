@@ -27,7 +27,16 @@ from typing import Any, Final
 from infialign.pipeline import planner, validation
 from infialign.pipeline.api import GROUP, AlignmentRunSpec, AlignmentRunStatus, ConditionType, Reason, truncate
 
-__all__ = ["ACCEPTED_SPEC_ANNOTATION", "Verdict", "judge", "immutability_problems", "spec_text", "accepted_from_annotation", "message", "record"]
+__all__ = [
+    "ACCEPTED_SPEC_ANNOTATION",
+    "Verdict",
+    "judge",
+    "immutability_problems",
+    "spec_text",
+    "accepted_from_annotation",
+    "message",
+    "record",
+]
 
 ACCEPTED_SPEC_ANNOTATION: Final = f"{GROUP}/accepted-spec"
 # Fields the run's identity rests on: the API server holds them with CEL (`self == oldSelf`); the operator
@@ -55,7 +64,9 @@ def immutability_problems(accepted: AlignmentRunSpec, new: AlignmentRunSpec) -> 
         if getattr(accepted, name) != getattr(new, name):
             problems.append(
                 validation.Problem(
-                    path, f"is immutable: artifacts and checkpoints of this run belong to the one it was created with; restore it, or create a new AlignmentRun"
+                    path,
+                    "is immutable: artifacts and checkpoints of this run belong to the one it was created with; "
+                    "restore it, or create a new AlignmentRun",
                 )
             )
     return problems
@@ -94,7 +105,9 @@ def record(status: AlignmentRunStatus, verdict: Verdict, generation: int | None,
     """`SpecRejected` as the verdict says; a condition that was never True is not created."""
     if verdict.rejected_edit:
         status = planner.set_condition(status, ConditionType.SPEC_REJECTED, True, Reason.INVALID_SPEC, message(verdict, generation), now)
-        conditions = [c.model_copy(update={"observed_generation": generation}) if c.type == ConditionType.SPEC_REJECTED else c for c in status.conditions]
+        conditions = [
+            c.model_copy(update={"observed_generation": generation}) if c.type == ConditionType.SPEC_REJECTED else c for c in status.conditions
+        ]
         return status.model_copy(update={"conditions": conditions})
     if any(c.type == ConditionType.SPEC_REJECTED and c.status == "True" for c in status.conditions):
         return planner.set_condition(status, ConditionType.SPEC_REJECTED, False, Reason.EDIT_ACCEPTED, None, now)

@@ -7,8 +7,8 @@
   reconciler reads children from them)
 - create/resume/update of a run → `reconcile` (errors go back to Kopf, which retries them)
 - Job and Pod events → `poke` the parent run found by its label (coalesced, in the background)
-- deletion → forget; the delete handler is optional, so no finalizer is ever added and an
-  uninstalled operator leaves nothing stuck. No Kopf timer either: timers require finalizers
+- deletion → mark the MLflow parent run of an unfinished run KILLED, forget; the delete handler
+  is optional, so no finalizer is ever added and an uninstalled operator leaves nothing stuck. No Kopf timer either: timers require finalizers
   (nolar/kopf#1104); the tick is one operator-wide task instead.
 """
 
@@ -180,13 +180,13 @@ def make_operator(
         await reconciler.reconcile(namespace, name)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="run-events")
-    async def run_event(type: str, namespace: str, name: str, **_: Any) -> None:  # `type`: Kopf's kwarg name
+    async def run_event(type: str, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:  # `type`: Kopf's kwarg name
         if type == "DELETED":
-            reconciler.forget(namespace, name)
+            reconciler.deleted(namespace, name, body)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True, registry=registry, id="run-deleted")
-    async def run_deleted(namespace: str, name: str, **_: Any) -> None:
-        reconciler.forget(namespace, name)
+    async def run_deleted(namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+        reconciler.deleted(namespace, name, body)
 
     # ---- children: find the parent by label through the index, never by a LIST
 

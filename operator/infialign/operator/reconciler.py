@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import kopf
-from infialign.operator import admission, builders, kube, observe
+from infialign.operator import admission, builders, kube, observe, teardown
 from infialign.operator.artifacts import ArtifactReader, Success, Tracker, Unreadable
 from infialign.operator.config import OperatorConfig
 from infialign.operator.metrics import Metrics
@@ -199,6 +199,7 @@ class Reconciler:
         self._jobs_index: Mapping[Any, Any] = {}
         self._pods_index: Mapping[Any, Any] = {}
         self._states: dict[Key, _RunState] = {}
+        self._closed: set[str] = set()  # uids of deleted runs whose MLflow parent run was closed
         self._io = concurrent.futures.ThreadPoolExecutor(max_workers=max(2, config.api_workers // 2), thread_name_prefix="infialign-io")
         self.last_tick = time.monotonic()
         self.reconciles = 0
@@ -249,6 +250,28 @@ class Reconciler:
                     exc_info=level == logging.ERROR,
                 )
                 self._wake_in(key, self.config.retry_delay_seconds)
+
+    def deleted(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        """The run was deleted: close its MLflow parent run as KILLED if it had not finished, then forget it."""
+        uid = (body.get("metadata") or {}).get("uid")
+        if uid and uid in self._closed:
+            return  # the event and the delete handler both report one deletion
+        state = self._states.get((namespace, name))
+        status = state.status if state is not None and state.uid == uid else None
+        if status is None:  # not reconciled by this process: the last status the API server had
+            raw = dict(body.get("status") or {})
+            raw.pop(KOPF_STATUS_KEY, None)
+            try:
+                status = AlignmentRunStatus.model_validate(raw) if raw else None
+            except ValueError:
+                status = None
+        tracking = teardown.parent_run_to_kill(body.get("spec"), status, self.config.mlflow_uri)
+        if tracking is not None:
+            if uid:
+                self._closed.add(uid)
+            log.info("%s/%s deleted while %s: marking its MLflow parent run KILLED", namespace, name, status.phase.value if status else "?")
+            asyncio.get_running_loop().run_in_executor(self._io, self.tracker.finish_parent_run, tracking, "KILLED")
+        self.forget(namespace, name)
 
     def forget(self, namespace: str, name: str) -> None:
         """The run is gone: drop its state (its children go with it through their ownerReferences)."""
@@ -421,9 +444,8 @@ class Reconciler:
         else:
             # every `infialign validate` rule (Job names too), and the cluster-only ones: storage a pod cannot
             # share is a spec error here, not on a laptop
-            problems = (
-                validation.semantic_problems(spec) + validation.name_problems(body["metadata"]["name"], spec) + validation.cluster_problems(spec)
-            )
+            problems = validation.semantic_problems(spec)
+            problems += validation.name_problems(body["metadata"]["name"], spec) + validation.cluster_problems(spec)
         if state.accepted is None:  # after a restart: the spec this run was last accepted with, if any
             state.accepted = admission.accepted_from_annotation((body.get("metadata") or {}).get("annotations"))
         state.verdict = admission.judge(spec, problems, state.accepted)

@@ -216,7 +216,14 @@ def _deadline_actions(spec: AlignmentRunSpec, status: AlignmentRunStatus, now: d
             StopAttempt(
                 s.name,
                 attempt=s.attempt,
-                failure=Failure(failure_class=FailureClass.PERMANENT, reason=Reason.DEADLINE_EXCEEDED, message=message, attempt=s.attempt, time=now, nodes=s.nodes),
+                failure=Failure(
+                    failure_class=FailureClass.PERMANENT,
+                    reason=Reason.DEADLINE_EXCEEDED,
+                    message=message,
+                    attempt=s.attempt,
+                    time=now,
+                    nodes=s.nodes,
+                ),
                 reason=Reason.DEADLINE_EXCEEDED,
             )
             for s in running
