@@ -219,3 +219,35 @@ async def test_a_create_that_keeps_failing_becomes_a_condition_and_an_event(oper
         lambda: next(c for c in cluster.status()["conditions"] if c["type"] == "ChildCreateFailed")["status"] == "False",
         what="the condition cleared",
     )
+
+
+async def test_a_configmap_of_another_owner_is_not_reused(operator: Any, cluster: Any, kmock: Any, make_run: Any) -> None:
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "r1-curate-a1-config",
+            "namespace": "ns1",
+            "ownerReferences": [
+                {"apiVersion": "infialign.dev/v1alpha1", "kind": "AlignmentRun", "name": "r1", "uid": "an-earlier-run", "controller": True}
+            ],
+        },
+        "data": {"stage.json": "{\"step\": \"someone else's\"}"},
+    }
+    async with kmock.post("/api/v1/namespaces/ns1/configmaps", json=foreign) as resp:
+        assert resp.status in (200, 201)
+    await cluster.create_run(make_run().dict())
+
+    def blocked() -> dict[str, Any] | None:
+        return next((c for c in cluster.status().get("conditions", []) if c["type"] == "ChildCreateFailed" and c["status"] == "True"), None)
+
+    condition = await cluster.eventually(blocked, what="ChildCreateFailed")
+    assert "ConfigMap r1-curate-a1-config exists and belongs to another owner" in condition["message"]
+    assert cluster.jobs() == [] and cluster.step("curate").get("phase") == "Pending"  # no Job reads someone else's stage.json
+
+    async with kmock.delete("/api/v1/namespaces/ns1/configmaps/r1-curate-a1-config") as resp:
+        assert resp.status == 200
+    job = await cluster.eventually(lambda: cluster.job("r1-curate-a1"), what="our own attempt after the deletion")
+    configmap = cluster.kmock.objects["v1/configmaps", "ns1", "r1-curate-a1-config"]
+    uid = cluster.run()["metadata"]["uid"]
+    assert configmap["metadata"]["ownerReferences"][0]["uid"] == uid and job["metadata"]["ownerReferences"][0]["uid"] == uid

@@ -704,10 +704,19 @@ class Reconciler:
             await self.kube.create(obj)
         except kube.AlreadyExists:
             name = obj["metadata"]["name"]
-            if obj["kind"] == "Job" and self._foreign_job(run, name):
+            if obj["kind"] == "Job":
+                foreign = self._foreign_job(run, name)
+            else:
+                # a ConfigMap or Service of this name that is not ours (an earlier run of the same name, or someone
+                # else's object) must not be reused: the pods would read its stage.json or rendezvous through it
+                existing = await self.kube.get(obj["apiVersion"], obj["kind"], run.namespace, name)
+                owners = ((existing or {}).get("metadata") or {}).get("ownerReferences") or []
+                foreign = existing is not None and bool(run.uid) and not any(o.get("uid") == run.uid for o in owners)
+            if foreign:
                 # a run of the same name was deleted and re-created; its children wait for garbage collection
                 raise kopf.TemporaryError(
-                    f"the Job {name} belongs to an earlier run of the same name; waiting for its deletion",
+                    f"the {obj['kind']} {name} exists and belongs to another owner (an earlier run of the same name?); "
+                    "it is not reused: waiting for its deletion",
                     delay=self.config.retry_delay_seconds,
                 ) from None
 
