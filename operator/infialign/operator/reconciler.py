@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import kopf
-from infialign.operator import admission, builders, kube, observe, teardown
+import pydantic
+from infialign.operator import admission, builders, kube, observe, stored, teardown
 from infialign.operator.artifacts import ArtifactReader, Success, Tracker, Unreadable
 from infialign.operator.config import OperatorConfig
 from infialign.operator.metrics import Metrics
@@ -152,7 +153,8 @@ class _RunState:
     wake_at: float | None = None
     last_progress_read: dict[str, float] = dataclasses.field(default_factory=dict)
     mlflow_tried_at: float | None = None
-    broken: bool = False
+    broken: str | None = None  # why the stored status cannot be read; None when it can
+    broken_reported: str | None = None  # the problem the run's condition and Event already tell
     create_failures: int = 0  # consecutive failed attempts to create a step's children
 
 
@@ -378,6 +380,7 @@ class Reconciler:
         self._parse_spec(state, body, generation)
         status = self._current_status(state, body)
         if state.broken:
+            await self._report_unreadable(key, state, body, run, now)
             return
 
         rejected = status is not None and status.phase == RunPhase.FAILED and _was_rejected(status)
@@ -474,19 +477,33 @@ class Reconciler:
             return None
         try:
             state.status = AlignmentRunStatus.model_validate(raw)
-        except ValueError as e:
+        except pydantic.ValidationError as e:
             # Rebuilding a status would restart attempt numbers and collide with existing Jobs; leave it alone.
-            if not state.broken:
-                log.error(
-                    "%s/%s: the stored status cannot be read, not reconciling it: %s",
-                    body["metadata"]["namespace"],
-                    body["metadata"]["name"],
-                    str(e)[:500],
-                )
-            state.broken = True
+            state.broken = stored.describe(e)
             return None
-        state.broken = False
+        if state.broken:  # fixed by hand: say so, and reconcile again
+            state.broken = None
+            state.status = planner.set_condition(
+                state.status, ConditionType.STATUS_UNREADABLE, False, Reason.STATUS_READABLE, None, self.clock()
+            )
         return state.status
+
+    async def _report_unreadable(self, key: Key, state: _RunState, body: Mapping[str, Any], run: RunIdentity, now: dt.datetime) -> None:
+        """Once per problem: a condition and a Warning Event, and nothing else of the status touched."""
+        if state.broken_reported == state.broken:
+            return
+        log.error("%s/%s: the stored status cannot be read, not reconciling it: %s", *key, state.broken)
+        raw = dict(body.get("status") or {})
+        patch = stored.unreadable_patch(raw, state.broken or "", now)
+        assert self.kube is not None
+        try:
+            await self.kube.patch_status(*key, patch)
+        except kube.NotFound:
+            return
+        state.broken_reported = state.broken
+        state.persisted = None  # unknown now: the next readable status is written whole
+        if self.config.events:
+            self._post_event(run, [(Reason.INVALID_STATUS, patch["status"]["message"], True)])
 
     def _tracking_config(self, spec: AlignmentRunSpec, status: AlignmentRunStatus) -> TrackingConfig:
         uri = spec.tracking.uri or self.config.mlflow_uri
