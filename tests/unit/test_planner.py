@@ -399,8 +399,8 @@ def test_a_run_past_its_deadline_stops_its_step_and_fails_with_deadline_exceeded
     spec = make_run().set("spec.activeDeadlineSeconds", 3600).policy(**POLICY).spec()
     status = planner.apply(planner.initial_status(spec), planner.StartAttempt("curate", attempt=1), at(0))
     assert planner.deadline(spec, status) == at(3600)
-    # running well within the deadline: nothing to do but wake up at it
-    assert planner.plan(spec, status, at(1800)) == [planner.Wait(until=at(3600))]
+    # running well within the deadline: nothing to do until the next observation
+    assert planner.plan(spec, status, at(1800)) == [planner.Wait()]
     (stop,) = planner.plan(spec, status, at(3600))
     assert isinstance(stop, planner.StopAttempt) and (stop.step, stop.attempt, stop.reason) == ("curate", 1, Reason.DEADLINE_EXCEEDED)
     assert stop.failure is not None and stop.failure.failure_class == FailureClass.PERMANENT  # no retry follows

@@ -240,9 +240,10 @@ def plan(spec: AlignmentRunSpec, status: AlignmentRunStatus, now: dt.datetime) -
     if due is not None and now >= due:
         return _deadline_actions(spec, status, now)
     actions = _plan(spec, status, now)
-    if due is not None and actions and all(isinstance(a, Wait) for a in actions):
-        # wake up at the deadline even if nothing else happens before it
-        return [Wait(until=min([due] + [a.until for a in actions if isinstance(a, Wait) and a.until is not None]))]
+    if due is not None:
+        # a timed wait (a backoff) ends at the deadline at the latest; an open one (a running step) already
+        # ends with the next observation, and the operator's tick observes at least every `tick_seconds`
+        actions = [Wait(until=min(a.until, due)) if isinstance(a, Wait) and a.until is not None else a for a in actions]
     return actions
 
 
