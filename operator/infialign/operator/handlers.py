@@ -125,7 +125,12 @@ def make_operator(
     async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         settings.peering.standalone = True  # one replica, strategy Recreate: Kopf has no lease election
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=ANNOTATION_PREFIX,
+            key="last-handled-configuration",
+            # the operator's record of the accepted spec is no change of the run that Kopf should diff
+            ignored_fields=[("metadata", "annotations", admission.ACCEPTED_SPEC_ANNOTATION)],
+        )
         settings.persistence.finalizer = f"{GROUP}/finalizer"  # unused today: no handler needs one
         settings.posting.level = config.posting_level
         settings.watching.server_timeout = config.watch_server_timeout_seconds
