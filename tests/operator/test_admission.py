@@ -5,6 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from infialign.operator import admission
+from infialign.pipeline import validation
+
+
+def test_judge_keeps_the_accepted_spec_for_a_rejected_edit_and_holds_model_and_storage(make_run: Any) -> None:
+    accepted = make_run().set("spec.storage", {"s3": {"bucket": "runs"}}).spec()
+    edited = make_run().set("spec.storage", {"s3": {"bucket": "other"}}).spec()
+    problem = validation.Problem("spec.stages.sft.phases[0].dataUri", "no data")
+    # first spec: valid is accepted, invalid has nothing to fall back on
+    assert admission.judge(accepted, [], None) == admission.Verdict(spec=accepted)
+    assert admission.judge(accepted, [problem], None) == admission.Verdict(spec=None, problems=[problem])
+    # a later edit: invalid keeps the accepted spec; a warning is no reason to reject
+    assert admission.judge(edited, [problem], accepted) == admission.Verdict(
+        spec=accepted, problems=[problem, *admission.immutability_problems(accepted, edited)], rejected_edit=True
+    )
+    assert admission.judge(accepted, [validation.Problem("x", "w", "warning")], accepted) == admission.Verdict(spec=accepted)
+    (immutable,) = admission.judge(edited, [], accepted).problems
+    assert immutable.path == "spec.storage" and "create a new AlignmentRun" in immutable.message
+    # a spec that does not parse at all still names a path
+    assert admission.judge(None, [], accepted).problems[0].path == "spec"
+
 
 def _conditions(cluster: Any) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in cluster.status().get("conditions", [])}

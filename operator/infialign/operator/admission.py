@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from infialign.pipeline import planner, validation
-from infialign.pipeline.api import GROUP, AlignmentRunSpec, AlignmentRunStatus, ConditionType, Reason, truncate
+from infialign.pipeline.api import API_VERSION, GROUP, KIND, AlignmentRun, AlignmentRunSpec, AlignmentRunStatus, ConditionType, Reason, truncate
 
 __all__ = [
     "ACCEPTED_SPEC_ANNOTATION",
     "Verdict",
+    "check",
     "judge",
     "immutability_problems",
     "spec_text",
@@ -70,6 +72,26 @@ def immutability_problems(accepted: AlignmentRunSpec, new: AlignmentRunSpec) -> 
                 )
             )
     return problems
+
+
+def check(body: Mapping[str, Any]) -> tuple[AlignmentRunSpec | None, list[validation.Problem]]:
+    """The newest spec of `body`, checked by every `infialign validate` rule (schema, whole-spec rules, Job-name
+    lengths) and the cluster-only ones (storage a pod cannot share is a spec error here, not on a laptop)."""
+    meta = body.get("metadata") or {}
+    doc = {
+        "apiVersion": body.get("apiVersion") or API_VERSION,
+        "kind": body.get("kind") or KIND,
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "generation") if meta.get(k) is not None},
+        "spec": body.get("spec"),
+    }
+    try:
+        spec = AlignmentRun.model_validate(doc).spec
+    except ValueError:
+        # the slow path only for bad specs: the same field-path messages as `infialign validate`
+        result = validation.load_manifest_text(json.dumps(doc))
+        return None, [p for p in result.problems if p.severity == "error"]
+    problems = validation.semantic_problems(spec) + validation.name_problems(doc["metadata"]["name"], spec)
+    return spec, problems + validation.cluster_problems(spec)
 
 
 def judge(new: AlignmentRunSpec | None, problems: list[validation.Problem], accepted: AlignmentRunSpec | None) -> Verdict:

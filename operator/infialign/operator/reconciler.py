@@ -33,7 +33,6 @@ from infialign.operator.config import OperatorConfig
 from infialign.operator.metrics import Metrics
 from infialign.pipeline import graph, planner, validation
 from infialign.pipeline.api import (
-    AlignmentRun,
     AlignmentRunSpec,
     AlignmentRunStatus,
     Condition,
@@ -261,12 +260,7 @@ class Reconciler:
         state = self._states.get((namespace, name))
         status = state.status if state is not None and state.uid == uid else None
         if status is None:  # not reconciled by this process: the last status the API server had
-            raw = dict(body.get("status") or {})
-            raw.pop(KOPF_STATUS_KEY, None)
-            try:
-                status = AlignmentRunStatus.model_validate(raw) if raw else None
-            except ValueError:
-                status = None
+            status = teardown.last_status(body)
         tracking = teardown.parent_run_to_kill(body.get("spec"), status, self.config.mlflow_uri)
         if tracking is not None:
             if uid:
@@ -430,25 +424,8 @@ class Reconciler:
         marker = (generation, json.dumps(body.get("spec"), sort_keys=True)) if generation is None else generation
         if state.parsed_generation == marker:
             return
-        doc = {
-            "apiVersion": body.get("apiVersion") or "infialign.dev/v1alpha1",
-            "kind": body.get("kind") or "AlignmentRun",
-            "metadata": _meta_for_validation(body),
-            "spec": body.get("spec"),
-        }
         state.parsed_generation = marker
-        spec: AlignmentRunSpec | None
-        try:
-            spec = AlignmentRun.model_validate(doc).spec
-        except ValueError:
-            # the slow path only for bad specs: the same field-path messages as `infialign validate`
-            result = validation.load_manifest_text(json.dumps(doc))
-            spec, problems = None, [p for p in result.problems if p.severity == "error"]
-        else:
-            # every `infialign validate` rule (Job names too), and the cluster-only ones: storage a pod cannot
-            # share is a spec error here, not on a laptop
-            problems = validation.semantic_problems(spec)
-            problems += validation.name_problems(body["metadata"]["name"], spec) + validation.cluster_problems(spec)
+        spec, problems = admission.check(body)
         if state.accepted is None:  # after a restart: the spec this run was last accepted with, if any
             state.accepted = admission.accepted_from_annotation((body.get("metadata") or {}).get("annotations"))
         state.verdict = admission.judge(spec, problems, state.accepted)
@@ -843,8 +820,3 @@ class Reconciler:
             "reconciles": self.reconciles,
             "secondsSinceTick": round(time.monotonic() - self.last_tick, 1),
         }
-
-
-def _meta_for_validation(body: Mapping[str, Any]) -> dict[str, Any]:
-    meta = body.get("metadata") or {}
-    return {k: meta[k] for k in ("name", "namespace", "uid", "generation") if meta.get(k) is not None}

@@ -15,7 +15,16 @@ from typing import Any
 from infialign.pipeline.api import AlignmentRunStatus, RunPhase
 from infialign.pipeline.runtime.config import TrackingConfig
 
-__all__ = ["parent_run_to_kill"]
+__all__ = ["parent_run_to_kill", "last_status"]
+
+
+def last_status(body: Mapping[str, Any]) -> AlignmentRunStatus | None:
+    """The status a deleted run had on the API server (Kopf's own room dropped), or None if it does not parse."""
+    raw = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+    try:
+        return AlignmentRunStatus.model_validate(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def parent_run_to_kill(
