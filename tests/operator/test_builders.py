@@ -57,7 +57,37 @@ def _case_select_on_pvc(make_run: Any) -> list[dict[str, Any]]:
     return _objects(doc, "select", 3)
 
 
+_FABRIC = {
+    # run-wide: every stage pulls from a private registry and opts out of the Istio sidecar
+    "run": {"imagePullSecrets": ["registry-creds"], "labels": {"sidecar.istio.io/inject": "false"}},
+    # sft: RDMA over a Multus network, Kueue topology-aware placement, a dataset cache, pinned memory, host networking
+    "sft": {
+        "extraResources": {"rdma/hca_shared_devices_a": 1, "vpc.amazonaws.com/efa": 4},
+        "annotations": {
+            "k8s.v1.cni.cncf.io/networks": "rdma-net",
+            "kueue.x-k8s.io/podset-required-topology": "cloud.provider.com/topology-block",
+        },
+        "labels": {"team": "alignment"},
+        "volumes": [
+            {"name": "datasets", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}},
+            {"name": "nccl-topo", "configMap": {"name": "nccl-topology"}},
+        ],
+        "volumeMounts": [{"name": "datasets", "mountPath": "/datasets", "readOnly": True}, {"name": "nccl-topo", "mountPath": "/etc/nccl"}],
+        "capabilities": ["IPC_LOCK"],
+        "hostNetwork": True,
+    },
+}
+
+
+def _case_sft_fabric(make_run: Any) -> list[dict[str, Any]]:
+    doc = _qwen()
+    doc["spec"]["podTemplateOverride"] = _FABRIC["run"]
+    doc["spec"]["stages"]["sft"]["resources"]["podTemplateOverride"] = _FABRIC["sft"]
+    return _objects(doc, "sft-phase1", 1)
+
+
 CASES = {
+    "sft-fabric-override": _case_sft_fabric,
     "curate-cpu": _case_curate,
     "sft-multinode-kueue": _case_sft_multinode,
     "distill-shards": _case_distill_shards,
@@ -204,3 +234,53 @@ def test_stage_pods_are_sealed_and_beat_often_enough_for_the_stall_timeout(make_
     assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["INFIALIGN_HEARTBEAT_SECONDS"] == interval  # at least four heartbeats per stall timeout, at most one per 30 s
+
+
+def test_the_fabric_override_adds_to_the_pod_and_never_replaces_what_the_operator_owns(make_run: Any) -> None:
+    *_, job = _case_sft_fabric(make_run)
+    template = job["spec"]["template"]
+    pod, (container,) = template["spec"], template["spec"]["containers"]
+    limits, requests = container["resources"]["limits"], container["resources"]["requests"]
+    # extended resources next to the GPUs, request = limit (they cannot be overcommitted)
+    assert limits == requests and limits["rdma/hca_shared_devices_a"] == "1" and limits["vpc.amazonaws.com/efa"] == "4"
+    assert limits["nvidia.com/gpu"] == "8"
+    labels = template["metadata"]["labels"]
+    assert labels["infialign.dev/stage"] == "sft-phase1" and labels["infialign.dev/attempt"] == "1"  # the operator still finds its pods
+    assert labels["team"] == "alignment" and labels["sidecar.istio.io/inject"] == "false"  # stage and run-wide labels merged
+    assert template["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"] == "rdma-net"
+    assert [v["name"] for v in pod["volumes"]] == ["config", "scratch", "dshm", "datasets", "nccl-topo"]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/etc/infialign", "/scratch", "/dev/shm", "/datasets", "/etc/nccl"]
+    assert pod["imagePullSecrets"] == [{"name": "registry-creds"}]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"], "add": ["IPC_LOCK"]},
+        "runAsNonRoot": True,
+    }
+    assert (pod["hostNetwork"], pod["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
+    # the run-wide part reaches the other stages too, without the sft-only additions
+    *_, curate = _objects(_qwen() | {"spec": {**_qwen()["spec"], "podTemplateOverride": _FABRIC["run"]}}, "curate", 1)
+    curate_pod = curate["spec"]["template"]["spec"]
+    assert curate_pod["imagePullSecrets"] == [{"name": "registry-creds"}] and "hostNetwork" not in curate_pod
+    assert "add" not in curate_pod["containers"][0]["securityContext"]["capabilities"]
+
+
+def test_a_stage_override_wins_over_the_run_wide_one_key_by_key(make_run: Any) -> None:
+    doc = (
+        make_run()
+        .set("spec.podTemplateOverride", {"labels": {"a": "run", "b": "run"}, "volumes": [{"name": "v", "emptyDir": {}}], "hostNetwork": True})
+        .stage("curate", resources={"podTemplateOverride": {"labels": {"a": "stage"}, "volumes": [{"name": "v", "configMap": {"name": "c"}}], "hostNetwork": False}})
+        .dict()
+    )
+    *_, job = _objects(doc, "curate", 1)
+    template = job["spec"]["template"]
+    assert template["metadata"]["labels"]["a"] == "stage" and template["metadata"]["labels"]["b"] == "run"
+    assert [v for v in template["spec"]["volumes"] if v["name"] == "v"] == [{"name": "v", "configMap": {"name": "c"}}]
+    assert "hostNetwork" not in template["spec"]
+
+
+@pytest.mark.parametrize(("ttl", "expected"), [(None, None), (3600, 3600)])
+def test_finished_jobs_are_cleaned_up_after_their_ttl(make_run: Any, ttl: int | None, expected: int | None) -> None:
+    *_, job = _objects(make_run().set("spec.ttlSecondsAfterFinished", ttl).dict(), "curate", 1)
+    assert job["spec"].get("ttlSecondsAfterFinished") == expected
+    *_, default = _objects(make_run().dict(), "curate", 1)
+    assert default["spec"]["ttlSecondsAfterFinished"] == 604800  # a week by default

@@ -121,3 +121,19 @@ async def test_image_pull_backoff_fails_after_the_startup_timeout_with_the_kubel
     assert (step["lastFailure"]["class"], step["lastFailure"]["reason"]) == ("Permanent", "ImagePullFailed")
     assert kubelet in step["lastFailure"]["message"] and kubelet in cluster.status()["message"]
     assert cluster.job("r1-curate-a1") is None  # the stuck attempt was stopped
+
+
+async def test_a_run_past_its_deadline_is_stopped_and_fails(operator: Any, cluster: Any, artifacts: Any, clock: Any, make_run: Any) -> None:
+    await cluster.create_run(make_run().set("spec.activeDeadlineSeconds", 3600).dict())
+    await cluster.eventually(lambda: cluster.job("r1-curate-a1"), what="curate Job")
+    await cluster.run_pods("r1-curate-a1")
+    artifacts.beat("curate", done=1, total=10)
+    await cluster.eventually(lambda: cluster.step("curate").get("progress"), what="curate running")
+    clock.advance(3601)
+    await cluster.eventually(lambda: cluster.status().get("phase") == "Failed", what="the run failed at its deadline")
+    assert cluster.job("r1-curate-a1") is None  # the running step was stopped
+    step = cluster.step("curate")
+    assert (step["phase"], step["reason"], step["lastFailure"]["class"]) == ("Failed", "DeadlineExceeded", "Permanent")
+    failed = next(c for c in cluster.status()["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "DeadlineExceeded" and "activeDeadlineSeconds=3600" in failed["message"]
+    assert cluster.posts("jobs") == ["r1-curate-a1"]  # no retry

@@ -239,3 +239,30 @@ async def test_storage_on_the_pods_own_disk_is_rejected_naming_the_field(operato
     assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
     assert "spec.storage.local.pvcName" in status["message"] and "s3" in status["message"]
     assert cluster.posts("jobs") == []
+
+
+async def test_deleting_an_unfinished_run_marks_its_mlflow_parent_run_killed(
+    operator: Any, cluster: Any, artifacts: Any, tracker: Any, make_run: Any
+) -> None:
+    await cluster.create_run(_doc(make_run))
+    await cluster.eventually(lambda: cluster.job("r1-curate-a1"), what="curate Job")
+    await cluster.eventually(lambda: (cluster.status().get("mlflow") or {}).get("parentRunId") == "parent-r1", what="the parent run")
+    await cluster.delete_run("r1")
+    await cluster.eventually(lambda: tracker.finished == ["KILLED"], what="the parent run marked KILLED")
+    await cluster.eventually(lambda: operator.reconciler.snapshot()["runs"] == 0, what="the operator forgot the run")
+    assert tracker.finished == ["KILLED"]  # once, though both the event and the delete handler saw the deletion
+
+
+async def test_deleting_a_finished_run_leaves_its_mlflow_parent_run_as_it_ended(
+    operator: Any, cluster: Any, artifacts: Any, tracker: Any, make_run: Any
+) -> None:
+    from infialign.operator.artifacts import Success
+
+    for step in STEPS:
+        artifacts.done[step] = Success()
+    await cluster.create_run(_doc(make_run))
+    await cluster.eventually(lambda: cluster.status().get("phase") == "Succeeded", what="Succeeded")
+    await cluster.eventually(lambda: tracker.finished == ["FINISHED"], what="the parent run finished")
+    await cluster.delete_run("r1")
+    await cluster.eventually(lambda: operator.reconciler.snapshot()["runs"] == 0, what="the operator forgot the run")
+    assert tracker.finished == ["FINISHED"]

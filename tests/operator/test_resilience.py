@@ -219,3 +219,75 @@ async def test_a_create_that_keeps_failing_becomes_a_condition_and_an_event(oper
         lambda: next(c for c in cluster.status()["conditions"] if c["type"] == "ChildCreateFailed")["status"] == "False",
         what="the condition cleared",
     )
+
+
+async def test_a_configmap_of_another_owner_is_not_reused(operator: Any, cluster: Any, kmock: Any, make_run: Any) -> None:
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "r1-curate-a1-config",
+            "namespace": "ns1",
+            "ownerReferences": [
+                {"apiVersion": "infialign.dev/v1alpha1", "kind": "AlignmentRun", "name": "r1", "uid": "an-earlier-run", "controller": True}
+            ],
+        },
+        "data": {"stage.json": "{\"step\": \"someone else's\"}"},
+    }
+    async with kmock.post("/api/v1/namespaces/ns1/configmaps", json=foreign) as resp:
+        assert resp.status in (200, 201)
+    await cluster.create_run(make_run().dict())
+
+    def blocked() -> dict[str, Any] | None:
+        return next((c for c in cluster.status().get("conditions", []) if c["type"] == "ChildCreateFailed" and c["status"] == "True"), None)
+
+    condition = await cluster.eventually(blocked, what="ChildCreateFailed")
+    assert "ConfigMap r1-curate-a1-config exists and belongs to another owner" in condition["message"]
+    assert cluster.jobs() == [] and cluster.step("curate").get("phase") == "Pending"  # no Job reads someone else's stage.json
+
+    async with kmock.delete("/api/v1/namespaces/ns1/configmaps/r1-curate-a1-config") as resp:
+        assert resp.status == 200
+    job = await cluster.eventually(lambda: cluster.job("r1-curate-a1"), what="our own attempt after the deletion")
+    configmap = cluster.kmock.objects["v1/configmaps", "ns1", "r1-curate-a1-config"]
+    uid = cluster.run()["metadata"]["uid"]
+    assert configmap["metadata"]["ownerReferences"][0]["uid"] == uid and job["metadata"]["ownerReferences"][0]["uid"] == uid
+
+
+async def test_an_unreadable_stored_status_becomes_a_condition_and_nothing_is_started(
+    operator: Any, cluster: Any, kmock: Any, make_run: Any
+) -> None:
+    doc = make_run().dict()
+    # e.g. edited by hand: the CRD schema lets any string through as a date-time, the operator cannot read it
+    doc["status"] = {"phase": "Running", "startTime": "last tuesday", "conditions": [
+        {"type": "Accepted", "status": "True", "reason": "Valid", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    ]}
+    await cluster.create_run(doc)
+
+    def unreadable() -> dict[str, Any] | None:
+        return next((c for c in cluster.status().get("conditions", []) if c["type"] == "StatusUnreadable" and c["status"] == "True"), None)
+
+    condition = await cluster.eventually(unreadable, what="StatusUnreadable")
+    assert condition["reason"] == "InvalidStatus" and "status.startTime: Input should be a valid datetime" in condition["message"]
+    assert "kubectl patch --subresource=status" in condition["message"]
+    status = cluster.status()
+    assert status["startTime"] == "last tuesday" and status["phase"] == "Running"  # nothing else touched
+    assert [c["type"] for c in status["conditions"]] == ["Accepted", "StatusUnreadable"]  # readable conditions kept
+    await cluster.eventually(
+        lambda: any(
+            o["reason"] == "InvalidStatus" and o["type"] == "Warning"
+            for (r, ns, n), o in cluster.kmock.objects.items()
+            if r.plural == "events" and not o.deleted
+        ),
+        what="a Warning Event",
+    )
+    patches = len(cluster.operator_requests("PATCH"))
+    ticks = operator.reconciler.reconciles
+    await cluster.eventually(lambda: operator.reconciler.reconciles > ticks + 3, what="a few more reconciles")
+    assert len(cluster.operator_requests("PATCH")) == patches  # reported once, not on every tick
+    assert cluster.jobs() == []
+
+    # fixed by hand: the operator reads it again and the run proceeds
+    async with kmock.patch("/apis/infialign.dev/v1alpha1/namespaces/ns1/alignmentruns/r1/status", json={"status": {"startTime": None, "phase": "Pending"}}) as resp:
+        assert resp.status == 200
+    await cluster.eventually(lambda: cluster.job("r1-curate-a1"), what="the curate Job after the fix")
+    await cluster.eventually(lambda: not unreadable(), what="StatusUnreadable no longer True")

@@ -102,6 +102,8 @@ def test_cel_rules_are_present() -> None:
     spec = schema["properties"]["spec"]["properties"]
     assert "has(self.s3) != has(self.local)" in [r["rule"] for r in spec["storage"]["x-kubernetes-validations"]]
     assert any("oldSelf" in r["rule"] for r in spec["model"]["x-kubernetes-validations"])
+    assert "self == oldSelf" in [r["rule"] for r in spec["storage"]["x-kubernetes-validations"]]  # storage is immutable like model
+    assert "has(self.storage) == has(oldSelf.storage)" in [r["rule"] for r in schema["properties"]["spec"]["x-kubernetes-validations"]]
     assert any("metadata.name.size()" in r["rule"] for r in schema["x-kubernetes-validations"])
 
 

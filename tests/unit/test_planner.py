@@ -393,3 +393,31 @@ def test_a_preempted_step_waits_and_is_not_reported_as_missing_its_heartbeat(mak
     status = planner.pods_observed(status, "curate", 1, Waiting(reason="Queued", queued=True), at(20))
     assert _conds(status)["HeartbeatUnavailable"] == ("False", Reason.WAITING)
     assert _conds(status)["Waiting"] == ("True", "Queued")
+
+
+def test_a_run_past_its_deadline_stops_its_step_and_fails_with_deadline_exceeded(make_run) -> None:
+    spec = make_run().set("spec.activeDeadlineSeconds", 3600).policy(**POLICY).spec()
+    status = planner.apply(planner.initial_status(spec), planner.StartAttempt("curate", attempt=1), at(0))
+    assert planner.deadline(spec, status) == at(3600)
+    # running well within the deadline: nothing to do until the next observation
+    assert planner.plan(spec, status, at(1800)) == [planner.Wait()]
+    (stop,) = planner.plan(spec, status, at(3600))
+    assert isinstance(stop, planner.StopAttempt) and (stop.step, stop.attempt, stop.reason) == ("curate", 1, Reason.DEADLINE_EXCEEDED)
+    assert stop.failure is not None and stop.failure.failure_class == FailureClass.PERMANENT  # no retry follows
+    status = planner.apply(status, stop, at(3600))
+    (fail,) = planner.plan(spec, status, at(3600))
+    assert fail == planner.FailRun("curate", Reason.DEADLINE_EXCEEDED, "the run did not finish within spec.activeDeadlineSeconds=3600s of its start")
+    status = planner.apply(status, fail, at(3600))
+    assert status.phase == RunPhase.FAILED and status.step("curate").phase == StepPhase.FAILED
+    failed = next(c for c in status.conditions if c.type == ConditionType.FAILED)
+    assert (failed.status, failed.reason) == ("True", Reason.DEADLINE_EXCEEDED) and "activeDeadlineSeconds=3600" in (failed.message or "")
+
+
+def test_the_deadline_cuts_a_backoff_short_and_without_one_nothing_changes(make_run) -> None:
+    spec = make_run().set("spec.activeDeadlineSeconds", 600).policy(**POLICY).spec()
+    status = status_with(spec, phase=StepPhase.BACKOFF, retry_after=at(900))
+    status = status.model_copy(update={"start_time": at(0)})
+    assert planner.plan(spec, status, at(100)) == [planner.Wait(until=at(600))]  # the deadline comes before the retry
+    assert planner.plan(spec, status, at(601)) == [planner.FailRun("curate", Reason.DEADLINE_EXCEEDED, "the run did not finish within spec.activeDeadlineSeconds=600s of its start")]
+    unbounded = make_run().policy(**POLICY).spec()
+    assert planner.plan(unbounded, status, at(10**6)) == [planner.StartAttempt("curate", attempt=2)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from infialign.operator import podtemplate
 from infialign.pipeline import graph, planner
 from infialign.pipeline.api import API_VERSION, GROUP, KIND, AlignmentRunSpec, Resources
 from infialign.pipeline.runtime.config import RunIdentity, StageConfig
@@ -427,11 +428,15 @@ def build_job(spec: AlignmentRunSpec, run: RunIdentity, step_name: str, attempt:
         "completions": pods,
         "parallelism": pods,
         "podFailurePolicy": _pod_failure_policy(spec),
-        "template": {
-            "metadata": {"labels": template_labels},
-            "spec": _pod_spec(spec, run, step, attempt, stage_config, job, pods),
-        },
+        "template": podtemplate.apply_override(
+            {"metadata": {"labels": template_labels}, "spec": _pod_spec(spec, run, step, attempt, stage_config, job, pods)},
+            spec.pod_override(step.stage),
+            CONTAINER_NAME,
+        ),
     }
+    if spec.ttl_seconds_after_finished is not None:
+        # the Job controller's TTL: finished Jobs and their pods go; the outcome is already in the run's status
+        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
     if pods > 1:
         job_spec["completionMode"] = "Indexed"
     if resources.queue_name:

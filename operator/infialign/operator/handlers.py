@@ -7,8 +7,8 @@
   reconciler reads children from them)
 - create/resume/update of a run → `reconcile` (errors go back to Kopf, which retries them)
 - Job and Pod events → `poke` the parent run found by its label (coalesced, in the background)
-- deletion → forget; the delete handler is optional, so no finalizer is ever added and an
-  uninstalled operator leaves nothing stuck. No Kopf timer either: timers require finalizers
+- deletion → mark the MLflow parent run of an unfinished run KILLED, forget; the delete handler
+  is optional, so no finalizer is ever added and an uninstalled operator leaves nothing stuck. No Kopf timer either: timers require finalizers
   (nolar/kopf#1104); the tick is one operator-wide task instead.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import kopf
-from infialign.operator import builders, kube
+from infialign.operator import admission, builders, kube
 from infialign.operator.artifacts import ArtifactReader, MlflowTracker, StoreReader, Tracker
 from infialign.operator.config import OperatorConfig
 from infialign.operator.metrics import Metrics
@@ -64,10 +64,14 @@ def _pick(mapping: Mapping[str, Any] | None, *keys: str) -> dict[str, Any]:
 
 
 def _run_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = _pick(body.get("metadata"), "name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp")
+    accepted = ((body.get("metadata") or {}).get("annotations") or {}).get(admission.ACCEPTED_SPEC_ANNOTATION)
+    if accepted:  # only ours: Kopf's and kubectl's annotations would double the index for nothing
+        metadata["annotations"] = {admission.ACCEPTED_SPEC_ANNOTATION: accepted}
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
-        "metadata": _pick(body.get("metadata"), "name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp"),
+        "metadata": metadata,
         "spec": body.get("spec") or {},
         "status": body.get("status") or {},
     }
@@ -121,7 +125,12 @@ def make_operator(
     async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         settings.peering.standalone = True  # one replica, strategy Recreate: Kopf has no lease election
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=ANNOTATION_PREFIX,
+            key="last-handled-configuration",
+            # the operator's record of the accepted spec is no change of the run that Kopf should diff
+            ignored_fields=[("metadata", "annotations", admission.ACCEPTED_SPEC_ANNOTATION)],
+        )
         settings.persistence.finalizer = f"{GROUP}/finalizer"  # unused today: no handler needs one
         settings.posting.level = config.posting_level
         settings.watching.server_timeout = config.watch_server_timeout_seconds
@@ -176,13 +185,13 @@ def make_operator(
         await reconciler.reconcile(namespace, name)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="run-events")
-    async def run_event(type: str, namespace: str, name: str, **_: Any) -> None:  # `type`: Kopf's kwarg name
+    async def run_event(type: str, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:  # `type`: Kopf's kwarg name
         if type == "DELETED":
-            reconciler.forget(namespace, name)
+            reconciler.deleted(namespace, name, body)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True, registry=registry, id="run-deleted")
-    async def run_deleted(namespace: str, name: str, **_: Any) -> None:
-        reconciler.forget(namespace, name)
+    async def run_deleted(namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+        reconciler.deleted(namespace, name, body)
 
     # ---- children: find the parent by label through the index, never by a LIST
 

@@ -200,6 +200,12 @@ class KubeClient:
             return False
         return True
 
+    async def patch_run(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the run itself (only its metadata: the operator never edits a user's spec)."""
+        path = _path(API_VERSION, PLURAL, namespace, name)
+        result: dict[str, Any] = await self._run(self._call, "PATCH", path, dict(patch), content_type="application/merge-patch+json")
+        return result
+
     async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         """A JSON merge patch of the run's status subresource (lists are replaced whole, `null` deletes)."""
         path = _path(API_VERSION, PLURAL, namespace, name, "status")

@@ -26,13 +26,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import kopf
-from infialign.operator import builders, kube, observe
+import pydantic
+from infialign.operator import admission, builders, kube, observe, stored, teardown
 from infialign.operator.artifacts import ArtifactReader, Success, Tracker, Unreadable
 from infialign.operator.config import OperatorConfig
 from infialign.operator.metrics import Metrics
 from infialign.pipeline import graph, planner, validation
 from infialign.pipeline.api import (
-    AlignmentRun,
     AlignmentRunSpec,
     AlignmentRunStatus,
     Condition,
@@ -141,15 +141,19 @@ class _RunState:
     status: AlignmentRunStatus | None = None  # what this process decided (authoritative while it lives)
     persisted: dict[str, Any] | None = None  # what is known to be on the server
     parsed_generation: object = ...  # the generation `spec`/`problems` were parsed for
-    spec: AlignmentRunSpec | None = None
+    spec: AlignmentRunSpec | None = None  # what the run goes on with (the last accepted spec after a rejected edit)
     problems: list[validation.Problem] = dataclasses.field(default_factory=list)
+    verdict: admission.Verdict = dataclasses.field(default_factory=lambda: admission.Verdict(spec=None))
+    accepted: AlignmentRunSpec | None = None  # the last spec this run was accepted with
+    rejection_noted: object = None  # the generation whose rejection an Event already told
     dirty: bool = False
     task: asyncio.Task[None] | None = None
     wake: asyncio.TimerHandle | None = None
     wake_at: float | None = None
     last_progress_read: dict[str, float] = dataclasses.field(default_factory=dict)
     mlflow_tried_at: float | None = None
-    broken: bool = False
+    broken: str | None = None  # why the stored status cannot be read; None when it can
+    broken_reported: str | None = None  # the problem the run's condition and Event already tell
     create_failures: int = 0  # consecutive failed attempts to create a step's children
 
 
@@ -196,6 +200,7 @@ class Reconciler:
         self._jobs_index: Mapping[Any, Any] = {}
         self._pods_index: Mapping[Any, Any] = {}
         self._states: dict[Key, _RunState] = {}
+        self._closed: set[str] = set()  # uids of deleted runs whose MLflow parent run was closed
         self._io = concurrent.futures.ThreadPoolExecutor(max_workers=max(2, config.api_workers // 2), thread_name_prefix="infialign-io")
         self.last_tick = time.monotonic()
         self.reconciles = 0
@@ -246,6 +251,23 @@ class Reconciler:
                     exc_info=level == logging.ERROR,
                 )
                 self._wake_in(key, self.config.retry_delay_seconds)
+
+    def deleted(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        """The run was deleted: close its MLflow parent run as KILLED if it had not finished, then forget it."""
+        uid = (body.get("metadata") or {}).get("uid")
+        if uid and uid in self._closed:
+            return  # the event and the delete handler both report one deletion
+        state = self._states.get((namespace, name))
+        status = state.status if state is not None and state.uid == uid else None
+        if status is None:  # not reconciled by this process: the last status the API server had
+            status = teardown.last_status(body)
+        tracking = teardown.parent_run_to_kill(body.get("spec"), status, self.config.mlflow_uri)
+        if tracking is not None:
+            if uid:
+                self._closed.add(uid)
+            log.info("%s/%s deleted while %s: marking its MLflow parent run KILLED", namespace, name, status.phase.value if status else "?")
+            asyncio.get_running_loop().run_in_executor(self._io, self.tracker.finish_parent_run, tracking, "KILLED")
+        self.forget(namespace, name)
 
     def forget(self, namespace: str, name: str) -> None:
         """The run is gone: drop its state (its children go with it through their ownerReferences)."""
@@ -352,19 +374,20 @@ class Reconciler:
         self._parse_spec(state, body, generation)
         status = self._current_status(state, body)
         if state.broken:
+            await self._report_unreadable(key, state, body, run, now)
             return
 
         rejected = status is not None and status.phase == RunPhase.FAILED and _was_rejected(status)
         if status is not None and status.phase.value in _TERMINAL and not (rejected and status.observed_generation != generation):
             return  # a finished run is history: a later spec edit changes nothing (only a rejected spec may be fixed)
-        if state.spec is None or state.problems:
+        if state.spec is None:  # never accepted, and this spec is invalid: nothing ran that an edit could keep
             await self._stop_running(run, status)
             status = invalid_status(state.problems, generation, now, status)
             log.warning("%s/%s: invalid spec: %s", *key, status.message)
             await self._persist(key, state, status, notes=[("InvalidSpec", status.message or "", True)], run=run)
             return
 
-        spec = state.spec
+        spec, verdict = state.spec, state.verdict
         if status is None or not status.steps:
             status = planner.initial_status(spec, generation)
         elif rejected:
@@ -374,6 +397,13 @@ class Reconciler:
 
         tracking = self._tracking_config(spec, status)
         ctx = _Pass(key=key, run=run, generation=generation, spec=spec, now=now, tracking=tracking)
+        status = admission.record(status, verdict, generation, now)
+        if verdict.rejected_edit and state.rejection_noted != generation:
+            state.rejection_noted = generation
+            log.warning("%s/%s: %s", *key, admission.message(verdict, generation))
+            ctx.note(Reason.INVALID_SPEC, admission.message(verdict, generation), True)
+        if not verdict.rejected_edit:
+            await self._remember_accepted(run, body)
         progress = _Progress(status)
         try:
             progress.status = await self._observe(ctx, state, progress.status)
@@ -382,7 +412,7 @@ class Reconciler:
             # Record what was done even when a later action failed: its side effects happened, and a
             # user should see the run's state while the operator retries the rest.
             status = progress.status
-            if generation is not None:
+            if generation is not None and not verdict.rejected_edit:  # a rejected generation was not acted on
                 status = status.model_copy(update={"observed_generation": generation})
             self._count_transitions(spec, before, status)
             await self._persist(key, state, status, notes=ctx.notes, run=run)
@@ -394,27 +424,25 @@ class Reconciler:
         marker = (generation, json.dumps(body.get("spec"), sort_keys=True)) if generation is None else generation
         if state.parsed_generation == marker:
             return
-        doc = {
-            "apiVersion": body.get("apiVersion") or "infialign.dev/v1alpha1",
-            "kind": body.get("kind") or "AlignmentRun",
-            "metadata": _meta_for_validation(body),
-            "spec": body.get("spec"),
-        }
         state.parsed_generation = marker
-        try:
-            spec = AlignmentRun.model_validate(doc).spec
-        except ValueError:
-            # the slow path only for bad specs: the same field-path messages as `infialign validate`
-            result = validation.load_manifest_text(json.dumps(doc))
-            state.spec, state.problems = (
-                None,
-                [p for p in result.problems if p.severity == "error"] or [validation.Problem("spec", "cannot be read")],
-            )
+        spec, problems = admission.check(body)
+        if state.accepted is None:  # after a restart: the spec this run was last accepted with, if any
+            state.accepted = admission.accepted_from_annotation((body.get("metadata") or {}).get("annotations"))
+        state.verdict = admission.judge(spec, problems, state.accepted)
+        if state.verdict.spec is not None and not state.verdict.rejected_edit:
+            state.accepted = state.verdict.spec
+        state.spec, state.problems = state.verdict.spec, state.verdict.problems
+
+    async def _remember_accepted(self, run: RunIdentity, body: Mapping[str, Any]) -> None:
+        """Store the accepted spec on the run, so a restarted operator still knows it when a later edit is rejected."""
+        text = admission.spec_text(body.get("spec"))
+        if ((body.get("metadata") or {}).get("annotations") or {}).get(admission.ACCEPTED_SPEC_ANNOTATION) == text:
             return
-        # the cluster-only rules too: storage a pod cannot share is a spec error here, not on a laptop
-        problems = validation.semantic_problems(spec) + validation.cluster_problems(spec)
-        state.problems = [p for p in problems if p.severity == "error"]
-        state.spec = None if state.problems else spec
+        assert self.kube is not None
+        try:
+            await self.kube.patch_run(run.namespace, run.name, {"metadata": {"annotations": {admission.ACCEPTED_SPEC_ANNOTATION: text}}})
+        except (kube.ApiError, kopf.TemporaryError) as e:  # retried on the next reconcile; the run need not wait for it
+            log.warning("%s/%s: could not record the accepted spec: %s", run.namespace, run.name, e)
 
     def _current_status(self, state: _RunState, body: Mapping[str, Any]) -> AlignmentRunStatus | None:
         if state.status is not None:
@@ -426,19 +454,33 @@ class Reconciler:
             return None
         try:
             state.status = AlignmentRunStatus.model_validate(raw)
-        except ValueError as e:
+        except pydantic.ValidationError as e:
             # Rebuilding a status would restart attempt numbers and collide with existing Jobs; leave it alone.
-            if not state.broken:
-                log.error(
-                    "%s/%s: the stored status cannot be read, not reconciling it: %s",
-                    body["metadata"]["namespace"],
-                    body["metadata"]["name"],
-                    str(e)[:500],
-                )
-            state.broken = True
+            state.broken = stored.describe(e)
             return None
-        state.broken = False
+        if state.broken:  # fixed by hand: say so, and reconcile again
+            state.broken = None
+            state.status = planner.set_condition(
+                state.status, ConditionType.STATUS_UNREADABLE, False, Reason.STATUS_READABLE, None, self.clock()
+            )
         return state.status
+
+    async def _report_unreadable(self, key: Key, state: _RunState, body: Mapping[str, Any], run: RunIdentity, now: dt.datetime) -> None:
+        """Once per problem: a condition and a Warning Event, and nothing else of the status touched."""
+        if state.broken_reported == state.broken:
+            return
+        log.error("%s/%s: the stored status cannot be read, not reconciling it: %s", *key, state.broken)
+        raw = dict(body.get("status") or {})
+        patch = stored.unreadable_patch(raw, state.broken or "", now)
+        assert self.kube is not None
+        try:
+            await self.kube.patch_status(*key, patch)
+        except kube.NotFound:
+            return
+        state.broken_reported = state.broken
+        state.persisted = None  # unknown now: the next readable status is written whole
+        if self.config.events:
+            self._post_event(run, [(Reason.INVALID_STATUS, patch["status"]["message"], True)])
 
     def _tracking_config(self, spec: AlignmentRunSpec, status: AlignmentRunStatus) -> TrackingConfig:
         uri = spec.tracking.uri or self.config.mlflow_uri
@@ -656,10 +698,19 @@ class Reconciler:
             await self.kube.create(obj)
         except kube.AlreadyExists:
             name = obj["metadata"]["name"]
-            if obj["kind"] == "Job" and self._foreign_job(run, name):
+            if obj["kind"] == "Job":
+                foreign = self._foreign_job(run, name)
+            else:
+                # a ConfigMap or Service of this name that is not ours (an earlier run of the same name, or someone
+                # else's object) must not be reused: the pods would read its stage.json or rendezvous through it
+                existing = await self.kube.get(obj["apiVersion"], obj["kind"], run.namespace, name)
+                owners = ((existing or {}).get("metadata") or {}).get("ownerReferences") or []
+                foreign = existing is not None and bool(run.uid) and not any(o.get("uid") == run.uid for o in owners)
+            if foreign:
                 # a run of the same name was deleted and re-created; its children wait for garbage collection
                 raise kopf.TemporaryError(
-                    f"the Job {name} belongs to an earlier run of the same name; waiting for its deletion",
+                    f"the {obj['kind']} {name} exists and belongs to another owner (an earlier run of the same name?); "
+                    "it is not reused: waiting for its deletion",
                     delay=self.config.retry_delay_seconds,
                 ) from None
 
@@ -769,8 +820,3 @@ class Reconciler:
             "reconciles": self.reconciles,
             "secondsSinceTick": round(time.monotonic() - self.last_tick, 1),
         }
-
-
-def _meta_for_validation(body: Mapping[str, Any]) -> dict[str, Any]:
-    meta = body.get("metadata") or {}
-    return {k: meta[k] for k in ("name", "namespace", "uid", "generation") if meta.get(k) is not None}

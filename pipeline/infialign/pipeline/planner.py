@@ -43,6 +43,7 @@ __all__ = [
     "SuspendRun",
     "Wait",
     "plan",
+    "deadline",
     "apply",
     "initial_status",
     "attempt_ended",
@@ -200,10 +201,54 @@ def _decide_failure(spec: AlignmentRunSpec, step: StepStatus, now: dt.datetime) 
     return ScheduleRetry(step.name, failure_class=cls, not_before=now + dt.timedelta(seconds=delay))
 
 
+def deadline(spec: AlignmentRunSpec, status: AlignmentRunStatus) -> dt.datetime | None:
+    """When the run must be done (`activeDeadlineSeconds` after its first step started), or None."""
+    if spec.active_deadline_seconds is None or status.start_time is None:
+        return None
+    return status.start_time + dt.timedelta(seconds=spec.active_deadline_seconds)
+
+
+def _deadline_actions(spec: AlignmentRunSpec, status: AlignmentRunStatus, now: dt.datetime) -> list[Action]:
+    """Past the deadline: stop what runs (a permanent failure, so no retry follows), then fail the run."""
+    message = f"the run did not finish within spec.activeDeadlineSeconds={spec.active_deadline_seconds}s of its start"
+    running = [s for s in status.steps if s.phase == StepPhase.RUNNING]
+    if running:
+        return [
+            StopAttempt(
+                s.name,
+                attempt=s.attempt,
+                failure=Failure(
+                    failure_class=FailureClass.PERMANENT,
+                    reason=Reason.DEADLINE_EXCEEDED,
+                    message=message,
+                    attempt=s.attempt,
+                    time=now,
+                    nodes=s.nodes,
+                ),
+                reason=Reason.DEADLINE_EXCEEDED,
+            )
+            for s in running
+        ]
+    current = next((s for s in status.steps if s.phase not in (StepPhase.SUCCEEDED, StepPhase.SKIPPED)), None)
+    return [FailRun(current.name if current is not None else None, Reason.DEADLINE_EXCEEDED, message)]
+
+
 def plan(spec: AlignmentRunSpec, status: AlignmentRunStatus, now: dt.datetime) -> list[Action]:
     """Decide what happens next. Returns at most a few actions; an empty list means the run is over."""
     if status.phase in (RunPhase.SUCCEEDED, RunPhase.FAILED):
         return []
+    due = deadline(spec, status)
+    if due is not None and now >= due:
+        return _deadline_actions(spec, status, now)
+    actions = _plan(spec, status, now)
+    if due is not None:
+        # a timed wait (a backoff) ends at the deadline at the latest; an open one (a running step) already
+        # ends with the next observation, and the operator's tick observes at least every `tick_seconds`
+        actions = [Wait(until=min(a.until, due)) if isinstance(a, Wait) and a.until is not None else a for a in actions]
+    return actions
+
+
+def _plan(spec: AlignmentRunSpec, status: AlignmentRunStatus, now: dt.datetime) -> list[Action]:
     steps = {s.name: s for s in status.steps}
     order = graph.pipeline_steps(spec)
 

@@ -311,6 +311,8 @@ def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
             )
     if spec.stages.sft.deepspeed.offload_params and spec.stages.sft.deepspeed.zero_stage != 3:
         add(Problem("spec.stages.sft.deepspeed.offloadParams", "parameter offload needs zeroStage: 3, got 2"))
+    for stage in sorted(enabled):
+        problems += _pod_override_problems(spec, stage)
     if "dpo" in enabled:
         problems += _dpo_problems(spec)
     if "prefs" in enabled:
@@ -347,6 +349,29 @@ def _memory_problems(spec: AlignmentRunSpec) -> list[Problem]:
                 "warning",
             )
         )
+    return problems
+
+
+def _pod_override_problems(spec: AlignmentRunSpec, stage: str) -> list[Problem]:
+    """The merged (run-wide + stage) override must be self-consistent: every mount names a volume, no name twice."""
+    override = spec.pod_override(stage)
+    if override is None:
+        return []
+    own = getattr(spec.stages, stage).resources.pod_template_override
+    path = f"spec.stages.{stage}.resources.podTemplateOverride" if own is not None else "spec.podTemplateOverride"
+    problems: list[Problem] = []
+    volumes = [v["name"] for v in override.volumes or []]
+    for i, mount in enumerate(override.volume_mounts or []):
+        if mount.name not in volumes:
+            problems.append(
+                Problem(
+                    f"{path}.volumeMounts[{i}].name",
+                    f"mounts {mount.name!r}, which no volume of the {stage} pods is named ({volumes or 'none'}); add it to volumes",
+                )
+            )
+    paths = [m.mount_path.rstrip("/") for m in override.volume_mounts or []]
+    for twice in sorted({p for p in paths if paths.count(p) > 1}):
+        problems.append(Problem(f"{path}.volumeMounts", f"mountPath {twice!r} is used twice in the {stage} pods; give each mount its own path"))
     return problems
 
 

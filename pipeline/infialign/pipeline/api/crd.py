@@ -26,8 +26,16 @@ _DROP_KEYS = {"title", "default", "examples", "propertyNames", "discriminator"}
 
 # Cross-field rules the API server must hold, attached to the schema node at the given path.
 _VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
+    ("spec",): [
+        # `storage` is optional (the models default it): a transition rule on it alone misses adding or removing it
+        {
+            "rule": "has(self.storage) == has(oldSelf.storage)",
+            "message": "spec.storage is immutable (the run's artifacts live there); create a new AlignmentRun",
+        }
+    ],
     ("spec", "storage"): [
-        {"rule": "has(self.s3) != has(self.local)", "message": "set exactly one of spec.storage.s3 and spec.storage.local"}
+        {"rule": "has(self.s3) != has(self.local)", "message": "set exactly one of spec.storage.s3 and spec.storage.local"},
+        {"rule": "self == oldSelf", "message": "spec.storage is immutable (the run's artifacts live there); create a new AlignmentRun"},
     ],
     ("spec", "stages", "sft", "phases"): [
         {

@@ -8,9 +8,10 @@ number. Every `[RECON]` value is a setting, never a constant.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from infialign.pipeline.api._base import (
     ApiModel,
@@ -33,6 +34,8 @@ __all__ = [
     "Benchmark",
     "Toleration",
     "EnvVar",
+    "VolumeMount",
+    "PodTemplateOverride",
     "Resources",
     "RayWorkers",
     "RuleFilters",
@@ -64,6 +67,9 @@ __all__ = [
     "FailurePolicy",
     "AlignmentRunSpec",
     "GPU_STAGES",
+    "RESERVED_VOLUMES",
+    "RESERVED_MOUNT_PATHS",
+    "RESERVED_LABEL_KEYS",
 ]
 
 # Stages whose work needs accelerators when they run on a cluster.
@@ -216,6 +222,167 @@ class EnvVar(ApiModel):
         return self
 
 
+# ---------------------------------------------------------------- pod-template override
+
+# What the operator puts in every stage pod; an override may add to it, never replace it.
+RESERVED_VOLUMES = frozenset({"config", "scratch", "dshm", "artifacts"})
+RESERVED_MOUNT_PATHS = frozenset({"/etc/infialign", "/scratch", "/dev/shm"})
+RESERVED_LABEL_KEYS = frozenset({"app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/managed-by"})
+_OWN_DOMAIN = "infialign.dev/"  # labels and annotations under it are the operator's (run, stage, attempt)
+
+# `[prefix/]name` as Kubernetes spells label and annotation keys.
+_QUALIFIED_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+# Extended resources always carry a domain (`rdma/hca_shared_devices_a`, `vpc.amazonaws.com/efa`);
+# `cpu`, `memory`, `ephemeral-storage` and `hugepages-*` have none, so the pattern keeps them out.
+_EXTENDED_RESOURCE = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+# Volume sources an override may use. `hostPath` is absent on purpose: it needs a privileged namespace and
+# bypasses the device plugins that hand out RDMA and EFA devices properly.
+_VOLUME_SOURCES = frozenset(
+    {"configMap", "secret", "persistentVolumeClaim", "emptyDir", "ephemeral", "csi", "nfs", "projected", "downwardAPI", "image"}
+)
+
+QualifiedKey = Annotated[str, StringConstraints(min_length=1, max_length=317, pattern=_QUALIFIED_KEY)]
+LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")]
+VolumeName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+Capability = Literal["IPC_LOCK", "SYS_NICE", "SYS_RESOURCE", "NET_RAW"]
+
+
+class VolumeMount(ApiModel):
+    """Where a volume of the override appears in the stage container."""
+
+    name: VolumeName = Field(description="The name of a volume in `volumes` (of this override or the run-wide one).")
+    mount_path: Annotated[str, StringConstraints(min_length=2, max_length=1024, pattern=r"^/\S*$")] = Field(
+        description="An absolute path in the container. Not /etc/infialign, /scratch or /dev/shm (the operator's own mounts)."
+    )
+    read_only: bool = Field(default=False, description="Mount read-only. Default: false.")
+    sub_path: Annotated[str, StringConstraints(max_length=1024, pattern=r"^[^/]\S*$")] | None = Field(
+        default=None, description="A path inside the volume to mount instead of its root."
+    )
+
+
+class PodTemplateOverride(ApiModel):
+    """Additions to the stage pods for GPU network fabrics and cluster conventions (the idea of Kubeflow Trainer's
+    `podTemplateOverrides` and JobSet's templates, restricted to what is safe to add). `spec.podTemplateOverride`
+    applies to every stage; a stage's `resources.podTemplateOverride` is merged over it (its maps win key by key,
+    its lists are appended, its `hostNetwork` wins when set)."""
+
+    extra_resources: dict[Annotated[str, StringConstraints(min_length=1, max_length=253)], Annotated[int, Field(ge=1, le=1024)]] | None = Field(
+        default=None,
+        max_length=16,
+        description="Extended resources per pod, as request = limit: `rdma/hca_shared_devices_a: 1`, `vpc.amazonaws.com/efa: 4`, "
+        "`nvidia.com/hostdev: 8`. Names need a domain; cpu, memory and nvidia.com/gpu have their own fields in `resources`.",
+    )
+    annotations: dict[QualifiedKey, Annotated[str, StringConstraints(max_length=4096)]] | None = Field(
+        default=None,
+        max_length=32,
+        description="Pod annotations, e.g. `k8s.v1.cni.cncf.io/networks` (Multus) or "
+        "`kueue.x-k8s.io/podset-required-topology` (Kueue topology-aware scheduling). Not under infialign.dev/.",
+    )
+    labels: dict[QualifiedKey, LabelValue] | None = Field(
+        default=None,
+        max_length=32,
+        description="Pod labels, e.g. `sidecar.istio.io/inject: \"false\"`. Not under infialign.dev/, and not the "
+        "app.kubernetes.io name, component or managed-by labels the operator sets.",
+    )
+    volumes: list[Annotated[dict[str, Any], Field(json_schema_extra=xk8s(preserve_unknown_fields=True))]] | None = Field(
+        default=None,
+        max_length=16,
+        description="Pod volumes in the Kubernetes form: `name` plus one source (configMap, secret, persistentVolumeClaim, "
+        "emptyDir, ephemeral, csi, nfs, projected, downwardAPI, image). hostPath is refused. Not named config, scratch, "
+        "dshm or artifacts.",
+    )
+    volume_mounts: list[VolumeMount] | None = Field(default=None, max_length=16, description="Mounts of `volumes` in the stage container.")
+    image_pull_secrets: list[Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]] | None = Field(
+        default=None, max_length=8, description="Secrets (names in the run's namespace) for pulling private images."
+    )
+    capabilities: list[Capability] | None = Field(
+        default=None,
+        max_length=4,
+        description="Linux capabilities added to the stage container (all others stay dropped): IPC_LOCK (pin memory for "
+        "RDMA), SYS_NICE, SYS_RESOURCE, NET_RAW. Privileged containers are never allowed. The pods run as a non-root "
+        "user, so a capability reaches the process only if the image grants it (file capabilities) or the runtime "
+        "sets ambient capabilities.",
+    )
+    host_network: bool | None = Field(
+        default=None,
+        description="Run the pods in the node's network namespace (some RDMA/RoCE setups), with dnsPolicy "
+        "ClusterFirstWithHostNet so Service names still resolve. Needs a namespace that Pod Security admits as "
+        "privileged; torchrun's port 29500 must be free on the node. Empty: not set (false).",
+    )
+
+    @field_validator("extra_resources")
+    @classmethod
+    def _no_first_class_resources(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        for name in value or {}:
+            if not re.fullmatch(_EXTENDED_RESOURCE, name):
+                raise ValueError(
+                    f"extraResources: {name!r} is not an extended resource (those are named <domain>/<name>, e.g. "
+                    "rdma/hca_shared_devices_a); cpu and memory have their own fields: resources.cpu and resources.memory"
+                )
+            if name == "nvidia.com/gpu":
+                raise ValueError("extraResources: nvidia.com/gpu has its own field; set resources.gpusPerNode instead")
+            domain = name.split("/", 1)[0]
+            if domain == "kubernetes.io" or domain.endswith(".kubernetes.io"):
+                raise ValueError(f"extraResources: {name!r} is in the kubernetes.io domain, which extended resources may not use")
+        return value
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _not_ours(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key in value or {}:
+            if key.startswith(_OWN_DOMAIN) or key in RESERVED_LABEL_KEYS:
+                raise ValueError(f"{key!r} is set by the operator (it finds its pods by it); remove it from the override")
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _volume_shape(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for i, volume in enumerate(value or []):
+            name = volume.get("name")
+            if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) or len(name) > 63:
+                raise ValueError(f"volumes[{i}].name must be a DNS label of at most 63 characters, got {name!r}")
+            if name in RESERVED_VOLUMES:
+                raise ValueError(f"volumes[{i}].name {name!r} is one of the operator's volumes {sorted(RESERVED_VOLUMES)}; rename it")
+            sources = [k for k in volume if k != "name"]
+            if "hostPath" in sources:
+                raise ValueError(
+                    f"volumes[{i}] ({name}): hostPath is not allowed; use a device plugin resource in extraResources, or a PVC or CSI volume"
+                )
+            if len(sources) != 1 or sources[0] not in _VOLUME_SOURCES:
+                raise ValueError(f"volumes[{i}] ({name}) must have exactly one source of {sorted(_VOLUME_SOURCES)}, got {sources}")
+            if not isinstance(volume[sources[0]], dict):
+                raise ValueError(f"volumes[{i}].{sources[0]} must be a mapping, got {type(volume[sources[0]]).__name__}")
+        return value
+
+    @field_validator("volume_mounts")
+    @classmethod
+    def _mounts_outside_ours(cls, value: list[VolumeMount] | None) -> list[VolumeMount] | None:
+        for i, mount in enumerate(value or []):
+            path = mount.mount_path.rstrip("/")
+            if any(path == p or path.startswith(p + "/") or p.startswith(path + "/") for p in RESERVED_MOUNT_PATHS):
+                raise ValueError(f"volumeMounts[{i}].mountPath {mount.mount_path!r} overlaps the operator's mounts {sorted(RESERVED_MOUNT_PATHS)}")
+        return value
+
+    def merged_over(self, base: PodTemplateOverride | None) -> PodTemplateOverride:
+        """This (a stage's) override on top of `base` (the run-wide one): maps by key, lists appended."""
+        if base is None:
+            return self
+
+        def both(a: Any, b: Any) -> Any:
+            if a is None or b is None:
+                return b if a is None else a
+            if isinstance(a, dict):
+                return {**a, **b}
+            if a and isinstance(a[0], dict):  # volumes: the stage's wins by name
+                names = {v.get("name") for v in b}
+                return [v for v in a if v.get("name") not in names] + list(b)
+            return [*a, *[x for x in b if x not in a]]
+
+        update = {name: both(getattr(base, name), getattr(self, name)) for name in type(self).model_fields if name != "host_network"}
+        update["host_network"] = self.host_network if self.host_network is not None else base.host_network
+        return PodTemplateOverride.model_validate(update)
+
+
 class Resources(ApiModel):
     """Where and on what a stage runs in a cluster. Ignored by the local executor, except `env`."""
 
@@ -239,6 +406,9 @@ class Resources(ApiModel):
         default=None, description="A PriorityClass for the pods."
     )
     env: list[EnvVar] | None = Field(default=None, max_length=64, description="Extra environment variables.")
+    pod_template_override: PodTemplateOverride | None = Field(
+        default=None, description="Additions to this stage's pods, merged over `spec.podTemplateOverride`."
+    )
 
 
 def _gpu_resources() -> Resources:
@@ -955,3 +1125,28 @@ class AlignmentRunSpec(ApiModel):
         default=None, description="Service account of the stage pods (not the operator's). Empty uses the namespace default."
     )
     suspend: bool = Field(default=False, description="Stop the running stage and hold the run; set false to resume. Default: false.")
+    pod_template_override: PodTemplateOverride | None = Field(
+        default=None, description="Additions to every stage's pods (GPU fabrics, Multus, Kueue topology, pull secrets); a stage's "
+        "`resources.podTemplateOverride` is merged over it."
+    )
+    active_deadline_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=31_536_000,
+        description="Optional deadline for the whole run, counted from its first step's start (time queued, backing off or "
+        "suspended counts too). Past it the running step is stopped and the run fails with reason `DeadlineExceeded`. "
+        "Empty (default): no deadline.",
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=604_800,
+        ge=60,
+        le=31_536_000,
+        description="`ttlSecondsAfterFinished` of every stage Job: Kubernetes deletes a finished Job and its pods (and their "
+        "logs) this long after it ended. The run and its status stay. Default: 604800 (a week, time to read a failed "
+        "pod's logs after a weekend; reconstruction). Empty: never deleted (until the run is).",
+    )
+
+    def pod_override(self, stage: str) -> PodTemplateOverride | None:
+        """The stage's `podTemplateOverride` merged over the run-wide one; None when neither is set."""
+        own: PodTemplateOverride | None = getattr(self.stages, stage).resources.pod_template_override
+        return own.merged_over(self.pod_template_override) if own is not None else self.pod_template_override

@@ -81,12 +81,17 @@ class ConditionType(StrEnum):
     WAITING = "Waiting"  # the current step's pods are not running yet (queued, unschedulable, pulling); not a failure
     HEARTBEAT_UNAVAILABLE = "HeartbeatUnavailable"  # the hang detector cannot judge the running step (no heartbeat read)
     CHILD_CREATE_FAILED = "ChildCreateFailed"  # the operator keeps failing to create a child object (RBAC, quota, webhook)
+    STATUS_UNREADABLE = "StatusUnreadable"  # the stored status does not parse; the operator leaves the run alone
+    SPEC_REJECTED = "SpecRejected"  # the latest spec edit is invalid; the run goes on with the last accepted spec
 
 
 class Reason:
     """Condition reasons, one per situation that sets them."""
 
-    INVALID_SPEC: Final = "InvalidSpec"  # Accepted=False: semantic validation failed
+    INVALID_SPEC: Final = "InvalidSpec"  # Accepted=False / SpecRejected=True: semantic validation failed
+    EDIT_ACCEPTED: Final = "EditAccepted"  # SpecRejected=False: a later edit fixed the rejected one
+    INVALID_STATUS: Final = "InvalidStatus"  # StatusUnreadable=True: a field of the stored status does not parse
+    STATUS_READABLE: Final = "StatusReadable"  # StatusUnreadable=False: the stored status parses again
     VALID: Final = "Valid"  # Accepted=True
     STAGE_RUNNING: Final = "StageRunning"  # Running=True
     WAITING: Final = "Waiting"  # Running=False while backing off or queued; HeartbeatUnavailable=False while pods wait
@@ -103,6 +108,7 @@ class Reason:
     DISRUPTION: Final = "Disruption"  # pod DisruptionTarget / node lost / preempted
     EXIT_CODE: Final = "NonZeroExit"  # the process exited non-zero
     HEARTBEAT_TIMEOUT: Final = "HeartbeatTimeout"  # the hang detector killed the attempt
+    DEADLINE_EXCEEDED: Final = "DeadlineExceeded"  # Failed=True: the run outlived spec.activeDeadlineSeconds
     WAITING_TIMEOUT: Final = "WaitingTimeout"  # Failed=True: pods waited longer than failurePolicy.waitingTimeoutSeconds
     PODS_RUNNING: Final = "PodsRunning"  # Waiting=False: every pod of the current step runs
     NOT_RUNNING: Final = "NoStepRunning"  # Waiting/HeartbeatUnavailable=False: no step attempt is running
