@@ -86,6 +86,27 @@ def _skip_to_sft(artifacts: Any) -> None:
         artifacts.done[step] = Success()
 
 
+async def test_a_skipped_step_keeps_the_times_and_throughput_of_the_attempt_that_did_the_work(
+    operator: Any, cluster: Any, artifacts: Any, make_run: Any
+) -> None:
+    import datetime as dt
+
+    from infialign.operator.artifacts import Success
+
+    started = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
+    finished = started + dt.timedelta(minutes=7)
+    for step in ("curate", "select"):
+        artifacts.done[step] = Success(
+            started_at=started, finished_at=finished, duration_seconds=420.0, step_metrics={"tokens_per_second": 1234.0, "rows": 5.0}
+        )
+    await cluster.create_run(make_run().dict())
+    await cluster.eventually(lambda: cluster.step("select").get("reason") == "AlreadySucceeded", what="select skipped")
+    curate = cluster.step("curate")
+    assert curate["cached"] is True and curate["durationSeconds"] == 420.0
+    assert curate["startTime"].startswith("2026-11-20T08:00:00") and curate["completionTime"].startswith("2026-11-20T08:07:00")
+    assert curate["metrics"] == {"tokens_per_second": 1234.0, "rows": 5.0}
+
+
 async def test_multi_node_sft_gets_a_service_an_indexed_job_and_pet_env(operator: Any, cluster: Any, artifacts: Any, make_run: Any) -> None:
     _skip_to_sft(artifacts)
     doc = make_run().stage("sft", resources={"numNodes": 3, "gpusPerNode": 2, "shmSize": "8Gi"}).dict()

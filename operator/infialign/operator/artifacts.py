@@ -8,9 +8,10 @@ a thread) and never raise. A heartbeat read tells three answers apart: a heartbe
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from infialign.pipeline.api import EvalResult, StepOutput, StepProgress
 from infialign.pipeline.runtime.config import RunIdentity, StageConfig, TrackingConfig
@@ -26,6 +27,25 @@ class Success:
     outputs: list[StepOutput] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     results: list[EvalResult] = field(default_factory=list)  # the eval stage's table, for status.results
+    step_metrics: dict[str, float] | None = None  # the headline metrics for the step status, calibration ones first
+    # when the attempt that did the work ran: a cached step keeps them (they are what `infialign plan` calibrates on)
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    duration_seconds: float | None = None
+
+
+def _success(marker: Any) -> Success:
+    from infialign.pipeline.runtime import markers
+
+    return Success(
+        outputs=markers.status_outputs(marker.outputs),
+        metrics=markers.status_metrics(marker.metrics),
+        results=markers.status_results(marker.results),
+        step_metrics=markers.status_step_metrics(marker.metrics),
+        started_at=marker.started,
+        finished_at=marker.finished_at,
+        duration_seconds=marker.duration_seconds,
+    )
 
 
 @dataclass(frozen=True)
@@ -62,11 +82,7 @@ class StoreReader:
         from infialign.pipeline.runtime import markers
 
         marker = markers.read_success(config.output, config.storage)
-        if marker is None:
-            return None
-        return Success(
-            outputs=markers.status_outputs(marker.outputs), metrics=markers.status_metrics(marker.metrics), results=markers.status_results(marker.results)
-        )
+        return _success(marker) if marker is not None else None
 
     def heartbeat(self, config: StageConfig) -> Heartbeat | Unreadable | None:
         from infialign.pipeline.runtime import markers, storage
@@ -94,11 +110,7 @@ class StoreReader:
         from infialign.pipeline.runtime import entrypoint, markers
 
         marker = entrypoint.finished_marker(config)
-        if marker is None:
-            return None
-        return Success(
-            outputs=markers.status_outputs(marker.outputs), metrics=markers.status_metrics(marker.metrics), results=markers.status_results(marker.results)
-        )
+        return _success(marker) if marker is not None else None
 
 
 class MlflowTracker:
