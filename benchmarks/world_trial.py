@@ -69,6 +69,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--heads", type=int, default=None)
     p.add_argument("--kv-heads", type=int, default=None)
     p.add_argument("--intermediate", type=int, default=None)
+    p.add_argument("--pretrain-steps", type=int, default=None, help="TinyModelSpec.pretrain.steps (0: random init)")
+    p.add_argument("--pretrain-bs", type=int, default=None, help="TinyModelSpec.pretrain.batch_size")
+    p.add_argument("--pretrain-seq", type=int, default=None, help="TinyModelSpec.pretrain.seq_len")
+    p.add_argument("--pretrain-lr", type=float, default=None, help="TinyModelSpec.pretrain.learning_rate")
+    p.add_argument("--pretrain-share", type=float, default=None, help="TinyModelSpec.pretrain.statement_share")
+    p.add_argument("--base", default=None, help="train this model directory instead of building builtin://tiny")
+    p.add_argument("--base-eval", action="store_true", help="also score the base model before training")
     p.add_argument("--bench-items", type=int, default=100)
     p.add_argument("--log", default="/tmp/world-trials.jsonl")
     args = p.parse_args(argv)
@@ -91,8 +98,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }.items()
         if v is not None
     }
-    spec = dataclasses.replace(tiny_model.TinyModelSpec(), **overrides)
-    model_dir = tiny_model.ensure_tiny_model(spec=spec)
+    pretrain_overrides = {
+        k: v
+        for k, v in {
+            "steps": args.pretrain_steps,
+            "batch_size": args.pretrain_bs,
+            "seq_len": args.pretrain_seq,
+            "learning_rate": args.pretrain_lr,
+            "statement_share": args.pretrain_share,
+        }.items()
+        if v is not None
+    }
+    spec = tiny_model.TinyModelSpec()
+    spec = dataclasses.replace(spec, pretrain=dataclasses.replace(spec.pretrain, **pretrain_overrides), **overrides)
+    model_dir = Path(args.base) if args.base else tiny_model.ensure_tiny_model(spec=spec)
+    metadata = json.loads((model_dir / tiny_model.METADATA_FILE).read_text())
 
     mix = reasoning.PlantMix(**{f.name: 0.0 for f in dataclasses.fields(reasoning.PlantMix)}) if args.clean else None
     table = reasoning.generate(args.n, seed=args.seed, mix=mix, tiers=reasoning.TierMix.parse(args.tiers)).table
@@ -120,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     items = [(r["messages"], r["answer"]) for r in bench]
     groups = [dict(r["provenance"])["tier"] for r in bench]
 
+    base_score = quickeval.exact_match(model_dir, items, groups=groups, max_new_tokens=256) if args.base_eval else None
     budget = _budget_callback(args.budget)
     with tempfile.TemporaryDirectory(prefix=f"world-trial-{args.name}-") as work:
         started, cpu_started = time.monotonic(), time.process_time()
@@ -129,7 +150,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = {
         "name": args.name,
         "args": vars(args),
-        "params": json.loads((model_dir / tiny_model.METADATA_FILE).read_text())["parameters"],
+        "model_dir": str(model_dir),
+        "params": metadata["parameters"],
+        "pretraining": metadata.get("pretraining"),
+        "base_exact_match": base_score.accuracy if base_score else None,
+        "base_answered": base_score.answered if base_score else None,
         "rows": table.num_rows,
         "train_s": round(train_s, 1),
         "train_cpu_s": round(train_cpu_s, 1),  # the machine is shared: CPU seconds say what an idle core would need

@@ -31,12 +31,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from infialign.pipeline import chat_template
-from infialign.pipeline.world import reasoning
+from infialign.pipeline.world import reasoning, tiny_pretrain
 
 __all__ = ["TINY_URI", "TINY_MODEL_VERSION", "TinyModelSpec", "ensure_tiny_model", "tiny_model_dir", "resolve_model_uri"]
 
@@ -80,11 +80,18 @@ class TinyModelSpec:
     """Records of ``builtin://reasoning`` the tokenizer is trained on (seconds to train)."""
     corpus_seed: int = 7
     min_frequency: int = 2
+    pretrain: tiny_pretrain.PretrainSpec = field(default_factory=tiny_pretrain.PretrainSpec)
+    """The short next-token pretraining that gives the base copy heads (``tiny_pretrain``)."""
 
     def digest(self) -> str:
         """Hash of the recipe: the spec, the build version, the data generator and the chat template."""
+        spec = dataclasses.asdict(self)
+        if self.pretrain.steps == 0:
+            # Not pretrained: the random-init recipe keeps the digest it had before pretraining existed,
+            # so its cached builds (and the teacher built on it) stay valid.
+            del spec["pretrain"]
         payload = {
-            "spec": dataclasses.asdict(self),
+            "spec": spec,
             "tiny_model_version": TINY_MODEL_VERSION,
             "generator_version": reasoning.GENERATOR_VERSION,
             "chat_template": chat_template.CHATML_TRAINING_TEMPLATE,
@@ -242,6 +249,7 @@ def _build(out: Path, spec: TinyModelSpec) -> None:
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG state alone
         torch.manual_seed(spec.init_seed)
         model = transformers.Qwen2ForCausalLM(config)
+    pretraining = tiny_pretrain.pretrain(model, tok, spec.pretrain)
     model.generation_config.bos_token_id = config.bos_token_id
     model.generation_config.eos_token_id = config.eos_token_id
     model.generation_config.pad_token_id = config.pad_token_id
@@ -256,6 +264,7 @@ def _build(out: Path, spec: TinyModelSpec) -> None:
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tok),
         "token_ids": ids,
+        "pretraining": pretraining,
         "build_seconds": round(time.monotonic() - started, 2),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
