@@ -139,8 +139,9 @@ def _by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 @needs_helm
-def test_lint_strict() -> None:
-    report = helm.lint(str(CHART), strict=True, kube_version="v1.30.0")
+@pytest.mark.parametrize("case", sorted(MATRIX))
+def test_lint_strict(case: str) -> None:
+    report = helm.lint(str(CHART), MATRIX[case], strict=True, kube_version="v1.30.0")
     errors = [m for m in report["messages"] if m["severity"] >= 2]
     assert not errors and not report["errors"], report
 
