@@ -13,6 +13,8 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[operator]"
 
 FROM ${PYTHON_IMAGE}
 RUN useradd --uid 1000 --user-group --create-home --shell /usr/sbin/nologin infialign
+# DL3013: this installs infialign itself; its dependencies are pinned in pyproject.toml
+# hadolint ignore=DL3013
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links /wheels "infialign[operator]"
 ENV PYTHONUNBUFFERED=1 \

@@ -12,6 +12,8 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[cpu]"
 
 FROM ${PYTHON_IMAGE}
 RUN useradd --uid 1000 --user-group --create-home --shell /usr/sbin/nologin infialign
+# DL3013: this installs infialign itself; its dependencies are pinned in pyproject.toml
+# hadolint ignore=DL3013
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links /wheels "infialign[cpu]" \
  && python -c "import importlib.util as u; assert u.find_spec('torch') is None and u.find_spec('vllm') is None"

@@ -27,6 +27,8 @@ WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY pipeline/ pipeline/
 COPY operator/ operator/
+# DL3013: this installs infialign itself; its dependencies are pinned in pyproject.toml
+# hadolint ignore=DL3013
 RUN pip install ".[train]" \
  && MAX_JOBS=4 pip install "flash-attn==${FLASH_ATTN_VERSION}" --no-build-isolation \
  && rm -rf /src

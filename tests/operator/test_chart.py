@@ -8,8 +8,11 @@ regenerate it with `INFIALIGN_UPDATE_INSTALL=1 pytest tests/operator/test_chart.
 
 from __future__ import annotations
 
+import base64
+import importlib.util
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +45,12 @@ def test_values_yaml_matches_its_schema() -> None:
     jsonschema.validate(_values(), schema)
     assert schema["additionalProperties"] is False
     for section, node in schema["properties"].items():
-        if node.get("type") == "object":
+        if node.get("type") == "object" and section != "global":  # a parent chart's globals are not ours to check
             assert node.get("additionalProperties") is False, f"section {section} accepts unknown keys"
+
+
+def test_schema_allows_global_for_use_as_a_subchart() -> None:
+    jsonschema.validate({**_values(), "global": {"imageRegistry": "registry.example.com", "storageClass": "fast"}}, _schema())
 
 
 @pytest.mark.parametrize(
@@ -54,6 +61,11 @@ def test_values_yaml_matches_its_schema() -> None:
         {"metrics": {"port": 0}},
         {"operator": {"watchNamespaces": ["Not_A_Namespace"]}},
         {"mlflow": {"image": {"pullPolicy": "Sometimes"}}},
+        {"minio": {"buckets": ["Not_A_Bucket"]}},
+        {"minio": {"imageTag": "latest"}},
+        {"kueue": {"localQueues": [{"name": "gpu"}]}},  # no clusterQueue
+        {"tracking": {"externalUrl": "mlflow.example.com"}},  # no scheme
+        {"tests": {"timeoutSeconds": 5}},
     ],
 )
 def test_schema_rejects(bad: dict[str, Any]) -> None:
@@ -88,6 +100,20 @@ MATRIX: dict[str, dict[str, Any]] = {
         "image": {"tag": "0.1.1"},
         "imagePullSecrets": [{"name": "regcred"}],
     },
+    "dev-minio-mlflow-kueue": {  # what .github/workflows/e2e.yaml installs on kind, plus Kueue queues
+        "minio": {"enabled": True, "persistence": {"enabled": False}},
+        "mlflow": {"enabled": True},
+        "kueue": {"localQueues": [{"name": "gpu-training", "namespace": "ml-team", "clusterQueue": "cluster-gpus"}, {"name": "cpu", "clusterQueue": "cluster-cpus"}]},
+        "tests": {"queueName": "cpu"},
+        "tracking": {"tokenSecret": {"name": "mlflow-token"}, "externalUrl": "https://mlflow.example.com"},
+        "global": {"imageRegistry": "registry.example.com"},
+    },
+    "namespaced-minio-existing-secret": {
+        "operator": {"watchNamespaces": ["infialign", "ml-team"]},
+        "minio": {"enabled": True, "existingSecret": "my-minio", "buckets": ["runs", "mlflow"]},
+        "artifacts": {"s3": {"bucket": "runs"}},
+        "rbac": {"aggregateToDefaultRoles": False},
+    },
     "minimal": {
         "crds": {"install": False},
         "metrics": {"enabled": False},
@@ -113,8 +139,9 @@ def _by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 @needs_helm
-def test_lint_strict() -> None:
-    report = helm.lint(str(CHART), strict=True, kube_version="v1.30.0")
+@pytest.mark.parametrize("case", sorted(MATRIX))
+def test_lint_strict(case: str) -> None:
+    report = helm.lint(str(CHART), MATRIX[case], strict=True, kube_version="v1.30.0")
     errors = [m for m in report["messages"] if m["severity"] >= 2]
     assert not errors and not report["errors"], report
 
@@ -126,6 +153,8 @@ def test_every_rendered_object_is_valid_kubernetes(case: str) -> None:
     assert objects
     for version in K8S_VERSIONS:
         for obj in objects:
+            if obj["kind"] == "LocalQueue":
+                continue  # Kueue's CRD: test_kueue_local_queues
             kubernetes_validate.validate(obj, version, strict=True)
 
 
@@ -233,3 +262,181 @@ def test_plain_install_manifests_are_the_rendered_chart() -> None:
     assert INSTALL.exists() and INSTALL.read_text() == text, (
         "manifests/install drifted from the chart; regenerate with INFIALIGN_UPDATE_INSTALL=1"
     )
+
+
+# ---------------------------------------------------------------- MinIO, MLflow, Kueue and `helm test`
+
+
+def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def _named(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (obj,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return obj
+
+
+def _load_file(name: str):  # noqa: ANN202 - a module object
+    spec = importlib.util.spec_from_file_location(name, CHART / "files" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MINIO = "http://infialign-minio.infialign.svc:9000"
+
+
+@needs_helm
+def test_dev_install_wires_minio_into_the_operator_mlflow_and_the_bucket_job() -> None:
+    objects = _render(MATRIX["dev-minio-mlflow-kueue"])
+    secret = _named(objects, "Secret", "infialign-minio")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert sorted(secret["data"]) == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    assert len(base64.b64decode(secret["data"]["AWS_SECRET_ACCESS_KEY"])) == 32
+    minio = _named(objects, "Deployment", "infialign-minio")["spec"]["template"]["spec"]
+    (server,) = minio["containers"]
+    assert server["image"] == "docker.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"  # pinned: the last published release
+    assert _env(server)["MINIO_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "infialign-minio", "key": "AWS_SECRET_ACCESS_KEY"}
+    assert minio["volumes"][0] == {"name": "data", "emptyDir": {}}  # persistence off in this case
+    assert "PersistentVolumeClaim" not in {o["kind"] for o in objects}
+    assert _named(objects, "Service", "infialign-minio")["spec"]["ports"][0]["port"] == 9000
+
+    job = _named(objects, "Job", "infialign-minio-buckets")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    (create,) = job["spec"]["template"]["spec"]["containers"]
+    env = _env(create)
+    assert env["S3_ENDPOINT"]["value"] == MINIO and env["BUCKETS"]["value"] == "infialign,mlflow"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "infialign-minio"
+    script = _named(objects, "ConfigMap", "infialign-minio-buckets")["data"]["create_buckets.py"]
+    assert script.strip() == (CHART / "files" / "create_buckets.py").read_text().strip()
+
+    operator = _named(objects, "Deployment", "infialign")["spec"]["template"]["spec"]["containers"][0]
+    env = _env(operator)
+    assert env["AWS_ENDPOINT_URL"]["value"] == MINIO
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "infialign-minio", "key": "AWS_SECRET_ACCESS_KEY"}
+    assert env["MLFLOW_TRACKING_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-token", "key": "MLFLOW_TRACKING_TOKEN"}
+    assert env["INFIALIGN_OPERATOR_MLFLOW_EXTERNAL_URL"]["value"] == "https://mlflow.example.com"
+    assert env["INFIALIGN_OPERATOR_MLFLOW_URI"]["value"] == "http://infialign-mlflow.infialign.svc:5000"
+
+    mlflow = _named(objects, "Deployment", "infialign-mlflow")["spec"]["template"]["spec"]["containers"][0]
+    assert mlflow["image"] == "ghcr.io/infialign/mlflow:3.17.2"  # images/mlflow.Dockerfile: boto3 and psycopg2
+    assert "--artifacts-destination=s3://mlflow/artifacts" in mlflow["args"] and "--serve-artifacts" in mlflow["args"]
+    env = _env(mlflow)
+    assert env["MLFLOW_S3_ENDPOINT_URL"]["value"] == MINIO  # the artifact store, for the server only
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "infialign-minio"
+    assert env["AWS_REQUEST_CHECKSUM_CALCULATION"]["value"] == "when_required"
+    allowed = env["MLFLOW_SERVER_ALLOWED_HOSTS"]["value"].split(",")
+    assert {"infialign-mlflow", "infialign-mlflow.infialign.svc:5000", "infialign-mlflow.infialign.svc.cluster.local:5000"} <= set(allowed)
+
+
+@needs_helm
+def test_mlflow_without_s3_keeps_artifacts_on_its_volume_and_sets_no_s3_env() -> None:
+    objects = _render({"mlflow": {"enabled": True}})
+    mlflow = _named(objects, "Deployment", "infialign-mlflow")["spec"]["template"]["spec"]["containers"][0]
+    assert "--artifacts-destination=/mlflow/artifacts" in mlflow["args"]
+    assert not {"MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID"} & set(_env(mlflow))
+    operator = _named(objects, "Deployment", "infialign")["spec"]["template"]["spec"]["containers"][0]
+    assert not {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "MLFLOW_TRACKING_TOKEN", "INFIALIGN_OPERATOR_MLFLOW_EXTERNAL_URL"} & set(_env(operator))
+
+
+@needs_helm
+def test_an_existing_minio_secret_is_used_and_none_is_generated() -> None:
+    objects = _render(MATRIX["namespaced-minio-existing-secret"])
+    assert "Secret" not in {o["kind"] for o in objects}
+    assert _named(objects, "PersistentVolumeClaim", "infialign-minio")["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    server = _named(objects, "Deployment", "infialign-minio")["spec"]["template"]["spec"]["containers"][0]
+    assert _env(server)["MINIO_ROOT_USER"]["valueFrom"]["secretKeyRef"]["name"] == "my-minio"
+    operator = _named(objects, "Deployment", "infialign")["spec"]["template"]["spec"]["containers"][0]
+    assert _env(operator)["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "my-minio"
+
+
+@needs_helm
+def test_kueue_local_queues() -> None:
+    queues = _by_kind(_render(MATRIX["dev-minio-mlflow-kueue"]), "LocalQueue")
+    assert [(q["apiVersion"], q["metadata"]["namespace"], q["metadata"]["name"], q["spec"]) for q in queues] == [
+        ("kueue.x-k8s.io/v1beta1", "ml-team", "gpu-training", {"clusterQueue": "cluster-gpus"}),
+        ("kueue.x-k8s.io/v1beta1", NAMESPACE, "cpu", {"clusterQueue": "cluster-cpus"}),
+    ]
+    assert not _by_kind(_render({}), "LocalQueue")
+
+
+@needs_helm
+@pytest.mark.parametrize("case", ["dev-minio-mlflow-kueue", "namespaced-minio-existing-secret", "namespaced-with-mlflow"])
+def test_helm_test_applies_a_valid_cpu_only_run(case: str) -> None:
+    from infialign.pipeline import validation
+
+    objects = _render(MATRIX[case])
+    hooks = [o for o in objects if o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    if case == "namespaced-with-mlflow":  # the operator does not watch the release namespace: no test to run
+        assert hooks == []
+        return
+    assert sorted(o["kind"] for o in hooks) == ["ConfigMap", "Pod", "Role", "RoleBinding", "ServiceAccount"]
+    role = _named(hooks, "Role", "infialign-test")
+    assert role["rules"] == [{"apiGroups": ["infialign.dev"], "resources": ["alignmentruns"], "verbs": ["get", "create", "delete"]}]
+    data = _named(hooks, "ConfigMap", "infialign-test")["data"]
+    assert data["helm_test.py"].strip() == (CHART / "files" / "helm_test.py").read_text().strip()
+    result = validation.load_manifest_text(data["run.yaml"])
+    assert result.ok and not result.problems, [validation.format_problem("run.yaml", p) for p in result.problems]
+    (run,) = result.runs
+    assert not validation.cluster_problems(run.spec)
+    assert run.metadata.namespace == NAMESPACE
+    enabled = [name for name in type(run.spec.stages).model_fields if getattr(run.spec.stages, name).enabled]
+    assert enabled == ["curate", "select"]  # CPU stages only
+    s3 = run.spec.storage.s3
+    bucket = MATRIX[case].get("artifacts", {}).get("s3", {}).get("bucket", "infialign")
+    assert s3.endpoint == MINIO and s3.bucket == bucket and s3.bucket in _values_with(MATRIX[case])["minio"]["buckets"]
+    assert s3.secret_ref.name == MATRIX[case]["minio"].get("existingSecret", "infialign-minio")
+    queue = MATRIX[case].get("tests", {}).get("queueName")
+    assert run.spec.stages.curate.resources.queue_name == queue and run.spec.stages.select.resources.queue_name == queue
+    pod = _named(hooks, "Pod", "infialign-test")
+    assert pod["spec"]["serviceAccountName"] == "infialign-test" and pod["spec"]["containers"][0]["command"] == ["python", "/test/helm_test.py"]
+
+
+def _values_with(overrides: dict[str, Any]) -> dict[str, Any]:
+    values = _values()
+    for key, value in overrides.items():
+        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    return values
+
+
+@needs_helm
+def test_helm_test_is_not_rendered_without_an_s3_store() -> None:
+    assert not [o for o in _render({}) if o["kind"] == "Pod"]
+    assert not [o for o in _render({"minio": {"enabled": True}, "tests": {"enabled": False}}) if o["kind"] == "Pod"]
+
+
+def test_helm_test_verdict() -> None:
+    verdict = _load_file("helm_test").verdict
+    assert [verdict({"phase": p}) for p in ("Succeeded", "Failed", "Running", "Pending", None)] == [0, 1, None, None, None]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_bucket_job_creates_missing_buckets_over_real_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """files/create_buckets.py against moto's S3 server on 127.0.0.1 (the S3 protocol, not a fake client)."""
+    from moto.server import ThreadedMotoServer
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        buckets = _load_file("create_buckets")
+        endpoint = f"http://127.0.0.1:{port}"
+        assert buckets.ensure_buckets(endpoint, ["infialign", "mlflow"], wait_seconds=10) == ["infialign", "mlflow"]
+        assert buckets.ensure_buckets(endpoint, ["infialign", "mlflow", "more"], wait_seconds=10) == ["more"]  # idempotent
+        names = {b["Name"] for b in buckets._client(endpoint, "us-east-1").list_buckets()["Buckets"]}
+        assert names == {"infialign", "mlflow", "more"}
+        monkeypatch.setenv("S3_ENDPOINT", endpoint)
+        monkeypatch.setenv("BUCKETS", "")
+        assert buckets.main() == 2  # nothing to do is a configuration error, said as such
+    finally:
+        server.stop()
+    monkeypatch.setenv("BUCKETS", "infialign")
+    monkeypatch.setenv("WAIT_SECONDS", "0")
+    assert buckets.main() == 1  # the endpoint is gone: a clear failure, not a traceback

@@ -37,8 +37,6 @@ CASES = [
     ("secret-on-local-storage", lambda b: b.set("spec.storage", {"local": {"path": "x", "secretRef": {"name": "s"}}}),
      "spec.storage.local.secretRef: unknown field; secretRef is only for spec.storage.s3; a local path needs no credentials"),
     ("storage-one-of", lambda b: b.set("spec.storage", {"local": {"path": "x"}, "s3": {"bucket": "abc"}}), "spec.storage: set exactly one of `s3` and `local`"),
-    ("gpu-stage-without-gpus", lambda b: b.stage("sft", resources={"gpusPerNode": 0}),
-     "spec.stages.sft.resources.gpusPerNode: must be ≥ 1 for the GPU stage sft, got 0"),
     ("select-without-pool", lambda b: b.disable("curate"),
      "spec.stages.select.poolUri: select needs 'pool' but no enabled stage produces it; enable curate or distill, or set poolUri"),
     ("sft-without-data", lambda b: b.disable("curate", "select"),
@@ -133,6 +131,18 @@ def test_dpo_batch_not_divisible_by_the_cluster_devices_is_a_warning(make_run) -
     assert [f"{p.path}: {p.message}" for p in result.problems if p.severity == "warning"] == [
         "spec.stages.dpo.globalBatchSize: must be a multiple of microBatchSize × nodes × GPUs = 1 × 1 × 8 = 8 to run on a cluster, got 12"
     ]
+
+
+def test_a_gpu_stage_on_cpu_is_a_warning_for_real_models_only(make_run) -> None:
+    def problems(doc: dict) -> list[tuple[str, str]]:
+        result = validation.load_manifest_text(yaml.safe_dump(doc))
+        assert result.ok
+        return [(p.path, p.severity) for p in result.problems]
+
+    cpu = make_run().stage("sft", resources={"gpusPerNode": 0})
+    assert problems(cpu.dict()) == []  # builtin://tiny on a CPU-only cluster (quickstart-cluster.yaml)
+    real = cpu.set("spec.model", {"uri": "hf://Qwen/Qwen2.5-0.5B"}).dict()
+    assert problems(real) == [("spec.stages.sft.resources.gpusPerNode", "warning")]
 
 
 def test_distill_with_the_builtin_teacher_is_valid(make_run) -> None:

@@ -72,3 +72,58 @@ app.kubernetes.io/component: operator
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}
+
+{{- define "infialign.minioName" -}}
+{{- printf "%s-minio" (include "infialign.fullname" .) -}}
+{{- end -}}
+
+{{/* The MinIO credentials Secret: the user's, or the one the chart generates. */}}
+{{- define "infialign.minioSecret" -}}
+{{- default (include "infialign.minioName" .) .Values.minio.existingSecret -}}
+{{- end -}}
+
+{{- define "infialign.minioEndpoint" -}}
+{{- printf "http://%s.%s.svc:9000" (include "infialign.minioName" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/* The artifact store the operator reads and the helm test run writes: artifacts.s3, else the chart's MinIO. */}}
+{{- define "infialign.s3Endpoint" -}}
+{{- if .Values.artifacts.s3.endpoint -}}
+{{- .Values.artifacts.s3.endpoint -}}
+{{- else if .Values.minio.enabled -}}
+{{- include "infialign.minioEndpoint" . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "infialign.s3Secret" -}}
+{{- if .Values.artifacts.s3.secretName -}}
+{{- .Values.artifacts.s3.secretName -}}
+{{- else if and .Values.minio.enabled (not .Values.artifacts.s3.endpoint) -}}
+{{- include "infialign.minioSecret" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* MLflow's own S3 access: mlflow.s3, else the artifact store's. */}}
+{{- define "infialign.mlflowS3Endpoint" -}}
+{{- default (include "infialign.s3Endpoint" .) .Values.mlflow.s3.endpoint -}}
+{{- end -}}
+
+{{- define "infialign.mlflowS3Secret" -}}
+{{- default (include "infialign.s3Secret" .) .Values.mlflow.s3.secretName -}}
+{{- end -}}
+
+{{/* Where MLflow proxies artifacts to: the value, else the `mlflow` bucket of the chart's MinIO, else the volume. */}}
+{{- define "infialign.mlflowArtifacts" -}}
+{{- if .Values.mlflow.artifactsDestination -}}
+{{- .Values.mlflow.artifactsDestination -}}
+{{- else if .Values.minio.enabled -}}
+s3://mlflow/artifacts
+{{- else -}}
+/mlflow/artifacts
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the operator watches the release namespace (the helm test run lives there). */}}
+{{- define "infialign.watchesReleaseNamespace" -}}
+{{- if or (not .Values.operator.watchNamespaces) (has .Release.Namespace .Values.operator.watchNamespaces) -}}true{{- end -}}
+{{- end -}}
