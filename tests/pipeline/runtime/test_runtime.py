@@ -204,3 +204,20 @@ def test_the_local_executor_shows_a_succeeded_steps_warnings_as_its_message() ->
     marker = markers.SuccessMarker(config_digest="d", step="prefs", attempt=1, finished_at=dt.datetime.now(dt.UTC), warnings=["a", "b"])
     assert executor._warnings(marker) == "a; b"
     assert executor._warnings(marker.model_copy(update={"warnings": []})) is None
+
+
+def test_the_experiment_says_it_holds_training_runs_so_the_mlflow_ui_opens_on_them(tmp_path: Path) -> None:
+    """MLflow 3's UI guesses an untagged experiment is GenAI and opens an empty traces overview."""
+    import mlflow
+
+    from infialign.pipeline.runtime import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    older = client.create_experiment("older")  # made before the tag existed: tagged when first used
+    for name in ("infialign", "older"):
+        config = tracking.ensure_parent_run(TrackingConfig(uri=uri, experiment=name), RunIdentity(namespace="ns1", name="r1"))
+        assert config.parent_run_id is not None
+        experiment = client.get_experiment(config.experiment_id)
+        assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    assert client.get_experiment(older).tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from infialign.pipeline.runtime.config import RunIdentity, StageConfig, TrackingConfig
 
@@ -57,15 +57,27 @@ def _client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
+# MLflow 3's UI opens an experiment by its kind; without this tag it guesses "GenAI" and shows an empty traces
+# overview instead of our training runs (mlflow/server/js: ExperimentKind.CUSTOM_MODEL_DEVELOPMENT).
+EXPERIMENT_KIND_TAG: Final = "mlflow.experimentKind"
+EXPERIMENT_KIND: Final = "custom_model_development"
+
+
 def _experiment_id(client: Any, tracking: TrackingConfig) -> str:
     if tracking.experiment_id:
         return tracking.experiment_id
     experiment = client.get_experiment_by_name(tracking.experiment)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in (experiment.tags or {}):  # created before the tag, or by someone else: say what it holds
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return str(experiment.experiment_id)
     assert tracking.uri is not None
     try:
-        return str(client.create_experiment(tracking.experiment, artifact_location=_artifact_location(tracking.uri)))
+        return str(
+            client.create_experiment(
+                tracking.experiment, artifact_location=_artifact_location(tracking.uri), tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
+        )
     except Exception:  # noqa: BLE001  lost a creation race with another process: read it back
         experiment = client.get_experiment_by_name(tracking.experiment)
         if experiment is None:
