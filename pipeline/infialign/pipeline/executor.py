@@ -314,7 +314,12 @@ def run_file(path: Path, workdir: Path, name: str | None = None, console: Consol
                 console.print(f"--- last lines of {attempt.log_path} ---", style="dim")
                 console.print(tail(attempt.log_path, 30), markup=False, highlight=False)
     if executor.tracking.uri and executor.tracking.uri.startswith("sqlite:///"):
-        console.print(f"MLflow: mlflow ui --backend-store-uri {executor.tracking.uri}")
+        console.print(f"MLflow: mlflow ui --backend-store-uri {executor.tracking.uri}", highlight=False)
+        if status.mlflow and status.mlflow.experiment_id and status.mlflow.parent_run_id:
+            local = executor.tracking.model_copy(
+                update={"uri": "http://127.0.0.1:5000", "experiment_id": status.mlflow.experiment_id, "parent_run_id": status.mlflow.parent_run_id}
+            )
+            console.print(f"        then open {tracking.parent_run_url(local)}", highlight=False)
     elif status.mlflow and status.mlflow.url:
         console.print(f"MLflow: {status.mlflow.url}")
     console.print(f"artifacts: {executor.storage.root}/{executor.identity.namespace}/{executor.identity.name}/")

@@ -221,3 +221,10 @@ def test_the_experiment_says_it_holds_training_runs_so_the_mlflow_ui_opens_on_th
         experiment = client.get_experiment(config.experiment_id)
         assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
     assert client.get_experiment(older).tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+
+
+def test_the_parent_run_link_opens_the_model_training_view() -> None:
+    from infialign.pipeline.runtime import tracking
+
+    config = TrackingConfig(uri="http://mlflow.example:5000/", experiment_id="3", parent_run_id="abc")
+    assert tracking.parent_run_url(config) == "http://mlflow.example:5000/#/experiments/3/runs/abc?workflowType=machine_learning"

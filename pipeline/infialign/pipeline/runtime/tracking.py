@@ -61,6 +61,8 @@ def _client(uri: str) -> Any:
 # overview instead of our training runs (mlflow/server/js: ExperimentKind.CUSTOM_MODEL_DEVELOPMENT).
 EXPERIMENT_KIND_TAG: Final = "mlflow.experimentKind"
 EXPERIMENT_KIND: Final = "custom_model_development"
+# MLflow 3.17's UI picks GenAI or "Model training" from this query parameter (else a browser setting that defaults to GenAI)
+UI_VIEW_QUERY: Final = "workflowType=machine_learning"
 
 
 def _experiment_id(client: Any, tracking: TrackingConfig) -> str:
@@ -115,7 +117,8 @@ def parent_run_url(tracking: TrackingConfig) -> str | None:
     if not (tracking.uri and tracking.experiment_id and tracking.parent_run_id):
         return None
     if tracking.uri.startswith(("http://", "https://")):
-        return f"{tracking.uri.rstrip('/')}/#/experiments/{tracking.experiment_id}/runs/{tracking.parent_run_id}"
+        # the query opens the UI's "Model training" view; its default, GenAI, hides runs behind a traces overview
+        return f"{tracking.uri.rstrip('/')}/#/experiments/{tracking.experiment_id}/runs/{tracking.parent_run_id}?{UI_VIEW_QUERY}"
     return None
 
 
