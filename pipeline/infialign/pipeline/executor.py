@@ -51,7 +51,6 @@ __all__ = ["run_file", "LocalExecutor"]
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
-SPEC_FILE = "spec.json"  # the spec the run was started with: `infialign plan --calibrate-from` scales from it
 
 
 def _warnings(marker: markers.SuccessMarker) -> str | None:
@@ -76,7 +75,7 @@ class LocalExecutor:
         self.identity = RunIdentity(namespace=run.metadata.namespace, name=run.metadata.name, uid=run.metadata.uid)
         self.run_dir = self.workdir / "runs" / self.identity.namespace / self.identity.name
         self.status_file = self.run_dir / "status.json"
-        self.spec_file = self.run_dir / SPEC_FILE
+        self.spec_file = self.run_dir / evidence.SPEC_FILE  # `infialign plan --calibrate-from` scales from it
         self.storage = artifacts_root(self.spec, self.workdir)
         self.console = console or Console(stderr=True)
         self.clock = clock
