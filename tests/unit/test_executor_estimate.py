@@ -44,3 +44,16 @@ def test_a_local_run_carries_its_estimate_in_status_and_mlflow(make_run, tmp_pat
     sft = next(s for s in est.steps or [] if s.step == "sft-phase1")
     assert params["estimate.gpu"] == "h100" and sft.gpu_hours is not None and float(params["estimate.sft-phase1.gpu_hours"]) == sft.gpu_hours
     assert params["estimate.complete"] == ("true" if est.complete else "false")
+
+
+def test_parent_params_never_change_and_never_raise(tmp_path: Path) -> None:
+    from infialign.pipeline.runtime.config import RunIdentity, TrackingConfig
+
+    tracked = tracking.ensure_parent_run(TrackingConfig(uri=tracking.local_tracking_uri(tmp_path)), RunIdentity(name="r1"))
+    assert tracked.parent_run_id
+    tracking.log_parent_params(tracked, {"estimate.generation": "1", "estimate.gpu_hours": "2.5"})
+    tracking.log_parent_params(tracked, {"estimate.generation": "2", "estimate.gpu_hours": "2.5", "estimate.dpo.fits": "true"})
+    params = tracking._client(tracked.uri).get_run(tracked.parent_run_id).data.params
+    # MLflow refuses to change a param: the first generation's value stays, the new key is added
+    assert params == {"estimate.generation": "1", "estimate.gpu_hours": "2.5", "estimate.dpo.fits": "true"}
+    tracking.log_parent_params(tracked.model_copy(update={"uri": "http://127.0.0.1:9"}), {"estimate.gpu": "h100"})  # unreachable: a warning
