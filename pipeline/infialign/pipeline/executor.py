@@ -25,12 +25,12 @@ from infialign.pipeline import evidence, planner, validation
 from infialign.pipeline.api import (
     AlignmentRun,
     AlignmentRunStatus,
-    RunEstimateStatus,
     EvalResult,
     Failure,
     FailureClass,
     MlflowStatus,
     Reason,
+    RunEstimateStatus,
     RunPhase,
     StepPhase,
     truncate,
