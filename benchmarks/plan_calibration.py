@@ -42,11 +42,16 @@ def predicted(variant: Path, reference: Path, reference_manifest: Path | None) -
     return {s["step"]: (None if s["wallHours"] is None else s["wallHours"] * 3600.0, s["basis"]) for s in doc["steps"]}
 
 
-def measured(workdir: Path, manifest: Path | None = None) -> dict[str, float]:
+def measured(workdir: Path, manifest: Path | None = None) -> dict[str, tuple[float, float | None]]:
+    """step → (duration seconds, throughput: trained tokens/s or generated tokens/s of one engine)."""
     from infialign.pipeline import evidence
 
     spec, identity = evidence.reference_run(workdir, manifest)
-    return {name: r.duration_seconds for name, r in evidence.finished_steps(spec, identity, workdir).items() if r.duration_seconds}
+    out: dict[str, tuple[float, float | None]] = {}
+    for name, r in evidence.finished_steps(spec, identity, workdir).items():
+        if r.duration_seconds:
+            out[name] = (r.duration_seconds, r.metrics.get("tokens_per_second") or r.metrics.get("generated_tokens_per_second"))
+    return out
 
 
 def main() -> None:
@@ -62,25 +67,28 @@ def main() -> None:
     got = measured(args.measured)
     ref = measured(args.reference, args.reference_manifest)
 
-    rows = [("step", "A measured s", "B predicted s", "B measured s", "predicted/measured", f"within {TARGET:g}×")]
+    # B/A throughput: how much faster the machine ran B's step than A's per token; 1.0 on a machine to itself
+    rows = [("step", "A measured s", "B predicted s", "B measured s", "predicted/measured", f"within {TARGET:g}×", "B/A throughput")]
     total_p = total_m = 0.0
     worst = 1.0
     for step, (seconds, _) in plan.items():
-        m = got.get(step)
+        m, speed_b = got.get(step, (None, None))
+        speed_a = ref.get(step, (None, None))[1]
         ratio = None if seconds is None or not m else seconds / m
         if ratio is not None and seconds is not None and m is not None:
             total_p, total_m = total_p + seconds, total_m + m
             worst = max(worst, ratio, 1 / ratio)
         rows.append((
             step,
-            f"{ref[step]:.0f}" if step in ref else "-",
+            f"{ref[step][0]:.0f}" if step in ref else "-",
             "?" if seconds is None else f"{seconds:.0f}",
             "-" if m is None else f"{m:.0f}",
             "-" if ratio is None else f"{ratio:.2f}",
             "-" if ratio is None else ("yes" if 1 / TARGET <= ratio <= TARGET else "NO"),
+            f"{speed_b / speed_a:.2f}" if speed_a and speed_b else "-",
         ))
     if total_m:
-        rows.append(("total (steps measured)", "", f"{total_p:.0f}", f"{total_m:.0f}", f"{total_p / total_m:.2f}", ""))
+        rows.append(("total (steps measured)", "", f"{total_p:.0f}", f"{total_m:.0f}", f"{total_p / total_m:.2f}", "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, r in enumerate(rows):
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
