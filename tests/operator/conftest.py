@@ -190,6 +190,7 @@ class FakeTracker:
     def __init__(self) -> None:
         self.parents: list[str] = []
         self.finished: list[str] = []
+        self.params: list[tuple[str | None, dict[str, str]]] = []  # (parent run, params) per log_parent_params call
 
     def ensure_parent_run(self, tracking: TrackingConfig, run: RunIdentity) -> TrackingConfig:
         self.parents.append(run.name)
@@ -200,6 +201,9 @@ class FakeTracker:
 
     def finish_parent_run(self, tracking: TrackingConfig, status: str) -> None:
         self.finished.append(status)
+
+    def log_parent_params(self, tracking: TrackingConfig, params: Mapping[str, str]) -> None:
+        self.params.append((tracking.parent_run_id, dict(params)))
 
 
 # ---------------------------------------------------------------- the operator under test

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -73,6 +74,7 @@ class Tracker(Protocol):
     def ensure_parent_run(self, tracking: TrackingConfig, run: RunIdentity) -> TrackingConfig: ...
     def parent_run_url(self, tracking: TrackingConfig) -> str | None: ...
     def finish_parent_run(self, tracking: TrackingConfig, status: Literal["FINISHED", "FAILED", "KILLED"]) -> None: ...
+    def log_parent_params(self, tracking: TrackingConfig, params: Mapping[str, str]) -> None: ...
 
 
 class StoreReader:
@@ -130,3 +132,8 @@ class MlflowTracker:
         from infialign.pipeline.runtime import tracking as runtime_tracking
 
         runtime_tracking.finish_parent_run(tracking, status)
+
+    def log_parent_params(self, tracking: TrackingConfig, params: Mapping[str, str]) -> None:
+        from infialign.pipeline.runtime import tracking as runtime_tracking
+
+        runtime_tracking.log_parent_params(tracking, params)

@@ -77,6 +77,11 @@ class OperatorConfig:
     mlflow_retry_seconds: float = 300.0
     """Minimum seconds between two attempts to create a run's MLflow parent run when MLflow is down."""
 
+    estimate_gpu: str = "h100"
+    """The GPU type `status.estimate` is priced for (`--gpu` of `infialign plan`: h100, h200, a100, l40s, b200).
+    The operator estimates when it accepts a spec generation; an unknown name leaves the estimate empty with
+    a message naming the known ones."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
         """Every field can be set as `INFIALIGN_OPERATOR_<FIELD>` (upper case)."""

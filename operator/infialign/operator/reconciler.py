@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import kopf
 import pydantic
-from infialign.operator import admission, builders, kube, observe, stored, teardown
+from infialign.operator import admission, builders, estimate, kube, observe, stored, teardown
 from infialign.operator.artifacts import ArtifactReader, Success, Tracker, Unreadable
 from infialign.operator.config import OperatorConfig
 from infialign.operator.metrics import Metrics
@@ -155,6 +155,7 @@ class _RunState:
     broken: str | None = None  # why the stored status cannot be read; None when it can
     broken_reported: str | None = None  # the problem the run's condition and Event already tell
     create_failures: int = 0  # consecutive failed attempts to create a step's children
+    estimate_logged: estimate.LoggedKey | None = None  # the (parent run, generation) whose estimate MLflow has
 
 
 @dataclasses.dataclass
@@ -398,6 +399,7 @@ class Reconciler:
         tracking = self._tracking_config(spec, status)
         ctx = _Pass(key=key, run=run, generation=generation, spec=spec, now=now, tracking=tracking)
         status = admission.record(status, verdict, generation, now)
+        status = status if verdict.rejected_edit else estimate.refresh(status, spec, generation, self.config.estimate_gpu)
         if verdict.rejected_edit and state.rejection_noted != generation:
             state.rejection_noted = generation
             log.warning("%s/%s: %s", *key, admission.message(verdict, generation))
@@ -415,6 +417,7 @@ class Reconciler:
             if generation is not None and not verdict.rejected_edit:  # a rejected generation was not acted on
                 status = status.model_copy(update={"observed_generation": generation})
             self._count_transitions(spec, before, status)
+            self._log_estimate(ctx, state, status)
             await self._persist(key, state, status, notes=ctx.notes, run=run)
 
     # ---------------------------------------------------------------- spec and status
@@ -763,6 +766,12 @@ class Reconciler:
     def _finish_tracking(self, ctx: _Pass, outcome: str) -> None:
         if ctx.tracking.enabled and ctx.tracking.parent_run_id:
             asyncio.get_running_loop().run_in_executor(self._io, self.tracker.finish_parent_run, ctx.tracking, outcome)
+
+    def _log_estimate(self, ctx: _Pass, state: _RunState, status: AlignmentRunStatus) -> None:
+        pending = estimate.pending_params(ctx.tracking.parent_run_id, status.estimate, state.estimate_logged)
+        if pending is not None:
+            state.estimate_logged = pending[0]
+            asyncio.get_running_loop().run_in_executor(self._io, self.tracker.log_parent_params, ctx.tracking, pending[1])
 
     # ---------------------------------------------------------------- record
 

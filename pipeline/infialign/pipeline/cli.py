@@ -51,9 +51,22 @@ def _plan_objects(spec: object, run: object) -> dict[str, list[str]]:
     return out
 
 
+def _calibration_reference(workdir: Path, manifest: str | None, options: object) -> dict[str, object]:
+    """Per step of the finished run in `workdir`: its measured duration beside its work, estimated like the new run's."""
+    from infialign.pipeline import evidence
+    from infialign.pipeline.estimate import calibrate, estimate_run
+
+    spec, identity = evidence.reference_run(workdir, Path(manifest) if manifest else None)
+    records = evidence.finished_steps(spec, identity, workdir)
+    if not records:
+        raise ValueError(f"--calibrate-from {workdir}: run {identity.namespace}/{identity.name} has no finished step there; run it first")
+    estimate = estimate_run(spec, evidence.without_run_outputs(evidence.gather(spec, identity, None)), options)  # type: ignore[arg-type]
+    return calibrate.references(estimate, records)  # type: ignore[return-value]
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from infialign.pipeline import evidence, validation
-    from infialign.pipeline.estimate import Options, estimate_run, models, render
+    from infialign.pipeline.estimate import Options, calibrate, estimate_run, models, render
     from infialign.pipeline.runtime.config import RunIdentity
 
     result = validation.load_manifest(args.file)
@@ -65,11 +78,21 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         gpu=args.gpu, mfu=args.mfu, price_per_gpu_hour=args.price_per_gpu_hour, rows=args.rows,
         tokens_per_row=args.tokens_per_row, params=args.params, teacher_params=args.teacher_params,
     )
+    reference = None
+    if args.calibrate_from:
+        try:
+            reference = _calibration_reference(Path(args.calibrate_from), args.calibrate_manifest, options)
+        except (models.UnknownModelError, ValueError) as e:
+            print(f"{args.file}: {e}", file=sys.stderr)
+            return EXIT_INVALID
     for run in result.runs:
         identity = RunIdentity(namespace=run.metadata.namespace or "default", name=run.metadata.name)
         found = evidence.gather(run.spec, identity, Path(args.workdir) if args.workdir else None)
         try:
-            estimate = estimate_run(run.spec, found, options)
+            if reference is None:
+                estimate = estimate_run(run.spec, found, options)
+            else:  # the same kind of evidence as the reference's estimate, so the work ratio compares the specs
+                estimate = calibrate.apply(estimate_run(run.spec, evidence.without_run_outputs(found), options), reference, args.calibrate_from)
         except (models.UnknownModelError, ValueError) as e:
             print(f"{args.file}: {e}", file=sys.stderr)
             return EXIT_INVALID
@@ -164,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--params", type=_positive, default=None, help="the student's parameter count, when its config.json is not readable")
     plan.add_argument("--teacher-params", type=_positive, default=None, help="the teacher's parameter count")
     plan.add_argument("--workdir", default=None, help="the local executor's work dir, to read finished steps (as for `run`)")
+    plan.add_argument("--calibrate-from", default=None, metavar="WORKDIR",
+                      help="scale each step's measured duration in a finished run's work dir (`infialign run --workdir`) to this manifest")
+    plan.add_argument("--calibrate-manifest", default=None, metavar="FILE",
+                      help="the manifest of the --calibrate-from run, when its work dir has no runs/<ns>/<name>/spec.json (older runs)")
     plan.set_defaults(func=_cmd_plan)
 
     crd = sub.add_parser("crd", help="print the AlignmentRun CustomResourceDefinition generated from the API models")

@@ -22,8 +22,9 @@ from infialign.pipeline.estimate.plan import Evidence, StepRecord
 from infialign.pipeline.runtime import markers, storage
 from infialign.pipeline.runtime.config import RunIdentity, artifacts_root, output_uri, step_prefix
 
-__all__ = ["gather", "SAMPLE_ROWS"]
+__all__ = ["gather", "finished_steps", "reference_run", "without_run_outputs", "SAMPLE_ROWS", "SPEC_FILE"]
 
+SPEC_FILE: Final = "spec.json"  # the local executor keeps each run's spec here, beside status.json, for --calibrate-from
 SAMPLE_ROWS: Final = 2000  # records sampled per dataset for lengths: enough for a stable mean and Σl²/Σl
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,14 @@ def _shape(uri: str | None, revision: str | None, notes: list[str]) -> models.Mo
         return None
 
 
-def _steps(spec: AlignmentRunSpec, run: RunIdentity, workdir: Path | None, notes: list[str]) -> tuple[dict[str, StepRecord], dict[str, lengths.Empirical]]:
+def finished_steps(spec: AlignmentRunSpec, run: RunIdentity, workdir: Path | None) -> dict[str, StepRecord]:
+    """The run's finished steps (row counts, metrics, durations) from their `_SUCCESS.json`; the notes are dropped."""
+    return _steps(spec, run, workdir, [], datasets=False)[0]
+
+
+def _steps(
+    spec: AlignmentRunSpec, run: RunIdentity, workdir: Path | None, notes: list[str], datasets: bool = True
+) -> tuple[dict[str, StepRecord], dict[str, lengths.Empirical]]:
     from infialign.pipeline import graph
 
     if spec.storage.local is None:
@@ -128,7 +136,7 @@ def _steps(spec: AlignmentRunSpec, run: RunIdentity, workdir: Path | None, notes
         return {}, {}
     store = artifacts_root(spec, workdir)
     steps: dict[str, StepRecord] = {}
-    datasets: dict[str, lengths.Empirical] = {}
+    samples: dict[str, lengths.Empirical] = {}
     for step in graph.enabled_steps(spec):
         prefix = step_prefix(store.root, run, step.name)
         marker = markers.read_success(prefix, store)
@@ -139,14 +147,14 @@ def _steps(spec: AlignmentRunSpec, run: RunIdentity, workdir: Path | None, notes
             metrics=dict(marker.metrics),
             duration_seconds=marker.duration_seconds,
         )
-        for out in marker.outputs:
+        for out in marker.outputs if datasets else ():
             if out.name in ("pool", "dpo-prompts", "pairs") or out.name.startswith("sft-"):
                 try:
                     table = storage.read_parquet(output_uri(prefix, out.name), store)
-                    datasets[out.name] = _record_lengths(table, "run outputs", f"sample of {step.name}'s {out.name}")
+                    samples[out.name] = _record_lengths(table, "run outputs", f"sample of {step.name}'s {out.name}")
                 except Exception as e:  # noqa: BLE001
                     notes.append(f"{step.name}: {out.name} not read: {str(e)[:160]}")
-    return steps, datasets
+    return steps, samples
 
 
 def gather(spec: AlignmentRunSpec, run: RunIdentity, workdir: Path | None = None) -> Evidence:
@@ -162,3 +170,34 @@ def gather(spec: AlignmentRunSpec, run: RunIdentity, workdir: Path | None = None
         benchmarks=_benchmarks(spec, notes),
         notes=tuple(notes),
     )
+
+
+def without_run_outputs(found: Evidence) -> Evidence:
+    """Sources, benchmarks and model shapes only: two runs estimated from the same kind of evidence, so that the
+    ratio of their work reflects their specs (calibration), not that one of them has finished."""
+    return Evidence(model=found.model, teacher=found.teacher, sources=found.sources, benchmarks=found.benchmarks, notes=found.notes)
+
+
+def reference_run(workdir: Path, manifest: Path | None = None) -> tuple[AlignmentRunSpec, RunIdentity]:
+    """The spec and identity of the finished run in `workdir` (`infialign run --workdir`), for `--calibrate-from`.
+
+    The local executor keeps each run's spec in `runs/<namespace>/<name>/spec.json`; a run from before that
+    needs its manifest (`--calibrate-manifest`). Raises ValueError naming the flag and the fix."""
+    from infialign.pipeline import validation
+
+    if manifest is not None:
+        result = validation.load_manifest(manifest)
+        if not result.ok or len(result.runs) != 1:
+            raise ValueError(f"--calibrate-manifest {manifest}: needs exactly one valid AlignmentRun; run `infialign validate {manifest}`")
+        run = result.runs[0]
+        return run.spec, RunIdentity(namespace=run.metadata.namespace or "default", name=run.metadata.name)
+    found = sorted(workdir.glob(f"runs/*/*/{SPEC_FILE}"))
+    if len(found) != 1:
+        where = f"{workdir}/runs/<namespace>/<name>/{SPEC_FILE}"
+        what = f"{len(found)} runs ({', '.join(p.parent.name for p in found)})" if found else "no run"
+        raise ValueError(
+            f"--calibrate-from {workdir}: {what} found at {where}; pass --calibrate-manifest FILE with the manifest of the run to calibrate on"
+        )
+    path = found[0]
+    spec = AlignmentRunSpec.model_validate_json(path.read_text(encoding="utf-8"))
+    return spec, RunIdentity(namespace=path.parent.parent.name, name=path.parent.name)

@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from infialign.pipeline import planner, validation
+from infialign.pipeline import evidence, planner, validation
 from infialign.pipeline.api import (
     AlignmentRun,
     AlignmentRunStatus,
@@ -30,10 +30,12 @@ from infialign.pipeline.api import (
     FailureClass,
     MlflowStatus,
     Reason,
+    RunEstimateStatus,
     RunPhase,
     StepPhase,
     truncate,
 )
+from infialign.pipeline.estimate import publish
 from infialign.pipeline.launchers import LocalLauncher, tail
 from infialign.pipeline.runtime import entrypoint, markers, tracking
 from infialign.pipeline.runtime.config import (
@@ -73,6 +75,7 @@ class LocalExecutor:
         self.identity = RunIdentity(namespace=run.metadata.namespace, name=run.metadata.name, uid=run.metadata.uid)
         self.run_dir = self.workdir / "runs" / self.identity.namespace / self.identity.name
         self.status_file = self.run_dir / "status.json"
+        self.spec_file = self.run_dir / evidence.SPEC_FILE  # `infialign plan --calibrate-from` scales from it
         self.storage = artifacts_root(self.spec, self.workdir)
         self.console = console or Console(stderr=True)
         self.clock = clock
@@ -108,6 +111,18 @@ class LocalExecutor:
             mlflow = MlflowStatus(experiment_id=self.tracking.experiment_id, parent_run_id=self.tracking.parent_run_id, url=tracking.parent_run_url(self.tracking))
             status = status.model_copy(update={"mlflow": mlflow})
         return status
+
+    def _estimate(self) -> RunEstimateStatus:
+        """`status.estimate` as the operator writes it, but from everything readable here (sources, finished steps)."""
+        try:
+            found = evidence.gather(self.spec, self.identity, self.workdir)
+            return publish.for_spec(self.spec, self.run.metadata.generation, found)
+        except Exception as e:  # noqa: BLE001  an estimate never stops a run
+            return publish.unavailable(f"no estimate: {str(e)[:300]}", self.run.metadata.generation)
+
+    def _record_spec(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.spec_file.write_text(self.spec.model_dump_json(by_alias=True, exclude_none=True, indent=2), encoding="utf-8")
 
     # ---------------------------------------------------------------- observe
 
@@ -182,7 +197,10 @@ class LocalExecutor:
         previous = self._load_previous()
         if previous is not None and previous.mlflow is not None:
             status = status.model_copy(update={"mlflow": previous.mlflow})
-        status = self._start_tracking(status)
+        status = self._start_tracking(status).model_copy(update={"estimate": self._estimate()})
+        assert status.estimate is not None
+        tracking.log_parent_params(self.tracking, publish.mlflow_params(status.estimate))
+        self._record_spec()
         started = time.monotonic()
         self._save(status)
         try:

@@ -28,6 +28,8 @@ __all__ = [
     "StepStatus",
     "MlflowStatus",
     "EvalResult",
+    "StepEstimateStatus",
+    "RunEstimateStatus",
     "RESULTS_LIMIT",
     "AlignmentRunStatus",
     "MESSAGE_LIMIT",
@@ -276,6 +278,37 @@ class EvalResult(ApiModel):
     questions: int | None = Field(default=None, ge=0, description="Questions the value is over.")
 
 
+class StepEstimateStatus(ApiModel):
+    """One step's share of `status.estimate`; an empty figure is unknown (the spec alone does not give it), never 0."""
+
+    step: Name = Field(description="The step's name, as in `status.steps`.")
+    gpu_hours: float | None = Field(default=None, ge=0, description="GPU-hours of the step; empty if unknown (e.g. source rows not read).")
+    wall_hours: float | None = Field(default=None, ge=0, description="Wall-clock hours on the requested GPUs; empty if unknown.")
+    fits: bool | None = Field(default=None, description="Whether the step fits in GPU memory; empty for CPU steps or an unknown model shape.")
+
+
+class RunEstimateStatus(ApiModel):
+    """What `infialign plan` says about the run, computed from the spec when the operator accepted a generation.
+
+    The operator reads no sources and no artifacts: figures that need them are empty, and `complete` is false.
+    Run `infialign plan FILE` where the sources are readable for every figure and the per-step fixes."""
+
+    observed_generation: int | None = Field(default=None, ge=0, description="The spec generation the estimate was computed for.")
+    gpu: Annotated[str, StringConstraints(max_length=32)] | None = Field(
+        default=None, description="The GPU type priced (`--gpu` of `infialign plan`; the operator's `estimateGpu` setting)."
+    )
+    mfu: float | None = Field(default=None, gt=0, le=1, description="The model-FLOPs utilisation assumed where nothing was measured.")
+    gpu_hours: float | None = Field(
+        default=None, ge=0, description="GPU-hours of the steps whose time is known; a lower bound when `complete` is false."
+    )
+    complete: bool | None = Field(default=None, description="True when every GPU step's time is known, so `gpuHours` is the total.")
+    cost: float | None = Field(default=None, ge=0, description="`gpuHours` × the price per GPU-hour; empty when no price was given.")
+    steps: list[StepEstimateStatus] | None = Field(
+        default=None, max_length=16, description="Per step, in pipeline order.", json_schema_extra=xk8s(list_type="map", list_map_keys=["step"])
+    )
+    message: Text | None = Field(default=None, description="Why the estimate is missing or incomplete, and how to get the missing figures.")
+
+
 class AlignmentRunStatus(ApiModel):
     """The observed state of an AlignmentRun."""
 
@@ -298,6 +331,9 @@ class AlignmentRunStatus(ApiModel):
     message: Text | None = Field(default=None, description="A summary of the latest transition.")
     results: list[EvalResult] | None = Field(
         default=None, max_length=RESULTS_LIMIT, description="The eval stage's model × benchmark table, once it has run."
+    )
+    estimate: RunEstimateStatus | None = Field(
+        default=None, description="GPU-hours, wall time and fit per step, as `infialign plan` computes them from the accepted spec."
     )
 
     def step(self, name: str) -> StepStatus | None:

@@ -2,10 +2,10 @@
 
 Pure functions only (no I/O): `estimate_run(spec, evidence, options) -> RunEstimate`. The edge that reads
 finished steps, source samples and config.json is `infialign.pipeline.evidence`; `infialign plan` prints
-the result with `render`. The operator can call `estimate_run(...).to_status()` for `status.estimate`.
+the result with `render`. The operator and the local executor publish it as `status.estimate` and MLflow params with `publish`.
 """
 
-from infialign.pipeline.estimate import flops, hardware, lengths, memory, models, render
+from infialign.pipeline.estimate import flops, hardware, lengths, memory, models, publish, render
 from infialign.pipeline.estimate.plan import Evidence, Options, RunEstimate, StepEstimate, StepRecord, estimate_run
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "lengths",
     "memory",
     "models",
+    "publish",
     "render",
     "Evidence",
     "Options",

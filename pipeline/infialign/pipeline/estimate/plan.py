@@ -154,7 +154,8 @@ class RunEstimate:
 
 
 def _round(v: float | None) -> float | None:
-    return None if v is None else round(v, 2)
+    """Three significant figures: two decimals would show a small model's GPU step as 0 hours, which reads as free."""
+    return None if v is None else float(f"{v:.3g}")
 
 
 # ---------------------------------------------------------------- model shapes

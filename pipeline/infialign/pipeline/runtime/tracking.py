@@ -20,6 +20,7 @@ __all__ = [
     "ensure_parent_run",
     "parent_run_url",
     "finish_parent_run",
+    "log_parent_params",
     "local_tracking_uri",
     "flatten",
     "StageTracker",
@@ -129,6 +130,27 @@ def finish_parent_run(tracking: TrackingConfig, status: Literal["FINISHED", "FAI
         _client(tracking.uri).set_terminated(tracking.parent_run_id, status=status)
     except Exception as e:  # noqa: BLE001
         log.warning("could not close the MLflow parent run: %s", _short(e))
+
+
+def log_parent_params(tracking: TrackingConfig, params: Mapping[str, str]) -> None:
+    """Log `params` on the parent run; never raises. MLflow params cannot change once logged, so a key the run
+    already holds with another value (an estimate of an earlier spec generation) is kept and named in a warning."""
+    if not (tracking.enabled and tracking.uri and tracking.parent_run_id) or not params:
+        return
+    try:
+        from mlflow.entities import Param
+
+        client = _client(tracking.uri)
+        held = client.get_run(tracking.parent_run_id).data.params
+        new = {k: str(v)[:6000] for k, v in params.items() if k not in held}
+        changed = sorted(k for k, v in params.items() if k in held and held[k] != str(v)[:6000])
+        items = [Param(k, v) for k, v in new.items()]
+        for i in range(0, len(items), 100):
+            client.log_batch(tracking.parent_run_id, params=items[i : i + 100])
+        if changed:
+            log.warning("MLflow params cannot change; the parent run keeps its earlier %s (status.estimate has the new ones)", ", ".join(changed[:5]))
+    except Exception as e:  # noqa: BLE001
+        log.warning("could not log params on the MLflow parent run: %s", _short(e))
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
