@@ -71,6 +71,10 @@ class OperatorConfig:
     mlflow_uri: str | None = None
     """The tracking URI for runs whose `spec.tracking.uri` is empty (the chart's MLflow, if enabled)."""
 
+    mlflow_external_url: str | None = None
+    """The MLflow UI as users reach it (an Ingress), for `status.mlflow.url`; empty uses `mlflow_uri`, which is
+    often an in-cluster Service name a browser cannot open."""
+
     mlflow_timeout_seconds: float = 15.0
     """How long the first attempt of a run waits for the MLflow parent run before starting without it."""
 

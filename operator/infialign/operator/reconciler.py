@@ -759,7 +759,8 @@ class Reconciler:
         if not tracked.parent_run_id:
             return status
         ctx.tracking = tracked
-        url = self.tracker.parent_run_url(tracked)
+        external = self.config.mlflow_external_url
+        url = self.tracker.parent_run_url(tracked.model_copy(update={"uri": external}) if external else tracked)
         mlflow = MlflowStatus(experiment_id=tracked.experiment_id, parent_run_id=tracked.parent_run_id, url=url)
         return status.model_copy(update={"mlflow": mlflow})
 
