@@ -9,20 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infialign.pipeline import evidence, validation
+from infialign.pipeline import evidence
 from infialign.pipeline.estimate import Evidence, Options, StepRecord, calibrate, estimate_run
 
-ROOT = Path(__file__).resolve().parents[3]
-QUICKSTART = ROOT / "manifests/examples/quickstart.yaml"
+from .conftest import QUICKSTART, example_spec
+
 
 
 def _spec(edit=None):
-    doc = yaml.safe_load(QUICKSTART.read_text())
-    if edit is not None:
-        edit(doc["spec"])
-    result = validation.load_manifest_text(yaml.safe_dump(doc))
-    assert result.ok, result.problems
-    return result.runs[0].spec
+    return example_spec(QUICKSTART, edit)
 
 
 def _epochs(n: int):

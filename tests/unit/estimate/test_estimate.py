@@ -11,19 +11,14 @@ import yaml
 from infialign.pipeline import validation
 from infialign.pipeline.estimate import Evidence, Options, StepRecord, estimate_run, flops, hardware, lengths, memory, models, render
 
-ROOT = Path(__file__).resolve().parents[3]
-EXAMPLE = ROOT / "manifests/examples/qwen-7b-infialign.yaml"
+from .conftest import EXAMPLE_7B, QUICKSTART, example_spec
+
 QWEN7B = models.known_shape("hf://Qwen/Qwen2.5-7B")
 H100 = hardware.gpu("h100")
 
 
 def _spec(edit=None):
-    doc = yaml.safe_load(EXAMPLE.read_text())
-    if edit is not None:
-        edit(doc["spec"])
-    result = validation.load_manifest_text(yaml.safe_dump(doc))
-    assert result.ok, result.problems
-    return result.runs[0].spec
+    return example_spec(EXAMPLE_7B, edit)
 
 
 # ---------------------------------------------------------------- FLOPs formulas
@@ -229,10 +224,10 @@ def test_validate_warns_on_a_sure_oom_and_names_the_field() -> None:
 def test_cli_plan_prints_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     from infialign.pipeline import cli
 
-    assert cli.main(["plan", str(EXAMPLE), "--gpu", "h100"]) == 0
+    assert cli.main(["plan", str(EXAMPLE_7B), "--gpu", "h100"]) == 0
     out = capsys.readouterr().out
     assert "dry run" in out and "Job qwen-7b-infialign-sft-phase2-a1 (Indexed, 2 pods)" in out and "(spec)" in out
-    assert cli.main(["plan", str(EXAMPLE), "--output", "json", "--rows", "1000000", "--price-per-gpu-hour", "2"]) == 0
+    assert cli.main(["plan", str(EXAMPLE_7B), "--output", "json", "--rows", "1000000", "--price-per-gpu-hour", "2"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["gpu"] == "h100" and doc["complete"] and doc["cost"] > 0
     assert doc["steps"][0]["rows"] == {"value": 1_000_000, "source": "flag", "note": "sources not readable here: openr1-math, numina, gsm8k, inhouse"}
@@ -241,7 +236,7 @@ def test_cli_plan_prints_table_and_json(capsys: pytest.CaptureFixture[str]) -> N
 def test_cli_plan_missing_params_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from infialign.pipeline import cli
 
-    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc = yaml.safe_load(EXAMPLE_7B.read_text())
     doc["spec"]["model"]["uri"] = "hf://someone/unknown-7b"
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -253,7 +248,7 @@ def test_cli_plan_missing_params_is_a_clear_error(tmp_path: Path, capsys: pytest
 def test_cli_plan_reads_the_source_sample_of_builtin_data(capsys: pytest.CaptureFixture[str]) -> None:
     from infialign.pipeline import cli
 
-    assert cli.main(["plan", str(ROOT / "manifests/examples/quickstart.yaml"), "--output", "json"]) == 0
+    assert cli.main(["plan", str(QUICKSTART), "--output", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     curate = doc["steps"][0]
     assert curate["rows"]["value"] == 3000 and curate["rows"]["source"] == "source sample"

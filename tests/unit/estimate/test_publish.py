@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
-import yaml
 
 from infialign.operator import estimate as operator_estimate
 from infialign.operator.config import OperatorConfig
-from infialign.pipeline import planner, validation
+from infialign.pipeline import planner
 from infialign.pipeline.api import AlignmentRunStatus, RunEstimateStatus, crd
 from infialign.pipeline.estimate import Options, estimate_run, publish
 
-ROOT = Path(__file__).resolve().parents[3]
-EXAMPLE = ROOT / "manifests/examples/qwen-7b-infialign.yaml"
+from .conftest import EXAMPLE_7B, example_spec
+
 
 
 def _spec(edit=None):
-    doc = yaml.safe_load(EXAMPLE.read_text())
-    if edit is not None:
-        edit(doc["spec"])
-    result = validation.load_manifest_text(yaml.safe_dump(doc))
-    assert result.ok, result.problems
-    return result.runs[0].spec
+    return example_spec(EXAMPLE_7B, edit)
 
 
 def test_status_carries_to_status_and_the_generation() -> None:
