@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import urllib.request
 import os
 import socket
 from pathlib import Path
@@ -428,6 +429,8 @@ def test_the_bucket_job_creates_missing_buckets_over_real_s3(monkeypatch: pytest
     try:
         buckets = _load_file("create_buckets")
         endpoint = f"http://127.0.0.1:{port}"
+        # moto keeps one in-process store for every server it starts: forget the buckets earlier tests made
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
         assert buckets.ensure_buckets(endpoint, ["infialign", "mlflow"], wait_seconds=10) == ["infialign", "mlflow"]
         assert buckets.ensure_buckets(endpoint, ["infialign", "mlflow", "more"], wait_seconds=10) == ["more"]  # idempotent
         names = {b["Name"] for b in buckets._client(endpoint, "us-east-1").list_buckets()["Buckets"]}
