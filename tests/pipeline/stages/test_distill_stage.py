@@ -18,9 +18,6 @@ re-run alone: it resumes without duplicates, does not redo shard 1, merges and w
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,6 +31,8 @@ from infialign.pipeline.runtime import markers
 from infialign.pipeline.runtime.config import RunIdentity, StorageConfig, TrackingConfig, build_stage_config
 from infialign.pipeline.stages import distill
 from infialign.pipeline.world import reasoning, tiny_model
+
+from .conftest import run_stage
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -109,11 +108,7 @@ def _spec(pool: Path) -> AlignmentRun:
 
 
 def _stage(config_path: Path, env: dict[str, str], log: Path) -> int:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("INFIALIGN_SHARD")}
-    env = {**base, "OMP_NUM_THREADS": "1", "INFIALIGN_GENERATION_CHUNK_PROMPTS": "1", "INFIALIGN_SHARD_POLL_SECONDS": "0.2", **env}
-    with log.open("ab") as f:
-        proc = subprocess.run([sys.executable, "-m", "infialign.pipeline.cli", "stage", "distill", "--config", str(config_path)], env=env, stdout=f, stderr=f, timeout=900)
-    return proc.returncode
+    return run_stage("distill", config_path, env, log, chunk_prompts=1, timeout=900)
 
 
 def test_distill_keeps_what_verification_accepts_and_resumes_a_killed_shard(tmp_path: Path) -> None:

@@ -9,9 +9,6 @@ it resumes without duplicates or lost rows, finds shard 1 done, merges, scores a
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,6 +18,8 @@ from infialign.pipeline import generation
 from infialign.pipeline.api import AlignmentRun
 from infialign.pipeline.runtime import markers
 from infialign.pipeline.runtime.config import RunIdentity, StorageConfig, TrackingConfig, build_stage_config
+
+from .conftest import run_stage
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -49,11 +48,7 @@ def _spec(shards: int) -> AlignmentRun:
 
 
 def _stage(config_path: Path, env: dict[str, str], log: Path) -> int:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("INFIALIGN_SHARD")}
-    env = {**base, "OMP_NUM_THREADS": "1", "INFIALIGN_GENERATION_CHUNK_PROMPTS": "2", "INFIALIGN_SHARD_POLL_SECONDS": "0.2", **env}
-    with log.open("ab") as f:
-        proc = subprocess.run([sys.executable, "-m", "infialign.pipeline.cli", "stage", "eval", "--config", str(config_path)], env=env, stdout=f, stderr=f, timeout=600)
-    return proc.returncode
+    return run_stage("eval", config_path, env, log, chunk_prompts=2, timeout=600)
 
 
 def test_sharded_eval_resumes_a_killed_shard_and_reports(tmp_path: Path) -> None:

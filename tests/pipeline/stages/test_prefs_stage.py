@@ -17,9 +17,6 @@ spec whose selection keeps nothing ends with exit 2, a message naming the settin
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -29,6 +26,8 @@ from infialign.pipeline import generation, pairs, records
 from infialign.pipeline.api import AlignmentRun
 from infialign.pipeline.runtime import markers
 from infialign.pipeline.runtime.config import RunIdentity, StageConfig, StorageConfig, TrackingConfig, build_stage_config
+
+from .conftest import run_stage
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -135,12 +134,7 @@ def _config(tmp_path: Path, policy: Path, prompts: str, sft: str, bench: str, ro
 
 
 def _stage(config_path: Path, env: dict[str, str], log: Path) -> int:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("INFIALIGN_SHARD")}
-    env = {**base, "OMP_NUM_THREADS": "1", "INFIALIGN_GENERATION_CHUNK_PROMPTS": "1", "INFIALIGN_SHARD_POLL_SECONDS": "0.2", **env}
-    with log.open("ab") as f:
-        proc = subprocess.run([sys.executable, "-m", "infialign.pipeline.cli", "stage", "prefs", "--config", str(config_path)],
-                              env=env, stdout=f, stderr=f, timeout=900)
-    return proc.returncode
+    return run_stage("prefs", config_path, env, log, chunk_prompts=1, timeout=900)
 
 
 def test_sharded_prefs_resumes_and_pairs_errors_with_expert_answers(tmp_path: Path, policy: Path) -> None:
