@@ -586,11 +586,10 @@ class Reconciler:
     def _succeeded(
         self, ctx: _Pass, status: AlignmentRunStatus, step: StepStatus, config: StageConfig, success: Success | None, *, reason: str
     ) -> AlignmentRunStatus:
-        update: dict[str, Any] = {"reason": reason}
+        update: dict[str, Any] = {}
         if success is not None:
             update["outputs"] = success.outputs or None
             update["metrics"] = success.step_metrics
-            update["duration_seconds"] = success.duration_seconds
             if success.metrics:
                 update["progress"] = StepProgress(percent=100.0, metrics=success.metrics, time=ctx.now)
         else:
@@ -599,15 +598,16 @@ class Reconciler:
             update["outputs"] = [StepOutput(name=n, uri=output_uri(config.output, n)) for n in graph.step_outputs(ctx.spec, ref)]
             update["message"] = "completed; its _SUCCESS.json is not readable by the operator"
         ctx.note("StepSucceeded", f"{step.name} attempt {step.attempt} succeeded" + (" (already done)" if reason != "Succeeded" else ""))
-        if success is not None and success.finished_at is not None and reason != "Succeeded":
+        if success is None:
+            status = planner.attempt_succeeded(status, step.name, step.attempt, ctx.now, reason=reason, **update)
+        elif success.finished_at is not None and reason != "Succeeded":
             # a skip keeps the times of the attempt that did the work, not the instant of the skip
-            del update["reason"], update["duration_seconds"]
             status = planner.attempt_cached(
                 status, step.name, step.attempt, ctx.now,
                 started_at=success.started_at, finished_at=success.finished_at, duration_seconds=success.duration_seconds, **update,
             )
         else:
-            status = planner.attempt_succeeded(status, step.name, step.attempt, ctx.now, **update)
+            status = planner.attempt_succeeded(status, step.name, step.attempt, ctx.now, reason=reason, duration_seconds=success.duration_seconds, **update)
         return planner.record_results(status, step.name, success.results if success is not None else [])
 
     # ---------------------------------------------------------------- act
