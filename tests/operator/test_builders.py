@@ -185,7 +185,10 @@ def test_secrets_only_by_reference_and_pod_hardening(make_run: Any) -> None:
 def test_cpu_step_has_no_gpu_no_shm_no_torchrun_env(make_run: Any) -> None:
     _, job = _case_curate(make_run)
     (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["resources"] == {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"cpu": "4", "memory": "16Gi"}}
+    assert container["resources"] == {
+        "requests": {"cpu": "4", "memory": "16Gi", "ephemeral-storage": "20Gi"},
+        "limits": {"cpu": "4", "memory": "16Gi"},
+    }
     assert not any(e["name"].startswith(("PET_", "NCCL_")) for e in container["env"])
     assert [v["name"] for v in job["spec"]["template"]["spec"]["volumes"]] == ["config", "scratch"]
     assert "completionMode" not in job["spec"] and "suspend" not in job["spec"] and "subdomain" not in job["spec"]["template"]["spec"]
@@ -242,7 +245,8 @@ def test_the_fabric_override_adds_to_the_pod_and_never_replaces_what_the_operato
     pod, (container,) = template["spec"], template["spec"]["containers"]
     limits, requests = container["resources"]["limits"], container["resources"]["requests"]
     # extended resources next to the GPUs, request = limit (they cannot be overcommitted)
-    assert limits == requests and limits["rdma/hca_shared_devices_a"] == "1" and limits["vpc.amazonaws.com/efa"] == "4"
+    assert limits == {k: v for k, v in requests.items() if k != "ephemeral-storage"}
+    assert limits["rdma/hca_shared_devices_a"] == "1" and limits["vpc.amazonaws.com/efa"] == "4"
     assert limits["nvidia.com/gpu"] == "8"
     labels = template["metadata"]["labels"]
     assert labels["infialign.dev/stage"] == "sft-phase1" and labels["infialign.dev/attempt"] == "1"  # the operator still finds its pods
@@ -284,3 +288,36 @@ def test_finished_jobs_are_cleaned_up_after_their_ttl(make_run: Any, ttl: int | 
     assert job["spec"].get("ttlSecondsAfterFinished") == expected
     *_, default = _objects(make_run().dict(), "curate", 1)
     assert default["spec"]["ttlSecondsAfterFinished"] == 604800  # a week by default
+
+
+# ---------------------------------------------------------------- disk
+
+
+def _scratch(job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    pod = job["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "scratch"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    return volume, container["resources"], env
+
+
+def test_caches_live_on_a_sized_scratch_disk_the_pod_requests(make_run: Any) -> None:
+    _, cpu_job = _case_curate(make_run)
+    volume, resources, env = _scratch(cpu_job)
+    assert volume["emptyDir"] == {"sizeLimit": "20Gi"} and resources["requests"]["ephemeral-storage"] == "20Gi"
+    assert "ephemeral-storage" not in resources["limits"]  # a limit would evict for logs and the image layer too
+    for name in ("HF_HOME", "XDG_CACHE_HOME", "INFIALIGN_CACHE", "VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "TORCH_EXTENSIONS_DIR"):
+        assert env[name].startswith("/scratch/cache"), name
+
+    gpu_job = _case_distill_shards(make_run)[-1]
+    volume, resources, _ = _scratch(gpu_job)
+    assert volume["emptyDir"]["sizeLimit"] == "200Gi" == resources["requests"]["ephemeral-storage"]
+
+
+def test_scratch_size_and_a_user_cache_location_come_from_the_spec(make_run: Any) -> None:
+    doc = make_run().stage("curate", resources={"scratchSize": "500Gi", "env": [{"name": "HF_HOME", "value": "/models/hf"}]}).dict()
+    job = _objects(doc, "curate", 1)[-1]
+    volume, resources, env = _scratch(job)
+    assert volume["emptyDir"]["sizeLimit"] == "500Gi" == resources["requests"]["ephemeral-storage"]
+    names = [e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert names.count("HF_HOME") == 1 and env["HF_HOME"] == "/models/hf"

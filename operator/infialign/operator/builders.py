@@ -55,6 +55,21 @@ CONTAINER_NAME: Final = "stage"
 CONFIG_DIR: Final = "/etc/infialign"
 CONFIG_FILE: Final = "stage.json"
 SCRATCH_DIR: Final = "/scratch"
+CACHE_DIR: Final = f"{SCRATCH_DIR}/cache"
+# Without these, libraries cache under $HOME on the container's writable layer, which is neither sized nor
+# counted against the pod's request: a 60 GB teacher download then evicts the pod, or the node's other pods.
+_CACHE_ENV: Final = (
+    ("HF_HOME", f"{CACHE_DIR}/huggingface"),
+    ("XDG_CACHE_HOME", CACHE_DIR),
+    ("INFIALIGN_CACHE", f"{CACHE_DIR}/infialign"),
+    ("VLLM_CACHE_ROOT", f"{CACHE_DIR}/vllm"),
+    ("TRITON_CACHE_DIR", f"{CACHE_DIR}/triton"),
+    ("TORCHINDUCTOR_CACHE_DIR", f"{CACHE_DIR}/inductor"),
+    ("TORCH_EXTENSIONS_DIR", f"{CACHE_DIR}/torch_extensions"),
+)
+# Model weights dominate: a 7B student is ~15 GB, a 32B teacher ~65 GB, plus checkpoints staged for upload.
+_DEFAULT_SCRATCH_GPU: Final = "200Gi"
+_DEFAULT_SCRATCH_CPU: Final = "20Gi"
 WORKSPACE_DIR: Final = "/workspace"  # relative local artifact paths resolve here in pods
 MAX_HEARTBEAT_SECONDS: Final = 30  # the stages' own default interval
 MASTER_PORT: Final = 29500  # torchrun's default; the same in Trainer v2 and training-operator
@@ -291,10 +306,17 @@ def _environment(
     taken = {e["name"] for e in reserved}
     user = [e for e in _user_env(_resources(spec, step)) if e["name"] not in taken and not e["name"].startswith(_RESERVED_PREFIXES)]
     overridden = {e["name"] for e in user}
-    defaults: list[dict[str, Any]] = []
+    defaults = [_value(n, v) for n, v in _CACHE_ENV if n not in overridden]  # a user may point a cache at a PVC
     if _resources(spec, step).gpus_per_node > 0 or step.stage in TRAINING_STAGES:
-        defaults = [_value(n, v) for n, v in _GPU_DEFAULT_ENV if n not in overridden]
+        defaults += [_value(n, v) for n, v in _GPU_DEFAULT_ENV if n not in overridden]
     return reserved + defaults + user
+
+
+def scratch_size(resources: Resources) -> str:
+    """The `/scratch` size of a stage's pods: the user's, else a default by pod kind."""
+    if resources.scratch_size:
+        return resources.scratch_size
+    return _DEFAULT_SCRATCH_GPU if resources.gpus_per_node > 0 else _DEFAULT_SCRATCH_CPU
 
 
 # ---------------------------------------------------------------- pod template and Job
@@ -308,10 +330,12 @@ def _container_resources(resources: Resources) -> dict[str, Any]:
         quantities["memory"] = resources.memory
     if resources.gpus_per_node > 0:
         quantities["nvidia.com/gpu"] = str(resources.gpus_per_node)
-    if not quantities:
-        return {}
     # requests = limits: a training group is only as fast as its slowest pod, so no overcommit
-    return {"requests": dict(quantities), "limits": dict(quantities)}
+    out: dict[str, Any] = {"requests": dict(quantities), "limits": dict(quantities)} if quantities else {"requests": {}}
+    # Requested, not limited: the scheduler then picks a node with room for the scratch disk, and the
+    # emptyDir's sizeLimit bounds it; a limit would also count logs and the image layer, and evict for those.
+    out["requests"]["ephemeral-storage"] = scratch_size(resources)
+    return out
 
 
 def _volumes(spec: AlignmentRunSpec, step: graph.Step, job: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
@@ -321,7 +345,7 @@ def _volumes(spec: AlignmentRunSpec, step: graph.Step, job: str) -> tuple[list[d
             "name": "config",
             "configMap": {"name": config_map_name(job), "items": [{"key": CONFIG_FILE, "path": CONFIG_FILE}], "defaultMode": 0o444},
         },
-        {"name": "scratch", "emptyDir": {}},
+        {"name": "scratch", "emptyDir": {"sizeLimit": scratch_size(resources)}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
@@ -364,9 +388,7 @@ def _pod_spec(
     }
     if step.stage in TRAINING_STAGES:
         container["ports"] = [{"name": "rendezvous", "containerPort": MASTER_PORT, "protocol": "TCP"}]
-    container_resources = _container_resources(resources)
-    if container_resources:
-        container["resources"] = container_resources
+    container["resources"] = _container_resources(resources)
     if working_dir:
         container["workingDir"] = working_dir
     pod: dict[str, Any] = {

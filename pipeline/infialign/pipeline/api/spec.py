@@ -392,6 +392,13 @@ class Resources(ApiModel):
     cpu: Quantity | None = Field(default=None, description="CPU request and limit per pod. Empty leaves it unset.")
     memory: Quantity | None = Field(default=None, description="Memory request and limit per pod. Empty leaves it unset.")
     shm_size: Quantity = Field(default="16Gi", description="Size of the memory-backed `/dev/shm` (NCCL, dataloaders). Default: 16Gi.")
+    scratch_size: Quantity | None = Field(
+        default=None,
+        description="Size of the pod's `/scratch` disk, where model downloads and the Hugging Face, vLLM, Triton and "
+        "compile caches go: the emptyDir's `sizeLimit` and the pod's `ephemeral-storage` request, so the scheduler "
+        "places the pod on a node with that much disk. Empty: 200Gi for GPU pods, 20Gi for CPU pods. A step evicted "
+        "twice for disk pressure fails as an application error: raise this value.",
+    )
     node_selector: LabelMap | None = Field(default=None, description="Node labels the pods require, passed through.")
     tolerations: list[Toleration] | None = Field(default=None, max_length=32, description="Pod tolerations, passed through.")
     affinity: dict | None = Field(
