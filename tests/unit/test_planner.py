@@ -110,6 +110,19 @@ CASES: list[tuple[str, dict[str, Any], float, list[planner.Action]]] = [
     ("infra-failures-over-their-cap-fail-the-run",
      {"phase": StepPhase.ATTEMPT_FAILED, "attempt": 4, "restarts": Restarts(infra=3), "last_failure": failure(FailureClass.INFRA, 4)}, 0,
      [planner.FailRun("curate", reason=Reason.INFRA_RETRIES_EXHAUSTED, message="curate: 3 disruptions")]),
+    ("a-first-disk-pressure-eviction-is-a-free-retry",
+     {"phase": StepPhase.ATTEMPT_FAILED, "attempt": 3, "restarts": Restarts(app=2),
+      "last_failure": failure(FailureClass.INFRA, 3, reason=Reason.DISK_PRESSURE)}, 0,
+     [planner.ScheduleRetry("curate", failure_class=FailureClass.INFRA, not_before=at(0))]),
+    ("a-second-disk-pressure-eviction-spends-the-budget",
+     {"phase": StepPhase.ATTEMPT_FAILED, "attempt": 2, "restarts": Restarts(infra=1, disk=1),
+      "last_failure": failure(FailureClass.INFRA, 2, reason=Reason.DISK_PRESSURE)}, 0,
+     [planner.ScheduleRetry("curate", failure_class=FailureClass.APP, not_before=at(30))]),
+    ("repeated-disk-pressure-over-the-budget-names-the-field",
+     {"phase": StepPhase.ATTEMPT_FAILED, "attempt": 4, "restarts": Restarts(infra=1, disk=2, app=2),
+      "last_failure": failure(FailureClass.INFRA, 4, reason=Reason.DISK_PRESSURE)}, 0,
+     [planner.FailRun("curate", reason=Reason.RETRIES_EXHAUSTED,
+                      message="curate: failed 3 times; last: DiskPressure: boom (raise spec.stages.<stage>.resources.scratchSize)")]),
     ("permanent-failure-fails-the-run-at-once",
      {"phase": StepPhase.ATTEMPT_FAILED, "last_failure": failure(FailureClass.PERMANENT, reason=Reason.FATAL_EXIT_CODE)}, 0,
      [planner.FailRun("curate", reason=Reason.PERMANENT_FAILURE, message="curate: FatalExitCode: boom")]),
@@ -421,3 +434,11 @@ def test_the_deadline_cuts_a_backoff_short_and_without_one_nothing_changes(make_
     assert planner.plan(spec, status, at(601)) == [planner.FailRun("curate", Reason.DEADLINE_EXCEEDED, "the run did not finish within spec.activeDeadlineSeconds=600s of its start")]
     unbounded = make_run().policy(**POLICY).spec()
     assert planner.plan(unbounded, status, at(10**6)) == [planner.StartAttempt("curate", attempt=2)]
+
+
+def test_disk_pressure_retries_are_counted(make_run) -> None:
+    spec = make_run().policy(**POLICY).spec()
+    status = status_with(spec, phase=StepPhase.ATTEMPT_FAILED, last_failure=failure(FailureClass.INFRA, reason=Reason.DISK_PRESSURE))
+    (retry,) = planner.plan(spec, status, at(0))
+    after = planner.apply(status, retry, at(0))
+    assert after.step("curate").restarts == Restarts(infra=1, disk=1)

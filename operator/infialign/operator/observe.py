@@ -6,7 +6,8 @@ No clock, no I/O: the reconciler turns the answer into planner observations (`at
 `attempt_succeeded`, `heartbeat`). Classification rules (DESIGN.md §5, research §4.1):
 
 - pod condition `DisruptionTarget=True`, pod reason Evicted/Preempted/NodeLost/Shutdown/…, or a Job
-  failed by the `DisruptionTarget` pod-failure-policy rule → Infrastructure (`Disruption`)
+  failed by the `DisruptionTarget` pod-failure-policy rule → Infrastructure (`Disruption`; `DiskPressure`
+  when the kubelet evicted for disk, which the planner lets retry for free only once)
 - terminated exit code in `fatalExitCodes` → Permanent (`FatalExitCode`)
 - any other non-zero exit, or a failed Job without pod details → Application (`NonZeroExit`), with the
   tail of the termination message
@@ -49,6 +50,8 @@ INFRA_POD_REASONS: Final = frozenset(
 _KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
 NO_PODS_YET: Final = "PodsPending"  # fewer pods than the Job's parallelism exist or run, and none says why
 _EXIT_CODE_IN_MESSAGE = re.compile(r"exit code (\d+)")
+# The kubelet's eviction messages for disk: node pressure, a pod over its ephemeral-storage, an emptyDir over sizeLimit.
+_DISK_EVICTION = re.compile(r"ephemeral-storage|ephemeral local storage|EmptyDir volume|DiskPressure|nodefs|imagefs", re.IGNORECASE)
 # What the kubelet (containerd, CRI-O) says when an image or its tag does not exist, or the registry refuses
 # the pull: a person must act. Rate limits (429), timeouts and TLS hiccups are absent on purpose: they heal.
 _IMAGE_GONE = re.compile(
@@ -181,7 +184,8 @@ def classify_failure(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, 
     for pod in pods:
         why = _disrupted(pod)
         if why is not None:
-            return Failed(FailureClass.INFRA, Reason.DISRUPTION, truncate(f"pod {name(pod)}: {why}"), nodes=_nodes(_node(pod)))
+            reason = Reason.DISK_PRESSURE if _DISK_EVICTION.search(why) else Reason.DISRUPTION
+            return Failed(FailureClass.INFRA, reason, truncate(f"pod {name(pod)}: {why}"), nodes=_nodes(_node(pod)))
     failed = _true(job, "Failed") or _true(job, "FailureTarget")
     job_message = str(failed.get("message") or "") if failed else ""
     if "DisruptionTarget" in job_message:

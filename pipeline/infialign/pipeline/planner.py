@@ -188,14 +188,19 @@ def _decide_failure(spec: AlignmentRunSpec, step: StepStatus, now: dt.datetime) 
     cls = failure.failure_class
     if cls == FailureClass.PERMANENT:
         return FailRun(step.name, Reason.PERMANENT_FAILURE, f"{step.name}: {failure.reason}: {failure.message or ''}".strip())
+    if failure.reason == Reason.DISK_PRESSURE and step.restarts.disk >= 1:
+        # Once may be a neighbour filling the node; twice, the stage's own downloads and checkpoints do, and
+        # a free retry on the next node would loop forever. It now spends the retry budget.
+        cls = FailureClass.APP
     if cls == FailureClass.INFRA:
         if step.restarts.infra >= policy.max_infra_restarts:
             return FailRun(step.name, Reason.INFRA_RETRIES_EXHAUSTED, f"{step.name}: {step.restarts.infra} disruptions")
     elif step.restarts.budgeted >= policy.max_restarts_per_stage:
+        hint = " (raise spec.stages.<stage>.resources.scratchSize)" if failure.reason == Reason.DISK_PRESSURE else ""
         return FailRun(
             step.name,
             Reason.RETRIES_EXHAUSTED,
-            f"{step.name}: failed {step.restarts.budgeted + 1} times; last: {failure.reason}: {failure.message or ''}".strip(),
+            f"{step.name}: failed {step.restarts.budgeted + 1} times; last: {failure.reason}: {failure.message or ''}".strip() + hint,
         )
     delay = _backoff(spec, step.restarts, cls)
     return ScheduleRetry(step.name, failure_class=cls, not_before=now + dt.timedelta(seconds=delay))
@@ -362,7 +367,10 @@ def apply(status: AlignmentRunStatus, action: Action, now: dt.datetime, *, run_n
             status = attempt_ended(status, step.name, action.failure)
     elif isinstance(action, ScheduleRetry) and step is not None:
         field = {FailureClass.INFRA: "infra", FailureClass.HANG: "hang"}.get(action.failure_class, "app")
-        restarts = step.restarts.model_copy(update={field: getattr(step.restarts, field) + 1})
+        update = {field: getattr(step.restarts, field) + 1}
+        if step.last_failure is not None and step.last_failure.reason == Reason.DISK_PRESSURE:
+            update["disk"] = step.restarts.disk + 1
+        restarts = step.restarts.model_copy(update=update)
         status = _replace_step(
             status, step.name, phase=StepPhase.BACKOFF, restarts=restarts, retry_after=action.not_before, reason=Reason.BACKOFF
         )

@@ -228,3 +228,31 @@ def test_the_parent_run_link_opens_the_model_training_view() -> None:
 
     config = TrackingConfig(uri="http://mlflow.example:5000/", experiment_id="3", parent_run_id="abc")
     assert tracking.parent_run_url(config) == "http://mlflow.example:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+
+
+def test_a_download_beats_while_bytes_arrive_and_falls_silent_when_it_sticks(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from infialign.pipeline.runtime import sources
+
+    target = tmp_path / "model"
+    heard: list[int] = []
+    arrived = threading.Event()
+
+    def download() -> None:
+        target.mkdir()
+        for i in range(3):
+            (target / f"part-{i}").write_bytes(b"x" * 1000)
+            time.sleep(0.2)
+        arrived.set()
+
+    with sources.reporting_growth(target, heard.append, every=0.02):
+        writer = threading.Thread(target=download)
+        writer.start()
+        writer.join()
+        time.sleep(0.1)
+        after_last_byte = len(heard)
+        time.sleep(0.3)  # stuck: nothing arrives, so nothing may be reported
+        assert len(heard) == after_last_byte
+    assert arrived.is_set() and heard == sorted(heard) and heard[-1] == 3000 and len(heard) >= 2

@@ -108,6 +108,7 @@ class Reason:
     IMAGE_PULL: Final = "ImagePullFailed"  # the kubelet cannot pull the image
     FATAL_EXIT_CODE: Final = "FatalExitCode"  # the process exited with one of fatalExitCodes
     DISRUPTION: Final = "Disruption"  # pod DisruptionTarget / node lost / preempted
+    DISK_PRESSURE: Final = "DiskPressure"  # the kubelet evicted a pod for disk (node disk, scratch sizeLimit)
     EXIT_CODE: Final = "NonZeroExit"  # the process exited non-zero
     HEARTBEAT_TIMEOUT: Final = "HeartbeatTimeout"  # the hang detector killed the attempt
     DEADLINE_EXCEEDED: Final = "DeadlineExceeded"  # Failed=True: the run outlived spec.activeDeadlineSeconds
@@ -157,6 +158,9 @@ class Restarts(ApiModel):
     infra: int = Field(default=0, ge=0, description="Restarts after disruptions (do not use the budget).")
     app: int = Field(default=0, ge=0, description="Restarts after application failures.")
     hang: int = Field(default=0, ge=0, description="Restarts after hangs.")
+    disk: int = Field(
+        default=0, ge=0, description="Restarts after disk-pressure evictions; the first is free, a repeat uses the budget."
+    )
 
     @property
     def budgeted(self) -> int:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from infialign.pipeline import records
 from infialign.pipeline.runtime import sources, storage
-from infialign.pipeline.runtime.config import StageConfig, StageConfigError, output_uri
+from infialign.pipeline.runtime.config import ModelRef, StageConfig, StageConfigError, output_uri
 from infialign.pipeline.runtime.markers import Heartbeat, OutputRecord
 from infialign.pipeline.runtime.tracking import StageTracker
 
@@ -99,9 +99,17 @@ class StageContext:
         if ref is None:
             raise StageConfigError(f"{self.config.step}: no {which} is configured")
         try:
-            return sources.materialize_model(ref, self.config.storage)
+            return self.download_model(ref)
         except sources.SourceError as e:
             raise StageInputError(str(e)) from e
+
+    def download_model(self, ref: ModelRef) -> Path:
+        """A model as a local directory; the heartbeat reports the bytes while a download makes progress."""
+
+        def report(size: int) -> None:
+            self.beat(message=f"downloading {ref.uri}: {size / 1e9:.2f} GB")
+
+        return sources.materialize_model(ref, self.config.storage, on_progress=report)
 
     # ---- outputs
 

@@ -7,11 +7,14 @@ and generation load a real checkpoint and the built-in tiny model through the sa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import posixpath
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,7 +25,9 @@ import pyarrow.parquet as pq
 from infialign.pipeline.runtime import storage
 from infialign.pipeline.runtime.config import ModelRef, StorageConfig
 
-__all__ = ["SourceError", "open_dataset", "materialize_model", "tokenizer_file", "cache_dir"]
+__all__ = ["SourceError", "open_dataset", "materialize_model", "tokenizer_file", "cache_dir", "reporting_growth"]
+
+DownloadProgress = Callable[[int], None]  # called with the bytes on disk so far
 
 
 class SourceError(ValueError):
@@ -101,8 +106,52 @@ def open_dataset(uri: str, store: StorageConfig | None = None) -> pa.Table:
         raise SourceError(f"{uri}: cannot read: {e}") from e
 
 
-def materialize_model(ref: ModelRef, store: StorageConfig | None = None) -> Path:
-    """A local directory with the model's config, weights and tokenizer."""
+def _bytes_under(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # a partial file renamed away while we walk
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
+
+
+@contextlib.contextmanager
+def reporting_growth(path: Path, on_progress: DownloadProgress | None, every: float = 5.0) -> Iterator[None]:
+    """While a download fills `path`, call `on_progress(bytes)` each time it has grown since the last look.
+
+    A 60 GB teacher takes longer than a stall timeout to download, so the stage must beat meanwhile; but only
+    while bytes arrive: a download that is stuck stops reporting, and the hang detector still sees it.
+    """
+    if on_progress is None:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        seen = _bytes_under(path) if path.exists() else 0
+        while not done.wait(every):
+            size = _bytes_under(path) if path.exists() else 0
+            if size != seen:
+                seen = size
+                on_progress(size)
+
+    watcher = threading.Thread(target=watch, name="download-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
+def _hf_repo_cache(repo: str) -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+
+
+def materialize_model(ref: ModelRef, store: StorageConfig | None = None, on_progress: DownloadProgress | None = None) -> Path:
+    """A local directory with the model's config, weights and tokenizer; `on_progress` hears of a download."""
     uri = ref.uri
     if uri.startswith("builtin://"):
         from infialign.pipeline.world import tiny_model
@@ -112,7 +161,8 @@ def materialize_model(ref: ModelRef, store: StorageConfig | None = None) -> Path
         from huggingface_hub import snapshot_download
 
         repo = uri.removeprefix("hf://").strip("/")
-        return Path(snapshot_download(repo_id=repo, revision=ref.revision))
+        with reporting_growth(_hf_repo_cache(repo), on_progress):
+            return Path(snapshot_download(repo_id=repo, revision=ref.revision))
     local = storage.local_path(uri)
     if local is not None:
         if not (local / "config.json").exists():
@@ -121,7 +171,8 @@ def materialize_model(ref: ModelRef, store: StorageConfig | None = None) -> Path
     key = hashlib.sha256(uri.encode()).hexdigest()[:16]
     target = cache_dir() / "models" / f"{posixpath.basename(uri.rstrip('/')) or 'model'}-{key}"
     if not (target / ".complete").exists():
-        storage.get_dir(uri, target, store)
+        with reporting_growth(target, on_progress):
+            storage.get_dir(uri, target, store)
         if not (target / "config.json").exists():
             raise SourceError(f"{uri}: no config.json after download; expected a Hugging Face model directory")
         (target / ".complete").touch()

@@ -153,7 +153,7 @@ def _model_dir(ctx: StageContext, label: str, input_name: str) -> Path:
     try:
         if label == "base":
             return ctx.model_path()
-        return sources.materialize_model(ModelRef(uri=ctx.config.inputs[input_name]), ctx.config.storage)
+        return ctx.download_model(ModelRef(uri=ctx.config.inputs[input_name]))
     except (StageInputError, sources.SourceError) as e:
         raise StageInputError(f"{_model_field(label)}: cannot load the {label} model: {e}") from e
 
