@@ -321,3 +321,18 @@ def test_scratch_size_and_a_user_cache_location_come_from_the_spec(make_run: Any
     assert volume["emptyDir"]["sizeLimit"] == "500Gi" == resources["requests"]["ephemeral-storage"]
     names = [e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]]
     assert names.count("HF_HOME") == 1 and env["HF_HOME"] == "/models/hf"
+
+
+def test_stage_pods_reach_mlflows_artifact_store_only_when_it_is_not_proxied(make_run: Any) -> None:
+    def env_of(tracking: TrackingConfig) -> dict[str, str]:
+        doc = make_run().dict()
+        run = AlignmentRun.model_validate(doc)
+        identity = RunIdentity(namespace="team-a", name="r1", uid="u1")
+        config = build_stage_config(run.spec, identity, "curate", 1, artifacts_root(run.spec), tracking)
+        job = builders.build_job(run.spec, identity, "curate", 1, config)
+        return {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    proxied = env_of(TrackingConfig(uri="http://mlflow:5000"))
+    assert "MLFLOW_S3_ENDPOINT_URL" not in proxied  # never the data store's endpoint: MLflow's store is its own
+    direct = env_of(TrackingConfig(uri="http://mlflow:5000", artifacts_s3_endpoint="https://s3.mlflow.example.com"))
+    assert direct["MLFLOW_S3_ENDPOINT_URL"] == "https://s3.mlflow.example.com"

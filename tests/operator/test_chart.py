@@ -443,3 +443,13 @@ def test_the_bucket_job_creates_missing_buckets_over_real_s3(monkeypatch: pytest
     monkeypatch.setenv("BUCKETS", "infialign")
     monkeypatch.setenv("WAIT_SECONDS", "0")
     assert buckets.main() == 1  # the endpoint is gone: a clear failure, not a traceback
+
+
+@needs_helm
+def test_an_mlflow_that_does_not_proxy_artifacts_gives_the_operator_its_own_s3_endpoint() -> None:
+    direct = {"tracking": {"defaultUri": "http://mlflow.ml:5000", "artifactsS3Endpoint": "https://s3.mlflow.example.com"}}
+    operator = _named(_render(direct), "Deployment", "infialign")["spec"]["template"]["spec"]["containers"][0]
+    assert _env(operator)["INFIALIGN_OPERATOR_MLFLOW_S3_ENDPOINT_URL"]["value"] == "https://s3.mlflow.example.com"
+    proxied = {**direct, "mlflow": {"enabled": True}}  # the chart's MLflow proxies: clients never reach its store
+    operator = _named(_render(proxied), "Deployment", "infialign")["spec"]["template"]["spec"]["containers"][0]
+    assert "INFIALIGN_OPERATOR_MLFLOW_S3_ENDPOINT_URL" not in _env(operator)

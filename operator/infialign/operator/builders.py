@@ -263,7 +263,7 @@ def _reserved_env(
                 _secret("AWS_SECRET_ACCESS_KEY", s3.secret_ref.name, s3.secret_ref.secret_access_key_key),
             ]
         if s3.endpoint:
-            env += [_value("AWS_ENDPOINT_URL", s3.endpoint), _value("MLFLOW_S3_ENDPOINT_URL", s3.endpoint)]
+            env.append(_value("AWS_ENDPOINT_URL", s3.endpoint))
         env.append(_value("AWS_DEFAULT_REGION", s3.region))
     token = _hub_token(spec, step.stage)
     if token is not None:
@@ -272,6 +272,8 @@ def _reserved_env(
         env.append(_value("MLFLOW_TRACKING_URI", config.tracking.uri))
         if spec.tracking.secret_ref is not None:
             env.append(_secret("MLFLOW_TRACKING_TOKEN", spec.tracking.secret_ref.name, spec.tracking.secret_ref.key))
+        if config.tracking.artifacts_s3_endpoint:
+            env.append(_value("MLFLOW_S3_ENDPOINT_URL", config.tracking.artifacts_s3_endpoint))
     return env
 
 

@@ -75,6 +75,11 @@ class OperatorConfig:
     """The MLflow UI as users reach it (an Ingress), for `status.mlflow.url`; empty uses `mlflow_uri`, which is
     often an in-cluster Service name a browser cannot open."""
 
+    mlflow_s3_endpoint_url: str | None = None
+    """The S3 endpoint of the default MLflow's artifact store, when that MLflow does not proxy artifacts; stage
+    pods get it as `MLFLOW_S3_ENDPOINT_URL`. Empty for a proxying MLflow (the chart's): clients never touch its store.
+    It is not the run's data store: the two are often different buckets, endpoints or clouds."""
+
     mlflow_timeout_seconds: float = 15.0
     """How long the first attempt of a run waits for the MLflow parent run before starting without it."""
 

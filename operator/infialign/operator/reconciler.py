@@ -487,7 +487,11 @@ class Reconciler:
 
     def _tracking_config(self, spec: AlignmentRunSpec, status: AlignmentRunStatus) -> TrackingConfig:
         uri = spec.tracking.uri or self.config.mlflow_uri
-        tracking = TrackingConfig(enabled=spec.tracking.enabled and bool(uri), uri=uri, experiment=spec.tracking.experiment)
+        # a run's own MLflow says its own artifact endpoint; the operator's default belongs to the default MLflow
+        artifacts = spec.tracking.artifacts_s3_endpoint if spec.tracking.uri else self.config.mlflow_s3_endpoint_url
+        tracking = TrackingConfig(
+            enabled=spec.tracking.enabled and bool(uri), uri=uri, experiment=spec.tracking.experiment, artifacts_s3_endpoint=artifacts
+        )
         if status.mlflow is not None and status.mlflow.parent_run_id:
             tracking = tracking.model_copy(
                 update={"experiment_id": status.mlflow.experiment_id, "parent_run_id": status.mlflow.parent_run_id}

@@ -1063,6 +1063,12 @@ class Tracking(ApiModel):
         default="infialign", description="Experiment name. Default: infialign."
     )
     secret_ref: SecretKeyRef | None = Field(default=None, description="A Secret key holding an MLflow token (`MLFLOW_TRACKING_TOKEN`).")
+    artifacts_s3_endpoint: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+        default=None,
+        description="The S3 endpoint of this MLflow's artifact store, for an MLflow that does not proxy artifacts "
+        "(no `--serve-artifacts`): stage pods upload there directly, as `MLFLOW_S3_ENDPOINT_URL`. Empty with `uri` set: "
+        "artifacts go through the server (the chart's MLflow does that). Empty without `uri`: the operator's default.",
+    )
     enabled: bool = Field(default=True, description="Set false to skip tracking. Default: true.")
 
 

@@ -71,6 +71,7 @@ class TrackingConfig(_Config):
     experiment: str = "infialign"
     experiment_id: str | None = None
     parent_run_id: str | None = None
+    artifacts_s3_endpoint: str | None = None  # MLflow's own artifact store, when clients upload to it directly
 
 
 class StageConfig(_Config):
