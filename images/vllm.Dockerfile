@@ -13,8 +13,9 @@ COPY pyproject.toml setup.py README.md ./
 COPY pipeline/ pipeline/
 COPY operator/ operator/
 # core + verifiers; torch and vllm stay the base image's (no extra pulls them in again)
+# The check imports what a generation pod runs beside vLLM: a missing dependency fails the build, not a shard.
 RUN pip install . "math-verify>=0.7" \
- && python -c "import vllm, infialign.pipeline.cli" \
+ && python -c "import vllm, math_verify; from infialign.pipeline import generation, verifiers; from infialign.pipeline.stages import distill, prefs, eval" \
  && rm -rf /src
 RUN useradd --uid 1000 --user-group --create-home --shell /usr/sbin/nologin infialign
 USER 1000:1000
