@@ -64,7 +64,9 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def mlflow_server(s3: str, tmp_path: Path) -> Iterator[str]:
     """`mlflow server --serve-artifacts` with its artifacts in the S3 bucket `mlflow`: the chart's layout."""
     port = _free_port()
-    env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3, "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required"}
+    # as the chart runs it: no GenAI job runner (seven more processes), boto3 without CRC headers
+    env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3, "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = (tmp_path / "mlflow-server.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
