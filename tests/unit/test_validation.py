@@ -108,6 +108,14 @@ CASES = [
      "spec.podTemplateOverride.volumeMounts: volumeMounts[0].mountPath '/dev/shm' overlaps the operator's mounts ['/dev/shm', '/etc/infialign', '/scratch']"),
     ("override-mount-without-volume", lambda b: b.stage("curate", resources={"podTemplateOverride": {"volumeMounts": [{"name": "data", "mountPath": "/data"}]}}),
      "spec.stages.curate.resources.podTemplateOverride.volumeMounts[0].name: mounts 'data', which no volume of the curate pods is named (none); add it to volumes"),
+    # long context (issue 12): maxLength against the student's positions (builtin://tiny: 1024, θ 10000)
+    ("sft-beyond-positions-without-rope", lambda b: b.stage("sft", phases=[{"name": "p", "maxLength": 2048}], rope={"scaling": "none"}),
+     "spec.stages.sft.phases[0].maxLength: is 2048, above the model's max_position_embeddings 1024, and spec.stages.sft.rope.scaling is 'none': "
+     "positions past 1024 were never trained. Set spec.stages.sft.rope.scaling to 'auto' (rope_theta 300000, as open-r1's "
+     "Qwen2.5-Math-7B-RoPE-300k) or 'yarn', or lower spec.stages.sft.phases[0].maxLength to 1024."),
+    ("sft-yarn-factor-too-small", lambda b: b.stage("sft", phases=[{"name": "p", "maxLength": 4096}], rope={"scaling": "yarn", "factor": 2}),
+     "spec.stages.sft.phases[0].maxLength: is 4096 but spec.stages.sft.rope.factor 2 × max_position_embeddings 1024 covers 2048. "
+     "Raise spec.stages.sft.rope.factor to 4 or leave it empty."),
     ("prefs-unverified", lambda b: b.enable("prefs").stage("prefs", verification={"enabled": False}),
      "spec.stages.prefs.verification.enabled: prefs needs verification: a rejected answer must be verified wrong; set it to true"),
 ]
@@ -118,6 +126,12 @@ def test_rule(make_run, mutate, expected: str) -> None:
     builder = make_run()
     mutate(builder)
     assert expected in _lines(builder.doc)
+
+
+def test_long_context_with_the_default_rope_is_valid(make_run) -> None:
+    # auto raises rope_theta (training/rope.py); no error, no warning
+    result = validation.load_manifest_text(yaml.safe_dump(make_run().stage("sft", phases=[{"name": "p", "maxLength": 32768}]).doc))
+    assert not [p for p in result.problems if "maxLength" in p.path or "rope" in p.path]
 
 
 def test_a_valid_minimal_run_has_no_errors(make_run) -> None:

@@ -319,6 +319,8 @@ def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
                     f"must be ≤ learningRate ({phase.learning_rate}), got {phase.min_learning_rate}",
                 )
             )
+    if "sft" in enabled:
+        problems += _rope_problems(spec)
     if spec.stages.sft.deepspeed.offload_params and spec.stages.sft.deepspeed.zero_stage != 3:
         add(Problem("spec.stages.sft.deepspeed.offloadParams", "parameter offload needs zeroStage: 3, got 2"))
     for stage in sorted(enabled):
@@ -328,6 +330,34 @@ def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
     if "prefs" in enabled:
         problems += _prefs_problems(spec, enabled)
     problems += _memory_problems(spec)
+    return problems
+
+
+def _rope_problems(spec: AlignmentRunSpec) -> list[Problem]:
+    """Each phase's `maxLength` against the student's positions under `spec.stages.sft.rope` (training/rope.py, the
+    decision the trainer makes at load). Only for models whose positions are known here (the known-models table)."""
+    from infialign.pipeline.estimate import models
+    from infialign.pipeline.training import rope
+
+    if spec.model is None:
+        return []
+    config = models.KNOWN_MODELS.get(models.model_key(spec.model.uri))
+    if config is None:
+        return []
+    positions, theta = rope.model_positions(config)
+    settings = spec.stages.sft.rope
+    problems: list[Problem] = []
+    for i, phase in enumerate(spec.stages.sft.phases):
+        # phases after the first start from the previous export, whose config already has the change: check the first
+        # phase against the published model and every phase against the same plan
+        path = f"spec.stages.sft.phases[{i}].maxLength"
+        try:
+            rope.plan_rope(
+                settings.scaling, theta=settings.theta, factor=settings.factor, max_length=phase.max_length,
+                positions=positions, model_theta=theta, length_field=path,
+            )
+        except rope.RopeError as e:
+            problems.append(Problem(path, str(e).removeprefix(f"{path} ")))
     return problems
 
 

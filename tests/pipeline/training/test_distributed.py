@@ -53,7 +53,10 @@ def test_two_process_gloo_training_through_torchrun(tmp_path: Path, tiny_model_p
 
     result = json.loads((out / "sft_result.json").read_text())
     assert result["world_size"] == 2 and result["engine"] == "torch-ddp" and result["global_step"] == 3
-    assert result["plan"]["distributed_backend"] == "gloo" and result["plan"]["gradient_accumulation_steps"] == 2
+    # packed: each step's 4 samples are dealt to 2 ranks in micro-batches of ≤ 512 tokens; one forward each suffices
+    layout = result["step_batching"]
+    assert (layout["samples_per_step"], layout["world_size"], layout["grad_accum"]) == (4, 2, 1)
+    assert result["plan"]["distributed_backend"] == "gloo" and result["plan"]["gradient_accumulation_steps"] == 1
     assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "chat_template.jinja").is_file()
     marker = json.loads((tmp_path / "remote" / "latest.json").read_text())
     assert marker["step"] == 3 and {"rng_state_0.pth", "rng_state_1.pth"} <= marker["files"].keys()  # both ranks' RNG states

@@ -144,16 +144,60 @@ def tokenised_dataset(lengths: list[int]):
     )
 
 
-def test_packed_dataset_rows_fit_and_keep_every_token() -> None:
+def test_packed_dataset_is_one_example_per_row_plus_the_filler() -> None:
     lengths = [40, 90, 10, 60, 100, 25, 75]
-    ds, stats = data.build_train_dataset(tokenised_dataset(lengths), PackingMode.PACKED_VARLEN_SDPA, max_length=100)
-    assert set(ds.column_names) == {"input_ids", "labels", "seq_lengths"}
-    for row in ds:
-        assert len(row["input_ids"]) <= 100 and sum(row["seq_lengths"]) == len(row["input_ids"])
-    assert sorted(n for row in ds for n in row["seq_lengths"]) == sorted(lengths)
+    ds, stats = data.build_train_dataset(tokenised_dataset(lengths), PackingMode.PACKED_VARLEN_SDPA, max_length=100, pad_token_id=7)
+    assert set(ds.column_names) == {"input_ids", "labels", "length"}
+    assert ds["length"] == [*lengths, 1] and ds[-1]["input_ids"] == [7] and ds[-1]["labels"] == [-100]  # outside the loss
     assert stats.real_tokens == stats.computed_tokens == sum(lengths) and stats.token_efficiency == 1.0
-    assert stats.rows == len(ds) == 4  # 400 tokens in rows of 100: best-fit decreasing finds the optimum here
+    assert stats.examples == stats.rows == len(lengths)
     assert stats.loss_tokens == sum(n - n // 2 for n in lengths)
+
+
+# ---------------------------------------------------------------- packed steps: samples per step, not rows
+
+
+def test_every_step_takes_global_batch_size_samples_within_the_token_budget() -> None:
+    import random
+
+    rng = random.Random(0)
+    lengths = [rng.choice([30, 200, 900, 2000, 4000]) for _ in range(203)]
+    layout = data.plan_step_batches(lengths, samples_per_step=16, world_size=4, micro_batch_size=1, max_length=4096, epochs=2, seed=1)
+    assert layout.steps_per_epoch == 13  # ceil(203 / 16): the same as padded batches of 16 samples
+    filler = len(lengths)
+    for epoch in (0, 1):
+        batches = data.step_micro_batches(lengths, layout, epoch, filler)
+        assert len(batches) == layout.micro_batches_per_epoch
+        per_step = layout.micro_batches_per_step
+        seen: list[int] = []
+        for s in range(layout.steps_per_epoch):
+            step = [i for b in batches[s * per_step : (s + 1) * per_step] for i in b if i != filler]
+            assert len(step) == min(16, 203 - 16 * s)
+            seen += step
+        assert sorted(seen) == list(range(203))  # every sample once per epoch
+        assert all(sum(lengths[i] if i != filler else 1 for i in b) <= 4096 for b in batches)
+    # a new order every epoch, the same on every rank (a function of seed and epoch only)
+    assert data.step_micro_batches(lengths, layout, 0, filler) != data.step_micro_batches(lengths, layout, 1, filler)
+    assert data.step_micro_batches(lengths, layout, 1, filler) == data.step_micro_batches(lengths, layout, 1, filler)
+
+
+def test_accumulation_grows_only_as_far_as_the_heaviest_step_needs() -> None:
+    # 8 samples of 1000 tokens per step on 2 devices at 2000 tokens: 4 micro-batches per step → 2 accumulation steps
+    layout = data.plan_step_batches([1000] * 40, samples_per_step=8, world_size=2, micro_batch_size=1, max_length=2000, epochs=1, seed=0)
+    assert (layout.grad_accum, layout.steps_per_epoch) == (2, 5)
+    # short samples all fit one micro-batch per device
+    layout = data.plan_step_batches([10] * 40, samples_per_step=8, world_size=2, micro_batch_size=1, max_length=2000, epochs=1, seed=0)
+    assert layout.grad_accum == 1
+
+
+def test_devices_get_balanced_work_and_empty_slots_get_the_filler() -> None:
+    lengths = [500, 400, 300, 200, 100, 100, 50]
+    layout = data.StepBatching(samples_per_step=7, world_size=2, grad_accum=1, token_budget=1000, examples=7, seed=0)
+    (a, b) = data.step_micro_batches(lengths, layout, 0, filler=7)
+    assert abs(sum(lengths[i] for i in a) - sum(lengths[i] for i in b)) <= 100
+    # 3 samples on 4 devices: one device trains the filler (no loss) so every rank runs the same forwards
+    layout = data.StepBatching(samples_per_step=4, world_size=4, grad_accum=1, token_budget=1000, examples=3, seed=0)
+    assert sorted(data.step_micro_batches([5, 6, 7], layout, 0, filler=3)) == [[0], [1], [2], [3]]
 
 
 def test_padded_dataset_has_labels_and_lengths() -> None:

@@ -56,7 +56,7 @@ def test_deepspeed_mode(kwargs: dict[str, Any], expected: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"world_size": 3}, "global_batch_size=64 is not a multiple"),
+        ({"world_size": 3, "packing": "off"}, "global_batch_size=64 is not a multiple"),
         ({"device": "cpu", "ds": False, "deepspeed": st.DeepSpeedOptions(mode="on")}, "deepspeed.mode='on'"),
         ({"device": "cuda", "flash": False, "attn_implementation": "flash_attention_2"}, "flash_attn"),
     ],
@@ -119,13 +119,36 @@ def test_every_default_that_differs_from_trl_is_listed() -> None:
             assert name in table.split("Same as TRL:")[1], f"{name} equals TRL's default; say so under 'Same as TRL'"
 
 
+def test_packed_batches_take_any_global_batch_size() -> None:
+    # packed steps hold global_batch_size samples in however many micro-batches they need (data.plan_step_batches)
+    assert plan(world_size=3).packing.mode.packed
+
+
+def test_lora_changes_the_schedule_defaults_only_where_the_user_left_them() -> None:
+    from infialign.pipeline.api import spec
+
+    stage = spec.SftStage.model_validate(
+        {"lora": {"enabled": True}, "phases": [{"name": "a"}, {"name": "b", "learningRate": 3e-5, "epochs": 2}]}
+    )
+    a, b = (st.SftSettings.from_api(stage, p) for p in stage.phases)
+    assert (a.learning_rate, a.epochs) == (spec.LORA_LEARNING_RATE, spec.LORA_EPOCHS) == (1e-4, 3)
+    assert (b.learning_rate, b.epochs) == (3e-5, 2)  # set by the user: kept
+    # the stage config is the stage dumped in full; reading it back keeps the resolved values
+    again = spec.SftStage.model_validate(stage.model_dump(mode="json", by_alias=True))
+    assert [(p.learning_rate, p.epochs) for p in again.phases] == [(1e-4, 3), (3e-5, 2)]
+    # full fine-tuning keeps the [SRC-2] values, the default phases included
+    full = spec.SftStage()
+    assert {(p.learning_rate, p.epochs) for p in full.phases} == {(2e-5, 5)}
+    assert {(p.learning_rate, p.epochs) for p in spec.SftStage(lora={"enabled": True}).phases} == {(1e-4, 3)}
+
+
 def test_from_api_maps_the_stage_and_phase() -> None:
     from infialign.pipeline.api import spec
 
     stage = spec.SftStage(
         packing="off", save_steps=50, keep_checkpoints=3, seed=7,
         deepspeed=spec.DeepSpeedSettings(mode="on", zero_stage=2, gradient_clipping=0.5),
-        lora=spec.LoraSettings(enabled=True, rank=8, alpha=16),
+        lora=spec.LoraSettings(enabled=True, rank=8, alpha=16), rope=spec.RopeSettings(scaling="yarn", factor=4),
     )
     phase = spec.SftPhase(name="phase1", epochs=2, learning_rate=1e-5, min_learning_rate=1e-6, global_batch_size=32, max_length=4096)
     s = st.SftSettings.from_api(stage, phase, max_steps=10)
@@ -133,6 +156,7 @@ def test_from_api_maps_the_stage_and_phase() -> None:
     assert (s.epochs, s.learning_rate, s.min_learning_rate, s.global_batch_size, s.max_length, s.max_steps) == (2, 1e-5, 1e-6, 32, 4096, 10)
     assert (s.deepspeed.mode, s.deepspeed.zero_stage) == ("on", 2)
     assert (s.lora.enabled, s.lora.rank, s.lora.alpha, s.lora.target_modules) == (True, 8, 16, ("all-linear",))
+    assert (s.rope.scaling, s.rope.theta, s.rope.factor) == ("yarn", 300_000.0, 4.0)
 
 
 def test_settings_round_trip_through_json() -> None:

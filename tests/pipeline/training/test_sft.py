@@ -84,6 +84,23 @@ def test_padded_mode_groups_by_length_and_reports_padding(tmp_path, tiny_model_p
     assert result.global_step == 2
 
 
+def test_packing_does_not_change_the_number_of_optimizer_steps(tmp_path, tiny_model_path, clean_records, small_settings) -> None:
+    """globalBatchSize counts samples, packed or padded: 22 samples in batches of 4 are 6 steps per epoch either way."""
+    records = clean_records[:22]
+    steps = {}
+    for packing in ("on", "off"):
+        settings = small_settings(packing=packing, max_steps=None, epochs=2, global_batch_size=4, micro_batch_size=2)
+        result = train_sft(settings, str(tiny_model_path), records, tmp_path / packing)
+        steps[packing] = result.global_step
+        if packing == "on":
+            layout = result.step_batching
+            assert layout is not None and (layout.samples_per_step, layout.steps_per_epoch) == (4, 6)
+            assert result.plan.gradient_accumulation_steps == layout.grad_accum
+        else:
+            assert result.step_batching is None and result.plan.gradient_accumulation_steps == 2  # 4 samples / 2 per forward
+    assert steps == {"on": 12, "off": 12}
+
+
 def test_lora_exports_merged_weights(tmp_path, tiny_model_path, clean_records, small_settings) -> None:
     from transformers import AutoModelForCausalLM
 

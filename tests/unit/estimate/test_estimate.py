@@ -158,6 +158,13 @@ def test_sources_of_figures_follow_the_order_of_trust() -> None:
     assert next(s for s in est.steps if s.step == "prefs").rows.value == 7
 
 
+def test_sft_optimizer_steps_count_samples_as_the_trainer_does() -> None:
+    # 165,000 samples of phase 2, 64 samples per step ([SRC-2]), 5 epochs: the same with packing on or off
+    est = estimate_run(_spec(), options=Options(rows=1_000_000, tokens_per_row=4000))
+    sft = next(s for s in est.steps if s.step == "sft-phase2")
+    assert any("= 12,895, packed or padded" in n and "≤ 32,768 tokens per GPU" in n for n in sft.notes), sft.notes
+
+
 def test_measured_metrics_calibrate_the_step_and_say_so() -> None:
     spec = _spec()
     ev = Evidence(steps={"sft-phase1": StepRecord(metrics={"tokens_per_second": 50_000.0}),

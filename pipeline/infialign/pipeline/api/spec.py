@@ -51,6 +51,7 @@ __all__ = [
     "SelectStage",
     "DeepSpeedSettings",
     "LoraSettings",
+    "RopeSettings",
     "SftPhase",
     "SftStage",
     "PrefsStage",
@@ -70,6 +71,8 @@ __all__ = [
     "RESERVED_VOLUMES",
     "RESERVED_MOUNT_PATHS",
     "RESERVED_LABEL_KEYS",
+    "LORA_LEARNING_RATE",
+    "LORA_EPOCHS",
 ]
 
 # Stages whose work needs accelerators when they run on a cluster.
@@ -719,15 +722,56 @@ class DeepSpeedSettings(ApiModel):
     gradient_clipping: float = Field(default=1.0, ge=0, le=1000, description="Gradient norm clipping. Default: 1.0.")
 
 
+# With LoRA the SFT schedule changes: SkyThought's LoRA config (arXiv 2502.07374, "LLMs Can Easily Learn to Reason from
+# Demonstrations: Structure, not content, is what matters"; research/seeds-algorithms.md §3.3) trains rank-64 adapters at
+# LR 1e-4 for 3 epochs, where its full fine-tuning uses 1e-5. A phase that leaves `learningRate`/`epochs` unset gets these.
+LORA_LEARNING_RATE = 1e-4
+LORA_EPOCHS = 3.0
+
+
 class LoraSettings(ApiModel):
     """LoRA through peft; merged weights are exported at the end ([SRC] 2502.07374: LoRA suffices)."""
 
-    enabled: bool = Field(default=False, description="Default: false (full fine-tuning, as InfiAlign).")
+    enabled: bool = Field(
+        default=False,
+        description="Default: false (full fine-tuning, as InfiAlign). In `sft`, turning it on also changes the default "
+        "`learningRate` to 1e-4 and `epochs` to 3 of every phase that does not set them ([SRC] 2502.07374 LoRA recipe, "
+        "'structure, not content'); `dpo` keeps its own defaults.",
+    )
     rank: int = Field(default=64, ge=1, le=4096, description="LoRA rank ([SRC] SkyThought: 64). Default: 64.")
     alpha: int = Field(default=128, ge=1, le=16384, description="LoRA alpha (2×rank). Default: 128.")
     dropout: float = Field(default=0.0, ge=0, lt=1, description="LoRA dropout. Default: 0.")
     target_modules: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(
         default_factory=lambda: ["all-linear"], max_length=64, description="Modules to adapt. Default: all-linear."
+    )
+
+
+class RopeSettings(ApiModel):
+    """How the student's rotary position embedding is set for training at `maxLength` (applied to the model config at
+    load and kept in the exported model's config.json, so eval and vLLM use the same)."""
+
+    scaling: Literal["auto", "none", "theta", "linear", "dynamic", "yarn"] = Field(
+        default="auto",
+        description="`auto`: when a phase's `maxLength` exceeds the model's `max_position_embeddings`, raise `rope_theta` "
+        "to `theta` and the positions to `maxLength` (what `theta` does); otherwise leave the model as it is. `none`: "
+        "never change it (training beyond the model's positions is then an error). `theta`: always set `rope_theta` "
+        "(the 'adjusted base frequency' long-context recipe). `linear`, `dynamic`, `yarn`: transformers' RoPE scaling "
+        "types with `factor`. Default: auto ([RECON]: InfiAlign does not say, research/seeds-algorithms.md "
+        "§1.8; huggingface/open-r1 trains Qwen2.5-Math-7B at 32K as open-r1/Qwen2.5-Math-7B-RoPE-300k: rope_theta "
+        "10000 → 300000, positions 4096 → 32768, weights unchanged).",
+    )
+    theta: float = Field(
+        default=300_000.0,
+        ge=1.0,
+        le=1e9,
+        description="`rope_theta` for `auto`/`theta`. Default: 300000 ([RECON] as open-r1/Qwen2.5-Math-7B-RoPE-300k).",
+    )
+    factor: float | None = Field(
+        default=None,
+        ge=1.0,
+        le=1024.0,
+        description="Scaling factor for `linear`/`dynamic`/`yarn`. Empty: the longest phase `maxLength` / the model's "
+        "`max_position_embeddings` (at least 1).",
     )
 
 
@@ -739,14 +783,35 @@ class SftPhase(ApiModel):
         default=1.0, gt=0, le=1, description="Share of the full selection trained in this phase ([SRC-2] 72k of 165k ≈ 0.44 for phase 1). Default: 1."
     )
     data_uri: ArtifactUri | None = Field(default=None, description="Train on this dataset instead of the `select` output.")
-    epochs: float = Field(default=5, ge=1, le=1000, description="Epochs ([SRC-2] 5). Default: 5.")
-    learning_rate: float = Field(default=2e-5, gt=0, le=1, description="Peak learning rate ([SRC-2] 2e-5). Default: 2e-5.")
+    epochs: float = Field(
+        default=5, ge=1, le=1000,
+        description="Epochs ([SRC-2] 5). Default: 5; 3 when `lora.enabled` and this is unset ([SRC] 2502.07374 LoRA recipe).",
+    )
+    learning_rate: float = Field(
+        default=2e-5, gt=0, le=1,
+        description="Peak learning rate ([SRC-2] 2e-5). Default: 2e-5; 1e-4 when `lora.enabled` and this is unset "
+        "([SRC] 2502.07374 LoRA recipe: 'structure, not content').",
+    )
     min_learning_rate: float = Field(default=2e-6, ge=0, le=1, description="Cosine floor ([SRC-2] 2e-6). Default: 2e-6.")
     lr_scheduler: Literal["cosine", "linear", "constant"] = Field(default="cosine", description="Schedule. Default: cosine.")
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1, description="Warm-up share of the steps ([SRC-2] 0.05). Default: 0.05.")
-    global_batch_size: int = Field(default=64, ge=1, le=65536, description="Sequences per optimizer step ([SRC-2] 64). Default: 64.")
-    micro_batch_size: int = Field(default=1, ge=1, le=4096, description="Sequences per device per forward. Default: 1.")
-    max_length: int = Field(default=32768, ge=16, le=1_048_576, description="Tokens per sequence; longer ones are truncated and counted ([SRC-2] 32k). Default: 32768.")
+    global_batch_size: int = Field(
+        default=64, ge=1, le=65536,
+        description="Samples (conversations) per optimizer step over all GPUs, with or without packing, so the same data "
+        "takes the same number of optimizer steps either way ([SRC-2] 64). With packing, each step's samples are packed "
+        "into micro-batches of at most `microBatchSize` × `maxLength` tokens per GPU (dynamic batching; InfiR2: 32768 "
+        "tokens per GPU). Default: 64.",
+    )
+    micro_batch_size: int = Field(
+        default=1, ge=1, le=4096,
+        description="Without packing: samples per GPU per forward pass. With packing: the per-GPU token budget of a forward "
+        "pass in units of `maxLength` (1 = at most `maxLength` tokens of whole samples). Default: 1.",
+    )
+    max_length: int = Field(
+        default=32768, ge=16, le=1_048_576,
+        description="Tokens per sample (prompt + template + response); longer ones are dropped or cut and counted "
+        "([SRC-2] 32k). Beyond the model's `max_position_embeddings` it needs `spec.stages.sft.rope`. Default: 32768.",
+    )
 
 
 def _default_phases() -> list[SftPhase]:
@@ -761,7 +826,9 @@ class SftStage(ApiModel):
         default_factory=_default_phases, min_length=1, max_length=8, description="Curriculum phases in order ([SRC] easy, then full)."
     )
     packing: Literal["auto", "on", "off"] = Field(
-        default="auto", description="`auto` packs only with a varlen attention path (flash-attention); otherwise padded batches. Default: auto."
+        default="auto",
+        description="`auto` packs only with a varlen attention path (flash-attention, or segment-wise SDPA); otherwise "
+        "padded batches. Packing never changes how many samples an optimizer step takes (`globalBatchSize`). Default: auto.",
     )
     attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
         default="auto", description="`auto`: flash_attention_2 on GPUs when installed, sdpa otherwise. Default: auto."
@@ -770,6 +837,7 @@ class SftStage(ApiModel):
     save_steps: int = Field(default=200, ge=1, le=1_000_000, description="Checkpoint interval in optimizer steps [RECON]. Default: 200.")
     keep_checkpoints: int = Field(default=2, ge=1, le=100, description="Checkpoints kept. Default: 2.")
     seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Training seed. Default: 42.")
+    rope: RopeSettings = Field(default_factory=RopeSettings, description="RoPE of the student for long-context training.")
     quick_eval: int = Field(
         default=0,
         ge=0,
@@ -781,6 +849,19 @@ class SftStage(ApiModel):
     deepspeed: DeepSpeedSettings = Field(default_factory=DeepSpeedSettings, description="DeepSpeed ZeRO.")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA.")
     resources: Resources = Field(default_factory=_gpu_resources, description="Pod resources (8 GPUs per node by default).")
+
+    @model_validator(mode="after")
+    def _lora_schedule(self) -> SftStage:
+        # Resolved here, not in the trainer: the stage config is this model dumped in full, so the trainer would see
+        # every field as set. Once resolved, the values are explicit and re-validating keeps them.
+        if not self.lora.enabled:
+            return self
+        phases = [
+            p.model_copy(update={k: v for k, v in (("learning_rate", LORA_LEARNING_RATE), ("epochs", LORA_EPOCHS)) if k not in p.model_fields_set})
+            for p in self.phases
+        ]
+        object.__setattr__(self, "phases", phases)  # frozen model; still inside its own validation
+        return self
 
 
 # ---------------------------------------------------------------- prefs and dpo

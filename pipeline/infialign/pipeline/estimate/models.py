@@ -101,16 +101,20 @@ def _llama(h: int, layers: int, heads: int, kv: int, inter: int, vocab: int) -> 
             "num_key_value_heads": kv, "intermediate_size": inter, "vocab_size": vocab, "tie_word_embeddings": False}
 
 
+# RoPE facts, where a row has them (training/rope.py checks `maxLength` against them): the Qwen2.5-Math bases are
+# built for 4K context (their config.json: max_position_embeddings 4096, rope_theta 10000).
+_MATH_POSITIONS: Final[dict[str, Any]] = {"max_position_embeddings": 4096, "rope_theta": 10000.0}
+
 # Lower-cased hub names (the part after `hf://`) → the architecture fields of their published config.json
 # (https://huggingface.co/<name>/blob/main/config.json). Fine-tunes share their base's shape.
 KNOWN_MODELS: Final[dict[str, dict[str, Any]]] = {
     "qwen/qwen2.5-0.5b": _qwen2(896, 24, 14, 2, 4864, tied=True, vocab=151_936),
     "qwen/qwen2.5-1.5b": _qwen2(1536, 28, 12, 2, 8960, tied=True, vocab=151_936),
-    "qwen/qwen2.5-math-1.5b": _qwen2(1536, 28, 12, 2, 8960, tied=True, vocab=151_936),
+    "qwen/qwen2.5-math-1.5b": {**_qwen2(1536, 28, 12, 2, 8960, tied=True, vocab=151_936), **_MATH_POSITIONS},
     "qwen/qwen2.5-3b": _qwen2(2048, 36, 16, 2, 11008, tied=True, vocab=151_936),
     "qwen/qwen2.5-7b": _qwen2(3584, 28, 28, 4, 18944, tied=False),
     "qwen/qwen2.5-7b-instruct": _qwen2(3584, 28, 28, 4, 18944, tied=False),
-    "qwen/qwen2.5-math-7b": _qwen2(3584, 28, 28, 4, 18944, tied=False),
+    "qwen/qwen2.5-math-7b": {**_qwen2(3584, 28, 28, 4, 18944, tied=False), **_MATH_POSITIONS},
     "deepseek-ai/deepseek-r1-distill-qwen-7b": _qwen2(3584, 28, 28, 4, 18944, tied=False),
     "qwen/qwen2.5-14b": _qwen2(5120, 48, 40, 8, 13824, tied=False),
     "deepseek-ai/deepseek-r1-distill-qwen-14b": _qwen2(5120, 48, 40, 8, 13824, tied=False),
@@ -122,7 +126,7 @@ KNOWN_MODELS: Final[dict[str, dict[str, Any]]] = {
     "meta-llama/llama-3.1-8b": _llama(4096, 32, 32, 8, 14336, 128_256),
     "meta-llama/llama-3.1-8b-instruct": _llama(4096, 32, 32, 8, 14336, 128_256),
     # builtin://tiny: world/tiny_model.TinyModelSpec (tied head, as transformers' Qwen2 default for it)
-    "builtin://tiny": _qwen2(128, 4, 4, 2, 384, tied=True, vocab=1024),
+    "builtin://tiny": {**_qwen2(128, 4, 4, 2, 384, tied=True, vocab=1024), "max_position_embeddings": 1024, "rope_theta": 10000.0},
 }
 
 

@@ -8,6 +8,8 @@ flag that would give it, never a silent zero.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -335,6 +337,12 @@ def _training(spec: AlignmentRunSpec, step: graph.Step, flow: _Flow, evidence: E
         pop = _lengths(evidence, options, f"sft-{phase.name}", "pool")
         per_row = pop.mean_total(cap)
         forward_share = 0.0
+        if rows.value is not None:  # globalBatchSize counts samples, packed or not (training/data.py)
+            steps = math.ceil(rows.value / phase.global_batch_size) * epochs
+            notes.append(
+                f"optimizer steps: ⌈{rows.value:,.0f} samples / {phase.global_batch_size} per step⌉ × {epochs:g} epochs = "
+                f"{steps:,.0f}, packed or padded; packed micro-batches hold ≤ {phase.micro_batch_size * cap:,} tokens per GPU"
+            )
     else:
         rows = flow.pairs
         cap, epochs, micro = st.max_length, st.epochs, 2 * st.micro_batch_size  # chosen and rejected go through together

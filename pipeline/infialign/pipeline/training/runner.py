@@ -32,6 +32,7 @@ from infialign.pipeline import chat_template as _templates
 from infialign.pipeline.training import checkpoints as _ckpt
 from infialign.pipeline.training import deepspeed_config as _ds
 from infialign.pipeline.training import progress as _progress
+from infialign.pipeline.training import rope as _rope
 from infialign.pipeline.training import settings as _settings
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ __all__ = [
     "prepare_tokenizer",
     "common_args",
     "load_model",
+    "load_config",
     "lora_config",
     "Callbacks",
     "standard_callbacks",
@@ -291,14 +293,24 @@ def log_distributed(facts: RuntimeFacts) -> None:
         log.info("torch.distributed: backend=%s world_size=%d", torch.distributed.get_backend(), torch.distributed.get_world_size())
 
 
-def load_model(model_path: str, plan: _settings.TrainingPlan) -> torch.nn.Module:
+def load_model(model_path: str, plan: _settings.TrainingPlan, rope: _rope.RopePlan | None = None) -> torch.nn.Module:
+    """The model to train; ``rope`` changes its config (theta, positions, scaling) before the weights are loaded."""
     import torch
     from transformers import AutoModelForCausalLM
 
     dtype = torch.bfloat16 if plan.deepspeed and plan.precision == "bf16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, attn_implementation=plan.attn_implementation)
+    kwargs: dict[str, Any] = {}
+    if rope is not None and rope.changes:
+        kwargs["config"] = _rope.apply_rope(load_config(model_path), rope)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, attn_implementation=plan.attn_implementation, **kwargs)
     model.config.use_cache = False  # training: a KV cache is never read, and it disables transformers' packed-mask path
     return model
+
+
+def load_config(model_path: str) -> Any:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(model_path)
 
 
 def lora_config(settings: _settings.TrainingSettings) -> LoraConfig | None:
@@ -431,8 +443,11 @@ def export_model(
     model_path: str,
     tokenizer: PreTrainedTokenizerBase,
     output_dir: Path,
+    rope: _rope.RopePlan | None = None,
 ) -> Path:
-    """Write ``output_dir/model`` on world rank 0 (collective under ZeRO-3: every rank must call it)."""
+    """Write ``output_dir/model`` on world rank 0 (collective under ZeRO-3: every rank must call it).
+
+    The config written is the one trained with, ``rope`` changes included, so eval and vLLM use the same positions."""
     model_dir = output_dir / "model"
     if not settings.lora.enabled:
         trainer.model.config.use_cache = True  # off for training only; generation wants its KV cache
@@ -447,8 +462,11 @@ def export_model(
             # Merge on CPU from the pristine base: independent of how (and whether) the adapter was sharded.
             # Under ZeRO-3, from_pretrained would build the base partitioned (zero.Init) while the Trainer's
             # DeepSpeed config is alive; this model is for one process only.
+            kwargs: dict[str, Any] = {}
+            if rope is not None and rope.changes:
+                kwargs["config"] = _rope.apply_rope(load_config(model_path), rope)
             with _without_zero3_init():
-                base = AutoModelForCausalLM.from_pretrained(model_path, dtype="auto", device_map={"": "cpu"})
+                base = AutoModelForCausalLM.from_pretrained(model_path, dtype="auto", device_map={"": "cpu"}, **kwargs)
             merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
             merged.generation_config = trainer.model.generation_config
             merged.config.eos_token_id = trainer.model.config.get_text_config().eos_token_id

@@ -15,8 +15,10 @@ field                    ours                                 TRL ``SFTConfig``
 =======================  ==================================  =====================================
 max_length               32768 [SRC-2]                        1024 (silently truncates long CoT)
 epochs                   5 [SRC-2]                            3 (``num_train_epochs``)
-global_batch_size        64 sequences [SRC-2]                 8 × devices × 1 (per-device 8, GA 1)
-micro_batch_size         1 [RECON] (one ≤32K row per device)  8 (``per_device_train_batch_size``)
+global_batch_size        64 samples [SRC-2], packed or not    8 × devices × 1 (per-device 8, GA 1);
+                                                              with packing TRL counts packed rows
+micro_batch_size         1 [RECON] (packed: ≤ 1 × max_length  8 (``per_device_train_batch_size``)
+                         tokens of whole samples per device)
 lr_scheduler             cosine to ``min_learning_rate``      ``linear`` to 0
 min_learning_rate        2e-6 [SRC-2]                         — (0)
 warmup_ratio             0.05 [SRC-2]                         0 (``warmup_steps``)
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DeepSpeedOptions",
     "LoraOptions",
+    "RopeOptions",
     "TrainingSettings",
     "SftSettings",
     "TrainingPlan",
@@ -135,6 +138,24 @@ class LoraOptions(_Settings):
         return cls(enabled=spec.enabled, rank=spec.rank, alpha=spec.alpha, dropout=spec.dropout, target_modules=tuple(spec.target_modules))
 
 
+class RopeOptions(_Settings):
+    """RoPE for long-context training; decided by rope.plan_rope against the model's config at load."""
+
+    scaling: Literal["auto", "none", "theta", "linear", "dynamic", "yarn"] = Field(
+        default="auto",
+        description="`auto`: raise `rope_theta` to `theta` only when `max_length` exceeds the model's positions. "
+        "See api.spec.RopeSettings. [RECON] after open-r1/Qwen2.5-Math-7B-RoPE-300k.",
+    )
+    theta: float = Field(default=300_000.0, ge=1.0, le=1e9, description="`rope_theta` for `auto`/`theta`. [RECON] 300000.")
+    factor: float | None = Field(
+        default=None, ge=1.0, le=1024.0, description="Factor of `linear`/`dynamic`/`yarn`. Empty: max_length / positions."
+    )
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> RopeOptions:
+        return cls(scaling=spec.scaling, theta=spec.theta, factor=spec.factor)
+
+
 class TrainingSettings(_Settings):
     """What every trainer (SFT, DPO) shares: chat format, schedule, execution, checkpoints and logs.
 
@@ -163,11 +184,16 @@ class TrainingSettings(_Settings):
         default=64,
         ge=1,
         le=65536,
-        description="Sequences per optimizer step over all devices. [SRC-2] 64. With packing a sequence is a packed "
-        "row of up to `max_length` tokens (InfiR2 batches by tokens, max 32768 per GPU, too).",
+        description="Samples per optimizer step over all devices, packed or not. [SRC-2] 64. With packing, each step's "
+        "samples are packed into micro-batches of at most `micro_batch_size` × `max_length` tokens per device (InfiR2: "
+        "dynamic batching, max 32768 tokens per GPU); data.plan_step_batches.",
     )
     micro_batch_size: int = Field(
-        default=1, ge=1, le=4096, description="Sequences per device per forward. [RECON] 1 (one ≤32K row per GPU)."
+        default=1,
+        ge=1,
+        le=4096,
+        description="Padded: samples per device per forward. Packed: the per-device token budget of a forward in units "
+        "of `max_length`. [RECON] 1 (≤32K tokens per GPU).",
     )
     learning_rate: float = Field(default=2e-5, gt=0, le=1, description="Peak learning rate. [SRC-2] 2e-5.")
     min_learning_rate: float = Field(default=2e-6, ge=0, le=1, description="Cosine floor. [SRC-2] 2e-6.")
@@ -235,6 +261,7 @@ class SftSettings(TrainingSettings):
         "answer and end-of-turn token teaches the model not to stop (huggingface/trl#3910). `truncate` keeps the "
         "start. Both are counted in the truncation report.",
     )
+    rope: RopeOptions = Field(default_factory=RopeOptions, description="RoPE for training beyond the model's positions.")
     loss_type: Literal["nll", "dft"] = Field(default="nll", description="TRL loss: `nll`, or `dft` (arXiv 2508.05629).")
     packing: Literal["auto", "on", "off"] = Field(
         default="auto",
@@ -264,6 +291,7 @@ class SftSettings(TrainingSettings):
             "max_grad_norm": stage.deepspeed.gradient_clipping,
             "deepspeed": DeepSpeedOptions.from_spec(stage.deepspeed),
             "lora": LoraOptions.from_spec(stage.lora),
+            "rope": RopeOptions.from_spec(stage.rope),
         }
         values.update(overrides)
         return cls(**values)
@@ -365,7 +393,9 @@ def plan_training(
         use_ds = False
 
     per_step = settings.micro_batch_size * world_size
-    if settings.global_batch_size % per_step:
+    # Packed batches hold a varying number of samples; the accumulation they need is set from the data
+    # (data.plan_step_batches), and any global_batch_size works. Padded ones hold micro_batch_size samples each.
+    if not packing_decision.mode.packed and settings.global_batch_size % per_step:
         raise SettingsError(
             f"global_batch_size={settings.global_batch_size} is not a multiple of micro_batch_size × devices = "
             f"{settings.micro_batch_size} × {world_size} = {per_step}. Pick a global_batch_size that is, e.g. "
@@ -394,7 +424,7 @@ def plan_training(
         deepspeed=use_ds,
         zero_stage=settings.deepspeed.zero_stage if use_ds else None,
         distributed_backend=None if world_size == 1 and not use_ds else ("nccl" if device == "cuda" else "gloo"),
-        gradient_accumulation_steps=settings.global_batch_size // per_step,
+        gradient_accumulation_steps=max(settings.global_batch_size // per_step, 1),
         lr_scheduler_type=scheduler,
         lr_scheduler_kwargs=kwargs,
     )

@@ -16,9 +16,11 @@ pass (nccl on GPUs, gloo on CPU); DeepSpeed, when the plan says so, joins the sa
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from infialign.pipeline.training import chat as _chat
 from infialign.pipeline.training import checkpoints as _ckpt
 from infialign.pipeline.training import data as _data
 from infialign.pipeline.training import progress as _progress
+from infialign.pipeline.training import rope as _rope
 from infialign.pipeline.training import runner as _runner
 from infialign.pipeline.training import settings as _settings
 
@@ -47,7 +50,7 @@ detect_runtime = _runner.detect_runtime
 log = logging.getLogger(__name__)
 
 # Bump when the prepared-dataset format changes, so stale caches are not reused.
-_DATA_FORMAT = "sft-data-v1"
+_DATA_FORMAT = "sft-data-v2"  # v2: packed = one example per row + the filler (StepBatchSampler packs per step)
 _RECORD_COLUMNS = ("id", "messages", "response")
 
 
@@ -57,9 +60,16 @@ class SftResult(_runner.TrainingResult):
 
     truncation: _chat.TruncationReport
     dataset: _data.DatasetStats
+    rope: _rope.RopePlan = field(default_factory=_rope.RopePlan)
+    step_batching: _data.StepBatching | None = None  # packed mode: how each step's samples became micro-batches
 
     def _own_fields(self) -> dict[str, Any]:
-        return {"truncation": self.truncation.to_dict(), "dataset": self.dataset.to_dict()}
+        return {
+            "truncation": self.truncation.to_dict(),
+            "dataset": self.dataset.to_dict(),
+            "rope": self.rope.to_dict(),
+            "step_batching": self.step_batching.to_dict() if self.step_batching else None,
+        }
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -130,17 +140,70 @@ def _prepare_data(
 
 
 def _make_trainer_class() -> type:
+    from transformers import TrainerCallback
     from trl import SFTTrainer
 
     class InfiSFTTrainer(SFTTrainer):
-        """SFTTrainer that keeps our ``length`` column for ``group_by_length`` (TRL's signature drops it)."""
+        """SFTTrainer that keeps our ``length`` column for ``group_by_length`` (TRL's signature drops it) and, when
+        packing, draws each optimizer step's samples from ``step_batches`` (data.py: samples per step, not rows)."""
+
+        step_batches: _data.StepBatchSampler | None = None
 
         def _set_signature_columns_if_needed(self) -> None:
             super()._set_signature_columns_if_needed()
             if "length" not in self._signature_columns:
                 self._signature_columns = [*self._signature_columns, "length"]
 
+        def get_train_dataloader(self) -> Any:
+            if self.step_batches is None:
+                return super().get_train_dataloader()
+            from torch.utils.data import DataLoader
+
+            dataset = self._remove_unused_columns(self.train_dataset, description="Training")
+            loader = DataLoader(
+                dataset, batch_sampler=self.step_batches, collate_fn=self.data_collator,
+                num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory,
+            )
+            return self.accelerator.prepare(loader)  # shards the micro-batches round-robin across ranks
+
+    class StepEpochCallback(TrainerCallback):
+        """Tells the sampler the epoch before it is iterated. The Trainer's own ``set_epoch`` does not reach a batch
+        sampler behind accelerate's skip wrapper in the epoch a multi-process run resumes in (accelerate 1.16
+        ``DataLoaderShard.set_epoch``), and that epoch would replay epoch 0's order. Drop when accelerate forwards it."""
+
+        def __init__(self, sampler: _data.StepBatchSampler) -> None:
+            self.sampler = sampler
+
+        def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.sampler.set_epoch(int(math.floor(state.epoch + 1e-6)))  # a resumed state holds e.g. 2.4: epoch 2
+
+    InfiSFTTrainer.StepEpochCallback = StepEpochCallback  # type: ignore[attr-defined]
     return InfiSFTTrainer
+
+
+def _layout(
+    train_ds: Any, settings: _settings.SftSettings, facts: _runner.RuntimeFacts
+) -> tuple[_data.StepBatching, _data.StepBatchSampler]:
+    """The packed step layout for this run's data and world size, and its sampler (filler: the dataset's last row)."""
+    lengths = train_ds.data.column("length").to_numpy()[:-1]
+    probe = _data.StepBatching(settings.global_batch_size, facts.world_size, 1, settings.max_length, len(lengths), settings.seed)
+    epochs = math.ceil(settings.max_steps / probe.steps_per_epoch) if settings.max_steps else math.ceil(settings.epochs)
+    layout = _data.plan_step_batches(
+        lengths, samples_per_step=settings.global_batch_size, world_size=facts.world_size,
+        micro_batch_size=settings.micro_batch_size, max_length=settings.max_length, epochs=epochs, seed=settings.seed,
+    )
+    return layout, _data.StepBatchSampler(lengths, layout, filler=len(lengths))
+
+
+def _rope_plan(model_path: str, settings: _settings.SftSettings) -> _rope.RopePlan:
+    try:
+        positions, theta = _rope.model_positions(_runner.load_config(model_path).to_dict())
+        return _rope.plan_rope(
+            settings.rope.scaling, theta=settings.rope.theta, factor=settings.rope.factor, max_length=settings.max_length,
+            positions=positions, model_theta=theta, length_field="max_length", rope_field="rope",
+        )
+    except _rope.RopeError as e:
+        raise _settings.SettingsError(str(e)) from e
 
 
 # ---------------------------------------------------------------------------------------------- entry point
@@ -211,22 +274,24 @@ def _train(
 
         register_sdpa_varlen()
 
+    rope = _rope_plan(model_path, settings)  # before any work: a length the model cannot take fails here
     deepspeed_cfg = _runner.setup_deepspeed(plan, settings, facts, output_dir)
     tokenizer = _runner.prepare_tokenizer(model_path, settings)
     table = _records_table(train_records)
     chatml = settings.chat_template == "infialign-chatml"
-    args = SFTConfig(
+    config_kwargs: dict[str, Any] = dict(
         **_runner.common_args(settings, plan, output_dir, deepspeed_cfg),
         loss_type=settings.loss_type,
-        # data: prepared by us, TRL only collates (see data.py)
+        # data: prepared by us, TRL only collates (see data.py); packed steps come from InfiSFTTrainer.step_batches
         packing=plan.packing.mode.packed,
         packing_strategy=_data.PACKING_STRATEGY,
         padding_free=plan.packing.mode.packed,
         dataset_kwargs={"skip_prepare_dataset": True},
-        train_sampling_strategy="random" if plan.packing.mode.packed else "group_by_length",
+        train_sampling_strategy="sequential" if plan.packing.mode.packed else "group_by_length",
         length_column_name="length",
         eos_token=_templates.IM_END if chatml else None,  # the model must learn to stop at <|im_end|>
     )
+    args = SFTConfig(**config_kwargs)
     # From here torch.distributed is initialised (SFTConfig set up the device).
     _runner.log_distributed(facts)
 
@@ -236,10 +301,18 @@ def _train(
     with args.main_process_first(local=True, desc="prepare SFT data"):
         cache.mkdir(parents=True, exist_ok=True)
         train_ds, report, stats = _prepare_data(table, tokenizer, settings, plan.packing.mode, cache)
+    layout = sampler = None
+    if plan.packing.mode.packed:
+        layout, sampler = _layout(train_ds, settings, facts)
+        stats = dataclasses.replace(stats, rows=layout.micro_batches_per_epoch)
+        plan = dataclasses.replace(plan, gradient_accumulation_steps=layout.grad_accum)
+        # A new config, not an assignment: TrainingArguments fills DeepSpeed's `auto` batch values when it is built.
+        args = SFTConfig(**{**config_kwargs, "gradient_accumulation_steps": layout.grad_accum})
     if facts.rank == 0:
-        log.info("SFT data: %s; %s", report.summary(), stats.to_dict())
+        log.info("SFT data: %s; %s; step layout %s; RoPE %s", report.summary(), stats.to_dict(),
+                 layout.to_dict() if layout else "padded", rope.reason)
 
-    model = _runner.load_model(model_path, plan)
+    model = _runner.load_model(model_path, plan, rope)
     cbs = _runner.standard_callbacks(
         settings,
         facts,
@@ -249,15 +322,17 @@ def _train(
         metrics_sink=metrics_sink,
         extra=callbacks,
     )
-    trainer = _make_trainer_class()(
+    trainer_cls = _make_trainer_class()
+    trainer = trainer_cls(
         model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, peft_config=_runner.lora_config(settings),
-        callbacks=cbs.all,
+        callbacks=[*cbs.all, *([trainer_cls.StepEpochCallback(sampler)] if sampler else [])],
     )
+    trainer.step_batches = sampler
     _runner.check_engine(trainer, plan)
     resume_from = _runner.resume_checkpoint(resume, checkpoint_store, args, output_dir, facts)
 
     output = trainer.train(resume_from_checkpoint=resume_from)
-    model_dir = _runner.export_model(trainer, settings, model_path, tokenizer, output_dir)
+    model_dir = _runner.export_model(trainer, settings, model_path, tokenizer, output_dir, rope)
 
     metrics = {k: float(v) for k, v in output.metrics.items() if isinstance(v, int | float)}
     metrics.update(cbs.metrics.last)
@@ -267,6 +342,8 @@ def _train(
         plan=plan,
         truncation=report,
         dataset=stats,
+        rope=rope,
+        step_batching=layout,
         global_step=trainer.state.global_step,
         train_loss=float(output.training_loss) if output.training_loss is not None else None,
         metrics=metrics,
