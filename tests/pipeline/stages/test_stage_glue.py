@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from infialign.pipeline import curation
-from infialign.pipeline.api import CurateStage, SelectStage
+import pyarrow as pa
+from infialign.pipeline.api import CurateStage, DataSource, SelectStage
 from infialign.pipeline.stages import curate, select
 from infialign.pipeline.world import reasoning
 
@@ -16,12 +17,45 @@ def test_curate_steps_follow_the_settings() -> None:
     bench = {"bench": reasoning.benchmark(n=20)}
     full = _names(curate.build_steps(CurateStage(), bench, "regex"))
     assert full == [
-        "count_response_tokens", "score_rules", "filter_rules", "dedup_exact", "dedup_near",
-        "score_contamination", "filter_contamination", "label_domains_keyword", "cluster_prompts",
+        "label_domains_keyword", "count_response_tokens", "score_rules", "filter_rules", "dedup_exact", "dedup_near",
+        "score_contamination", "filter_contamination", "cluster_prompts",
     ]
     bare = CurateStage.model_validate({"exactDedup": False, "nearDedup": {"enabled": False}, "decontamination": {"enabled": False}})
-    assert _names(curate.build_steps(bare, bench, "regex")) == ["count_response_tokens", "score_rules", "filter_rules", "label_domains_keyword", "cluster_prompts"]
+    assert _names(curate.build_steps(bare, bench, "regex")) == ["label_domains_keyword", "count_response_tokens", "score_rules", "filter_rules", "cluster_prompts"]
     assert "score_contamination" not in _names(curate.build_steps(CurateStage(), {}, "regex"))  # no benchmark, nothing to check
+
+
+_ALGEBRA_COT = (
+    "<think>We need to solve 3x + 5 = 20 for x. Subtract 5 from both sides: 3x = 15. Divide both sides by 3: x = 5. "
+    "Wait, let me verify: 3 * 5 + 5 = 15 + 5 = 20, which matches the right-hand side of the equation.</think>\n"
+)
+
+
+def test_math_without_a_box_is_dropped_for_a_source_without_a_domain_column() -> None:
+    """NuminaMath layout (problem/solution, no domain column): the labeller names the domain before the
+    rules run, so the [SRC] "math must have \\boxed" rule applies; a labelled source keeps its label."""
+    rows = pa.table(
+        {
+            "problem": ["Solve the linear equation 3x + 5 = 20 for the real number x."] * 2
+            + ["Find all real solutions of the equation x^2 - 5x + 6 = 0 and compute their sum."],
+            "solution": [
+                _ALGEBRA_COT + "So the solution of the equation is \\boxed{5}.",
+                _ALGEBRA_COT + "So the solution of the equation is x equals five.",
+                "<think>The roots are 2 and 3, by factoring (x - 2)(x - 3) = 0.</think>\nTheir sum is \\boxed{5}.",
+            ],
+        }
+    )
+    source = DataSource.model_validate({"name": "numina", "uri": "file:///unused.parquet", "preset": "numina"})
+    pool = curate.to_records(rows, source)
+    assert pool.column("domain").to_pylist() == [None, None, None]
+    bare = CurateStage.model_validate(
+        {"exactDedup": False, "nearDedup": {"enabled": False}, "decontamination": {"enabled": False}, "embeddings": {"model": "hashed", "clusters": 1}}
+    )
+    out, funnel = curation.run_steps(pool, curate.build_steps(bare, {}, "regex"))
+    (rules,) = [s for s in funnel.steps if s.step == "filter_rules"]
+    assert dict(rules.dropped) == {"no_final_answer": 1}
+    assert sorted(r["content"][:5] for m in out.column("messages").to_pylist() for r in m) == ["Find ", "Solve"]
+    assert all(d is not None for d in out.column("domain").to_pylist())
 
 
 def test_near_dedup_settings_reach_the_library() -> None:
