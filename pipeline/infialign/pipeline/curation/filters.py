@@ -11,8 +11,9 @@ rule              reason                     drops when                         
 ================  =========================  ===================================================  ==========
 empty             ``empty_prompt``           no user text                                         [SRC]
                   ``empty_response``         no response, only with ``require_response``          [RECON]
-language          ``non_english``            < 80 % of letters are Latin, or (>= 8 words) more    [SRC] rule,
-                                             foreign than English stopwords                       [RECON] numbers
+language          ``non_english``            < 80 % of prose letters are Latin, or (>= 8 prose    [SRC] rule,
+                                             words) more foreign than English stopwords; math     [RECON] numbers
+                                             (formulas, LaTeX, Greek symbols) is neutral
 length            ``prompt_too_short``       prompt < 10 characters                               [RECON] §1.2(4)
                   ``prompt_too_long``        prompt > 16384 characters (~4096 tokens)             [RECON] §1.2(4)
                   ``response_too_short``     response < ``min_response_chars`` (off)              [RECON]
@@ -94,10 +95,12 @@ class EmptyRule(_config.CurationConfig):
 class LanguageRule(_config.CurationConfig):
     enabled: bool = True
     min_latin_ratio: float = Field(
-        0.8, ge=0, le=1, description="Share of letters (outside LaTeX commands) that must be Latin. [RECON] §1.2(1)."
+        0.8, ge=0, le=1, description="Share of prose letters that must be Latin; math (formulas, LaTeX, Greek and math-alphabet "
+        "symbols) is neutral. [RECON] §1.2(1)."
     )
     stopword_min_words: int = Field(
-        8, ge=1, description="Words a prompt needs before the stopword test applies (short math prompts lack them). [RECON]"
+        8, ge=1, description="Prose words (two letters or more, outside formulas) a prompt needs before the stopword test "
+        "applies (short math prompts lack them). [RECON]"
     )
 
 
@@ -157,105 +160,44 @@ class RuleFilterConfig(_config.CurationConfig):
 # ---------------------------------------------------------------------------------------------------------
 # scoring
 
+# Stopwords are prose markers only. Single letters ("y", "é", "a") are variable names in math, and words
+# that are also English or math words ("die" as in dice, "do", "per", "son", "non-" as in non-negative,
+# "del" the operator, "dan"/"um" names and interjections) would let an English math problem vote
+# foreign; each language keeps enough unambiguous markers without them.
 _EN: Final = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "are",
-    "was",
-    "were",
-    "be",
-    "that",
-    "this",
-    "it",
-    "for",
-    "on",
-    "with",
-    "as",
-    "by",
-    "at",
-    "from",
-    "what",
-    "which",
-    "how",
-    "if",
-    "then",
-    "there",
-    "their",
-    "its",
-    "not",
-    "all",
-    "each",
-    "has",
-    "have",
-    "find",
-    "let",
-    "many",
-    "much",
-    "than",
-    "when",
-    "where",
-    "who",
-    "whose",
-    "into",
-    "between",
-    "such",
-    "these",
-    "those",
+    "the", "of", "and", "to", "in", "is", "are", "was", "were", "be", "that", "this", "it", "for", "on", "with",
+    "as", "by", "at", "from", "what", "which", "how", "if", "then", "there", "their", "its", "not", "all", "each",
+    "has", "have", "find", "let", "many", "much", "than", "when", "where", "who", "whose", "into", "between",
+    "such", "these", "those", "an", "given", "suppose", "compute", "determine", "prove", "show", "we", "can",
 ]
 _FOREIGN: Final = {
     "fr": [
-        "le",
-        "les",
-        "des",
-        "est",
-        "une",
-        "du",
-        "et",
-        "que",
-        "qui",
-        "dans",
-        "pour",
-        "sur",
-        "avec",
-        "trouver",
-        "soit",
-        "sont",
-        "nous",
-        "vous",
-        "cette",
+        "le", "les", "des", "est", "une", "du", "et", "que", "qui", "dans", "pour", "sur", "avec", "trouver", "soit", "sont", "nous",
+        "vous", "cette",
     ],
     "de": [
-        "der",
-        "die",
-        "das",
-        "und",
-        "ist",
-        "ein",
-        "eine",
-        "zu",
-        "den",
-        "von",
-        "mit",
-        "für",
-        "auf",
-        "sich",
-        "nicht",
-        "wie",
-        "welche",
-        "finden",
-        "dass",
-        "werden",
+        "der", "das", "und", "ist", "ein", "eine", "zu", "den", "von", "mit", "für", "auf", "sich", "nicht", "wie", "welche", "finden",
+        "dass", "werden",
     ],
-    "es": ["el", "los", "las", "del", "que", "y", "es", "en", "una", "por", "para", "con", "cuál", "encuentra", "sea", "son", "cuántos"],
-    "pt": ["os", "do", "da", "que", "é", "em", "um", "uma", "para", "com", "não", "são", "qual", "quantos", "seja"],
-    "it": ["il", "gli", "di", "che", "è", "per", "con", "non", "sono", "della", "delle", "quale", "trova", "sia"],
-    "id": ["dan", "yang", "adalah", "dengan", "untuk", "dari", "ini", "itu", "tentukan", "berapa", "jika"],
+    "es": ["el", "los", "las", "que", "es", "en", "una", "por", "para", "con", "cuál", "encuentra", "sea", "cuántos"],
+    "pt": ["os", "da", "que", "em", "uma", "para", "com", "não", "são", "qual", "quantos", "seja"],
+    "it": ["il", "gli", "di", "che", "sono", "della", "delle", "quale", "trova", "sia"],
+    "id": ["yang", "adalah", "dengan", "untuk", "dari", "ini", "itu", "tentukan", "berapa", "jika"],
 }
+# Math is neither English nor foreign, so the language scores look only at prose: display math
+# (\[..\], \(..\), $$..$$), LaTeX commands, and any token holding an operator or bracket are removed
+# first. A token is a run of Latin/Greek letters, digits, punctuation and symbols, so unspaced CJK text
+# next to a formula is never removed with it. Hyphens are not operators: "non-negative" stays prose.
+_MATH_SPAN: Final = r"(?s)\\\[.*?\\\]|\\\(.*?\\\)|\$\$.*?\$\$"
 _LATEX_CMD: Final = r"\\[A-Za-z]+"
+_TOKEN_CHAR: Final = r"[\p{Latin}\p{Greek}\p{N}\p{P}\p{S}]"
+_OPERATOR: Final = r"[=+*/^_<>|(){}\[\]∂∇∑∏∫√≤≥≠±×÷·∈∉⊂⊆∪∩→⇒≈≡∞]"
+_FORMULA_TOKEN: Final = _TOKEN_CHAR + "*" + _OPERATOR + _TOKEN_CHAR + "*"
+# Letters that are neutral in the script ratio: Common-script letters (ℝ, 𝑥: the math alphabets) and runs of
+# one or two Greek letters (α, π, αβ: math symbols). A run of three or more is a Greek word, so Greek
+# prose still counts as non-Latin. Two passes: a match consumes the character after its run, which
+# may be the one before the next run ("α+β").
+_SHORT_GREEK: Final = r"(^|[^\p{Greek}])\p{Greek}{1,2}([^\p{Greek}]|$)"
 _MID_SENTENCE: Final = ",;:([{=+-*/\\"
 
 
@@ -269,12 +211,28 @@ def _count_words(arr: pa.Array, words: list[str]) -> np.ndarray:
     return pc.count_substring_regex(padded, _word_re(words)).to_numpy(zero_copy_only=False).astype(np.float64)
 
 
+def _count(arr: pa.Array, pattern: str) -> np.ndarray:
+    return pc.count_substring_regex(arr, pattern).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _prose_text(prompts: pa.Array) -> pa.Array:
+    """The prompts without their math (display math, LaTeX commands, formula tokens): what the language
+    scores read."""
+    text = pc.replace_substring_regex(prompts, _MATH_SPAN, " ")
+    text = pc.replace_substring_regex(text, _LATEX_CMD, " ")
+    return pc.replace_substring_regex(text, _FORMULA_TOKEN, " ")
+
+
 def _language_scores(prompts: pa.Array) -> dict[str, np.ndarray]:
-    text = pc.replace_substring_regex(prompts, _LATEX_CMD, " ")
-    letters = pc.count_substring_regex(text, r"\p{L}").to_numpy(zero_copy_only=False).astype(np.float64)
-    latin = pc.count_substring_regex(text, r"\p{Latin}").to_numpy(zero_copy_only=False).astype(np.float64)
+    text = _prose_text(prompts)
+    scripted = pc.replace_substring_regex(text, r"\p{Common}", " ")
+    for _ in range(2):
+        scripted = pc.replace_substring_regex(scripted, _SHORT_GREEK, r"\1 \2")
+    letters = _count(scripted, r"\p{L}")
+    latin = _count(scripted, r"\p{Latin}")
     lower = pc.utf8_lower(text)
-    words = pc.count_substring_regex(lower, r"\p{L}+").to_numpy(zero_copy_only=False).astype(np.float64)
+    # Words of two letters or more: single letters are variables, not evidence of a language.
+    words = _count(lower, r"\p{L}{2,}")
     safe = np.where(words == 0, 1.0, words)
     en = _count_words(lower, _EN) / safe
     foreign = np.max([_count_words(lower, ws) / safe for ws in _FOREIGN.values()], axis=0)
