@@ -193,7 +193,95 @@ def longest_increasing_subsequence(nums):
     return len(tails)
 ```"""
 
-LONG_COTS = {"linear": _LINEAR_COT, "quadratic": _QUADRATIC_COT, "counting": _COUNTING_COT, "trig": _TRIG_COT, "code": _CODE_COT}
+
+_AMGM_COT = """<think>
+We need to show that for positive reals $a$ and $b$, $\\frac{a+b}{2} \\geq \\sqrt{ab}$, and find when equality holds.
+
+The standard trick: $(\\sqrt{a} - \\sqrt{b})^2 \\geq 0$. Expanding, $a - 2\\sqrt{ab} + b \\geq 0$, so $a + b \\geq 2\\sqrt{ab}$, and dividing by 2 gives $\\frac{a+b}{2} \\geq \\sqrt{ab}$.
+
+Wait, let me verify the expansion: $(\\sqrt{a} - \\sqrt{b})^2 = (\\sqrt{a})^2 - 2\\sqrt{a}\\sqrt{b} + (\\sqrt{b})^2 = a - 2\\sqrt{ab} + b$. Yes, so $\\frac{a+b}{2} \\geq \\sqrt{ab}$ follows.
+
+Let me test with numbers. Take $a = 4$, $b = 9$: $\\frac{a+b}{2} = 6.5$ and $\\sqrt{ab} = 6$, so $\\frac{a+b}{2} \\geq \\sqrt{ab}$ holds. Take $a = b = 5$: both sides are 5, so equality. Take $a = 1$, $b = 100$: the left side is 50.5 and the right side is 10. Fine.
+
+Now equality. We have $\\frac{a+b}{2} = \\sqrt{ab}$ exactly when $(\\sqrt{a} - \\sqrt{b})^2 = 0$, which means $\\sqrt{a} = \\sqrt{b}$, so $a = b$.
+
+Hmm, but let me double-check the direction of each step, because dividing or taking square roots can flip things if signs are negative. Here $a, b > 0$, so $\\sqrt{a}$ and $\\sqrt{b}$ are real and positive, and dividing by 2 keeps the direction. So $\\frac{a+b}{2} \\geq \\sqrt{ab}$ for all positive $a$ and $b$.
+
+Alternatively, square both sides: since both sides are positive, $\\frac{a+b}{2} \\geq \\sqrt{ab}$ is equivalent to $\\frac{(a+b)^2}{4} \\geq ab$, that is $(a+b)^2 \\geq 4ab$, that is $a^2 + 2ab + b^2 - 4ab \\geq 0$, that is $(a - b)^2 \\geq 0$, which is always true. Equality again exactly when $a = b$.
+
+So both proofs agree. Let me state it once more cleanly: for $a, b > 0$, $\\frac{a+b}{2} \\geq \\sqrt{ab}$, with equality if and only if $a = b$. That is the two-variable AM-GM inequality.
+
+Actually, wait. The problem might also want the case where one of them is zero. It says positive reals, so that case is excluded, but for completeness: if $b = 0$ then $\\frac{a+b}{2} = \\frac{a}{2} \\geq 0 = \\sqrt{ab}$, which still holds. Fine, not needed.
+
+Let me reread the question: prove $\\frac{a+b}{2} \\geq \\sqrt{ab}$ for positive $a, b$ and find when equality holds. Done: equality holds exactly when $a = b$.
+</think>
+
+Since $(\\sqrt a - \\sqrt b)^2 \\ge 0$, we get $a + b \\ge 2\\sqrt{ab}$, that is $\\frac{a+b}{2} \\ge \\sqrt{ab}$, with equality exactly when $\\sqrt a = \\sqrt b$.
+
+Equality holds if and only if $\\boxed{a = b}$."""
+
+_RECHECK_COT = """<think>
+The problem: a number tripled and increased by 5 gives 20. Find the number, then find twice the number minus 1.
+
+Let the number be x. Then 3x + 5 = 20. Subtract 5: 3x = 15. Divide by 3: x = 5.
+
+Wait, let me verify: 3x + 5 = 20 so x = 5. Plugging in, 3 * 5 + 5 = 20. Correct.
+
+Now twice the number minus 1 is 2x - 1 = 2 * 5 - 1 = 9.
+
+Let me double-check 3x + 5 = 20 so x = 5 by working backwards: 20 - 5 = 15 and 15 / 3 = 5. Yes, the number is 5.
+
+Hmm, is it possible I misread "tripled and increased by 5" as 3x + 5 when it should be 3(x + 5)? "Tripled and increased by 5" means first triple, then add 5, so 3x + 5. If it were "increased by 5 and tripled" it would be 3(x + 5). So 3x + 5 = 20 so x = 5 stands.
+
+Let me double-check 2x - 1 = 9 as well: 2 * 5 = 10, and 10 - 1 = 9. Right.
+
+Wait, let me verify once more from the start, since this kind of question often has a twist. Number x, tripled: 3x. Increased by 5: 3x + 5. Gives 20: 3x + 5 = 20 so x = 5. Twice the number: 2x = 10. Minus 1: 9. No twist.
+
+One more sanity check with a different number to make sure my equation behaves: if x were 6, then 3x + 5 = 23, not 20; if x were 4, then 3x + 5 = 17, not 20. So x = 5 is the only value between those, and since 3x + 5 is increasing, it is the unique solution. So 3x + 5 = 20 so x = 5 is confirmed.
+
+Let me also make sure the final quantity is what is asked: "twice the number minus 1". That is 2x - 1, not 2(x - 1). 2(x - 1) would be 8. The wording "twice the number minus 1" most naturally reads as 2x - 1 = 9. I will go with 9.
+
+Summary: 3x + 5 = 20 gives x = 5, and 2x - 1 = 9.
+</think>
+
+Let the number be $x$. Then $3x + 5 = 20$, so $3x = 15$ and $x = 5$. Check: $3 \\cdot 5 + 5 = 20$.
+
+Twice the number minus 1 is $2 \\cdot 5 - 1 = \\boxed{9}$."""
+
+_LIMIT_COT = """<think>
+I need to compute $\\lim_{x \\to 2} \\frac{x^2 - 5x + 6}{x^2 - 4}$.
+
+Direct substitution gives $\\frac{4 - 10 + 6}{4 - 4} = \\frac{0}{0}$, an indeterminate form, so I need to simplify first.
+
+Factor the numerator: $x^2 - 5x + 6 = (x - 2)(x - 3)$. Factor the denominator: $x^2 - 4 = (x - 2)(x + 2)$. So for $x \\neq 2$, $\\frac{x^2 - 5x + 6}{x^2 - 4} = \\frac{x - 3}{x + 2}$.
+
+Then $\\lim_{x \\to 2} \\frac{x^2 - 5x + 6}{x^2 - 4} = \\lim_{x \\to 2} \\frac{x - 3}{x + 2} = \\frac{-1}{4} = -\\frac{1}{4}$.
+
+Wait, let me verify the factoring. $(x - 2)(x - 3) = x^2 - 3x - 2x + 6 = x^2 - 5x + 6$. Correct. $(x - 2)(x + 2) = x^2 - 4$. Correct. So $\\lim_{x \\to 2} \\frac{x^2 - 5x + 6}{x^2 - 4} = -\\frac{1}{4}$.
+
+Let me double-check with L'Hôpital's rule, since we have $0/0$. The derivative of the numerator is $2x - 5$, which is $-1$ at $x = 2$. The derivative of the denominator is $2x$, which is $4$ at $x = 2$. So $\\lim_{x \\to 2} \\frac{x^2 - 5x + 6}{x^2 - 4} = \\frac{-1}{4}$. Same answer.
+
+Hmm, let me also check numerically to be safe. At $x = 2.01$: the numerator is $4.0401 - 10.05 + 6 = -0.0099$ and the denominator is $4.0401 - 4 = 0.0401$, so the ratio is about $-0.2469$. At $x = 1.99$: the numerator is $3.9601 - 9.95 + 6 = 0.0101$ and the denominator is $3.9601 - 4 = -0.0399$, so the ratio is about $-0.2531$. Both are close to $-0.25$. So $\\lim_{x \\to 2} \\frac{x^2 - 5x + 6}{x^2 - 4} = -\\frac{1}{4}$ is confirmed from both sides.
+
+Is there any subtlety with the domain? The function is undefined at $x = 2$ and $x = -2$, but the limit only cares about values near 2, and near 2 the simplified form $\\frac{x - 3}{x + 2}$ is continuous. So the limit exists and equals the value of the simplified form at 2.
+
+Let me write it up. The key step is the cancellation of the common factor $x - 2$, which removes the $0/0$, and the answer is $\\lim_{x \\to 2} \\frac{x^2 - 5x + 6}{x^2 - 4} = -\\frac{1}{4}$.
+</think>
+
+Factor: $\\frac{x^2 - 5x + 6}{x^2 - 4} = \\frac{(x-2)(x-3)}{(x-2)(x+2)} = \\frac{x-3}{x+2}$ for $x \\ne 2$. Hence
+
+$$\\lim_{x \\to 2} \\frac{x^2 - 5x + 6}{x^2 - 4} = \\frac{2 - 3}{2 + 2} = \\boxed{-\\frac{1}{4}}.$$"""
+
+LONG_COTS = {
+    "linear": _LINEAR_COT,
+    "quadratic": _QUADRATIC_COT,
+    "counting": _COUNTING_COT,
+    "trig": _TRIG_COT,
+    "code": _CODE_COT,
+    "amgm": _AMGM_COT,
+    "recheck": _RECHECK_COT,
+    "limit": _LIMIT_COT,
+}
 
 # ---------------------------------------------------------------------------------------------------------
 # degenerate loops: what the repetition rule exists for
@@ -203,6 +291,7 @@ DEGENERATE_COTS = {
     "sentence_loop": "<think>\nWe solve 3x + 5 = 20. " + _LOOP_SENTENCE * 20 + "</think>\n\nThe answer is $\\boxed{5}$.",
     "line_loop": "<think>\n" + "Let me compute the sum of the first ten odd numbers again.\n" * 20 + "</think>\n\n$\\boxed{100}$",
     "equation_loop": "<think>\nSo \\frac{a}{b} + \\frac{b}{a} = 2.\n" + "\\frac{a}{b} + \\frac{b}{a} = 2 \\implies a = b.\n" * 25 + "</think>\n\n$\\boxed{1}$",
+    "symbol_loop": "<think>\nSo the product is (1 + x)(1 + x^2" + ")" * 400 + "\n" + "." * 400 + "</think>\n\n$\\boxed{1}$",
     "paragraph_loop": "<think>\n"
     + (
         "Hmm, maybe I should try a different approach. Let me go back to the original equation and substitute "

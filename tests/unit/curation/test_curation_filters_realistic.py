@@ -41,3 +41,83 @@ def test_greek_letters_are_neutral_in_the_script_ratio_and_single_letters_cast_n
     s = _scores([make_record("If α+β=π/2, find sin α / cos β."), make_record("Given f(x, y) = x y + y, find ∂f/∂y")])
     assert list(s["lang_latin_ratio"]) == [1.0, 1.0]
     assert list(s["lang_foreign_stopwords"]) == [0.0, 0.0]
+
+
+# -- item 3: truncation -----------------------------------------------------------------------------------
+
+# Endings that are complete in the domain they come from. Math answers that state their answer may end on a
+# letter ("The answer is C"); code and prose may end on anything but a continuation character.
+_COMPLETE_DOMAINS = {
+    "code_identifier": "code",
+    "code_fence": "code",
+    "bare_code_identifier": "code",
+    "choice_letter": "science",
+    "choice_paren": "science",
+    "prose_no_period": "other",
+    "metamath": "prealgebra",
+    "gsm8k": "prealgebra",
+    "exclamation": "calculus",
+    "closing_paren": "algebra",
+    "markdown_list": "number_theory",
+    "quote": "code",
+    "latex_display": "algebra",
+}
+
+
+@pytest.mark.parametrize("name", sorted(text.COMPLETE_ENDINGS))
+def test_complete_answers_that_do_not_end_in_a_period_are_kept(name: str) -> None:
+    rec = make_record(response=text.COMPLETE_ENDINGS[name], domain=_COMPLETE_DOMAINS[name], answer="x")
+    assert _reason(rec) is None
+
+
+def test_a_stated_option_letter_is_complete_even_in_a_math_domain() -> None:
+    rec = make_record(response=text.COMPLETE_ENDINGS["choice_letter"], domain="algebra", answer="C")
+    assert _reason(rec) is None
+
+
+@pytest.mark.parametrize("name", sorted(text.CUT_ENDINGS))
+def test_cut_responses_are_dropped(name: str) -> None:
+    assert _reason(make_record(response=text.CUT_ENDINGS[name], domain="algebra", answer="5")) == "truncated_cot"
+
+
+@pytest.mark.parametrize(
+    ("response", "domain"),
+    [
+        ("<think>Reverse it.</think>\n\n```python\ndef rev(s):\n    return s[::-1", "code"),  # unclosed fence
+        ("<think>Compare the charges.</think>\n\nThe correct option is the one with the", "science"),  # dangling "the"
+        ("<think>Compare the charges.</think>\n\nOption B conserves charge, and", "science"),
+    ],
+)
+def test_cuts_outside_math_are_still_caught(response: str, domain: str) -> None:
+    assert _reason(make_record(response=response, domain=domain, answer="B")) == "truncated_cot"
+
+
+def test_a_trailing_letter_is_a_cut_only_in_a_math_answer_that_has_not_stated_its_answer() -> None:
+    cut = text.CUT_ENDINGS["math_cut_mid_word"]
+    assert _reason(make_record(response=cut, domain="algebra", answer="5")) == "truncated_cot"
+    assert _reason(make_record(response=cut, domain="other", answer="5")) is None  # prose may end on a letter
+
+
+# -- item 4: repetition -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(text.LONG_COTS))
+def test_long_cots_that_recheck_an_equation_are_not_repetition(name: str) -> None:
+    cot = text.LONG_COTS[name]
+    assert len(cot.split()) >= 350
+    rec = make_record(response=cot, domain="code" if name == "code" else "algebra", answer=None)
+    assert _reason(rec) is None
+
+
+@pytest.mark.parametrize("name", sorted(text.DEGENERATE_COTS))
+def test_degenerate_loops_are_repetition(name: str) -> None:
+    assert _reason(make_record(response=text.DEGENERATE_COTS[name], answer=None)) == "repetition"
+
+
+def test_repetition_counts_words_not_symbol_tokens() -> None:
+    """The limit CoT restates a formula of ~28 symbol tokens seven times; as words each restatement is
+    a handful of words in a different sentence, so no word 20-gram repeats."""
+    s = _scores([make_record(response=text.LONG_COTS["limit"])])
+    assert s["rep_max_ngram_count"][0] == 1.0
+    assert s["rep_dup_ngram_frac"][0] < 0.1
+    assert s["rep_compression_ratio"][0] < 3.0

@@ -16,6 +16,7 @@ __all__ = [
     "after_think",
     "answers_equal",
     "extract_answer",
+    "box_is_cut",
     "last_boxed",
     "normalize_answer",
 ]
@@ -73,6 +74,19 @@ def last_boxed(text: str | None) -> str | None:
         return None
     content = content.strip()
     return content or None
+
+
+def box_is_cut(text: str | None) -> bool:
+    """True when the last ``\\boxed{`` / ``\\fbox{`` opens a group that never closes: the text stops inside it."""
+    if not text:
+        return False
+    pos = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
+    if pos < 0:
+        return False
+    i = pos + len(next(c for c in _BOX_COMMANDS if text.startswith(c, pos)))
+    while i < len(text) and text[i] == " ":
+        i += 1
+    return i >= len(text) or (text[i] == "{" and _braced(text, i) is None)
 
 
 def after_think(text: str | None) -> str:

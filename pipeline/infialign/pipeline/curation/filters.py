@@ -19,13 +19,15 @@ length            ``prompt_too_short``       prompt < 10 characters             
                   ``response_too_short``     response < ``min_response_chars`` (off)              [RECON]
                   ``response_too_long``      response >= 32768 tokens or ``max_response_chars``   [RECON] §1.3
 truncation        ``truncated_cot``          unclosed ``<think>``, nothing after ``</think>``,    [SRC] "half-baked"
-                                             or the response ends mid-sentence
+                                             or the answer part ends mid-sentence (see
+                                             ``_CONTINUATION``: letters end code and prose fine)
 final answer      ``no_final_answer``        a math row with no reference answer and no           [SRC] "math must
                                              ``\\boxed{}`` in its response                          have \\boxed"
                   ``no_boxed_answer``        a math response without ``\\boxed{}``, only with       [SRC]
                                              ``require_boxed_response`` (use after distillation)
 repetition        ``repetition``             a word 20-gram occurs >= 5 times, or >= 50 % of the  [RECON] §1.2(4)
-                                             response's 10-gram positions repeat an earlier one
+                                             response's word 10-gram positions repeat an earlier
+                                             one, or it compresses >= 10x (loops of symbols)
 ================  =========================  ===================================================  ==========
 
 Every rule has an ``enabled`` switch; ``None`` disables a bound. Scores are NaN (absent) where a
@@ -34,12 +36,14 @@ measurement does not apply (no response, no letters), and an absent score never 
 
 from __future__ import annotations
 
+import re
+import zlib
 from typing import Final
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from infialign.pipeline.curation import _arrow, _config, _ngrams, answers, domains, normalize, stats, steps
+from infialign.pipeline.curation import _arrow, _config, _ngrams, answers, domains, stats, steps
 from pydantic import Field
 
 __all__ = [
@@ -69,8 +73,12 @@ RULE_SCORE_KEYS: Final = (
     "cot_unclosed_think",
     "cot_chars_after_think",
     "cot_ends_mid_sentence",
+    "cot_ends_in_word",
+    "cot_ends_dangling_word",
+    "cot_states_answer",
     "rep_max_ngram_count",
     "rep_dup_ngram_frac",
+    "rep_compression_ratio",
 )
 DROP_REASONS: Final = (
     "empty_prompt",
@@ -121,8 +129,10 @@ class TruncationRule(_config.CurationConfig):
     enabled: bool = True
     mid_sentence: bool = Field(
         True,
-        description="Also drop responses that end mid-sentence (last character a letter, comma, colon, "
-        "opening bracket or operator; digits, '.', '}' and '$' end fine). [RECON] seeds §1.2(2).",
+        description="Also drop responses whose answer part (after </think>) ends mid-sentence: on a comma, colon, "
+        "opening bracket or operator, inside an unclosed \\boxed{ or ``` fence, on a word that cannot end a "
+        "sentence (the, of, and, is, ...) outside code, or, in a math domain, on a letter before any stated "
+        "answer. Letters end code, option letters and prose fine. [RECON] seeds §1.2(2).",
     )
 
 
@@ -137,12 +147,25 @@ class FinalAnswerRule(_config.CurationConfig):
 
 
 class RepetitionRule(_config.CurationConfig):
+    """Degenerate loops, over word tokens (runs of letters and digits; symbols and LaTeX command names are
+    not words, so a restated formula is a few words, not a 20-gram). Measured on realistic long CoTs that
+    re-check an equation 5-9 times: every word 20-gram occurs once and < 4 % of 10-gram positions repeat;
+    a sentence or line repeated 20 times gives counts of 12-23 and > 85 % repeats."""
+
     enabled: bool = True
-    ngram: int = Field(20, ge=2, le=64, description="n of the repeated-n-gram test. [RECON] seeds §1.2(4).")
+    ngram: int = Field(20, ge=2, le=64, description="n of the repeated word n-gram test. [RECON] seeds §1.2(4).")
     max_repeats: int = Field(5, ge=2, description="Drop when one n-gram occurs this often. [RECON] seeds §1.2(4).")
     dup_ngram: int = Field(10, ge=2, le=64, description="n of the duplicate-fraction test. [RECON] (Gopher-style)")
     max_dup_fraction: float | None = Field(
         0.5, gt=0, le=1, description="Drop when this share of n-gram positions repeat. Lenient: long CoTs restate. [RECON]"
+    )
+    max_compression_ratio: float | None = Field(
+        10.0,
+        gt=1,
+        le=1000,
+        description="Drop when the response's UTF-8 bytes / zlib(level 1) bytes reaches this. Catches loops without words "
+        "('))))', '....'); word loops are the n-gram tests' job. Natural long CoTs measure 2-2.5, a number table 6, "
+        "a sentence repeated 20 times 8.6 (tests/unit/curation/realistic_text.py). [RECON]",
     )
 
 
@@ -198,7 +221,29 @@ _FORMULA_TOKEN: Final = _TOKEN_CHAR + "*" + _OPERATOR + _TOKEN_CHAR + "*"
 # prose still counts as non-Latin. Two passes: a match consumes the character after its run, which
 # may be the one before the next run ("α+β").
 _SHORT_GREEK: Final = r"(^|[^\p{Greek}])\p{Greek}{1,2}([^\p{Greek}]|$)"
-_MID_SENTENCE: Final = ",;:([{=+-*/\\"
+# The truncation rule's "ends mid-sentence" test reads only the answer part (after </think>). A teacher cut
+# by max_tokens stops anywhere; a complete answer may end on a letter (a code identifier, "The answer is
+# C", prose without a final period) but never on a continuation character or inside an open group.
+# So: a continuation character, an unclosed \boxed{ or ``` fence, or (outside code) a word that cannot
+# end an English sentence is a cut in every domain; a trailing letter is a cut only in a math answer that
+# has not yet stated its answer (\boxed{}, "####", "answer is/: X"), since math answers end on one.
+_CONTINUATION: Final = ",;:([{=+-*/\\^"
+_DANGLING_WORDS: Final = frozenset({"the", "a", "an", "of", "and", "or", "is", "are"})
+_STATED_ANSWER: Final = re.compile(r"(?i)\banswer\b[^\n]{0,20}?(?:\bis\b|:)\s*\S|####\s*\S")
+_LAST_WORD: Final = re.compile(r"([A-Za-z]+)\W*$")
+
+
+def _ending_scores(final: str) -> tuple[float, float, float, float]:
+    """(ends mid-sentence, ends in a letter, ends on a dangling word, states an answer) of an answer part."""
+    tail = final.rstrip()
+    if not tail:
+        return np.nan, np.nan, np.nan, np.nan
+    fenced = "```" in tail
+    cut = tail[-1] in _CONTINUATION or tail.count("```") % 2 == 1 or answers.box_is_cut(tail)
+    word = _LAST_WORD.search(tail[-40:]) if tail[-1].isalpha() else None
+    dangling = not fenced and word is not None and word.group(1).lower() in _DANGLING_WORDS
+    stated = answers.last_boxed(tail) is not None or _STATED_ANSWER.search(tail) is not None
+    return float(cut), float(tail[-1].isalpha()), float(dangling), float(stated)
 
 
 def _word_re(words: list[str]) -> str:
@@ -244,11 +289,30 @@ def _language_scores(prompts: pa.Array) -> dict[str, np.ndarray]:
     }
 
 
+def _word_tokens(texts: list[str | None]) -> pa.ListArray:
+    """Lowercased runs of letters and digits, LaTeX command names dropped. Symbols are not words: a formula
+    split into symbol tokens ("\\frac { x ^ 2 - 4 }") turns one restated equation into a 20-gram, so
+    a CoT that re-checks it five times would look like a loop."""
+    arr = pc.utf8_lower(pa.array(texts, pa.large_string()))
+    arr = pc.replace_substring_regex(arr, _LATEX_CMD, " ")
+    arr = pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, r"[^\p{L}\p{N}]+", " "))
+    arr = pc.if_else(pc.equal(pc.binary_length(arr), 0), pa.scalar(None, pa.large_string()), arr)
+    return pc.utf8_split_whitespace(arr).fill_null(pa.scalar([], pa.list_(pa.large_string())))
+
+
+def _compression_ratio(text: str) -> float:
+    raw = text.encode("utf-8", "surrogatepass")
+    return len(raw) / len(zlib.compress(raw, 1))
+
+
 def _repetition_scores(responses: list[str | None], cfg: RepetitionRule) -> dict[str, np.ndarray]:
     n = len(responses)
     max_count = np.full(n, np.nan)
     dup_frac = np.full(n, np.nan)
+    ratio = np.full(n, np.nan)
     present = [i for i, r in enumerate(responses) if r]
+    for i in present:
+        ratio[i] = _compression_ratio(responses[i] or "")
     # Chunks of ~8M characters bound the memory of the flat n-gram arrays for long CoTs.
     chunk: list[int] = []
     size = 0
@@ -257,8 +321,7 @@ def _repetition_scores(responses: list[str | None], cfg: RepetitionRule) -> dict
             chunk.append(idx)
             size += len(responses[idx] or "")
         if chunk and (idx is None or size >= 8_000_000):
-            tokens = normalize.normalize_tokens([responses[i] for i in chunk], strip_instructions=False)
-            units, offsets = _ngrams.token_units(tokens)
+            units, offsets = _ngrams.token_units(_word_tokens([responses[i] for i in chunk]))
             rows = np.asarray(chunk)
             for n_gram, out, kind in ((cfg.ngram, max_count, "max"), (cfg.dup_ngram, dup_frac, "frac")):
                 h, o = _ngrams.ngram_hashes(units, offsets, n_gram, whole_if_short=False)
@@ -276,7 +339,7 @@ def _repetition_scores(responses: list[str | None], cfg: RepetitionRule) -> dict
                         res = np.where(total > 0, 1.0 - uniq / np.where(total == 0, 1, total), 0.0)
                 out[rows] = res
             chunk, size = [], 0
-    return {"rep_max_ngram_count": max_count, "rep_dup_ngram_frac": dup_frac}
+    return {"rep_max_ngram_count": max_count, "rep_dup_ngram_frac": dup_frac, "rep_compression_ratio": ratio}
 
 
 @steps.step(
@@ -301,7 +364,7 @@ def score_rules(table: pa.Table, cfg: RuleFilterConfig) -> tuple[pa.Table, stats
     boxed = np.full(n, np.nan)
     unclosed = np.full(n, np.nan)
     after = np.full(n, np.nan)
-    mid = np.full(n, np.nan)
+    ending = np.full((4, n), np.nan)
     has_answer = np.zeros(n)
     for i, r in enumerate(responses):
         if answer_col[i] and answer_col[i].strip():
@@ -317,8 +380,8 @@ def score_rules(table: pa.Table, cfg: RuleFilterConfig) -> tuple[pa.Table, stats
         unclosed[i] = float(open_at >= 0 and close_at < open_at)
         if close_at >= 0:
             after[i] = len(r[close_at + len(answers.THINK_CLOSE) :].strip())
-        tail = r.rstrip()
-        mid[i] = float(bool(tail) and (tail[-1].isalpha() or tail[-1] in _MID_SENTENCE))
+        if not unclosed[i]:
+            ending[:, i] = _ending_scores(answers.after_think(r))
     scores.update(
         {
             "response_chars": resp_chars,
@@ -326,7 +389,10 @@ def score_rules(table: pa.Table, cfg: RuleFilterConfig) -> tuple[pa.Table, stats
             "has_boxed_response": boxed,
             "cot_unclosed_think": unclosed,
             "cot_chars_after_think": after,
-            "cot_ends_mid_sentence": mid,
+            "cot_ends_mid_sentence": ending[0],
+            "cot_ends_in_word": ending[1],
+            "cot_ends_dangling_word": ending[2],
+            "cot_states_answer": ending[3],
         }
     )
     scores.update(_repetition_scores(responses, cfg.repetition))
@@ -388,6 +454,16 @@ def filter_rules(table: pa.Table, cfg: RuleFilterConfig) -> tuple[pa.Table, stat
             reason, detail = "truncated_cot", "nothing after </think>"
         elif c.truncation.enabled and c.truncation.mid_sentence and g["cot_ends_mid_sentence"] == 1.0:
             reason, detail = "truncated_cot", "ends mid-sentence"
+        elif c.truncation.enabled and c.truncation.mid_sentence and g["cot_ends_dangling_word"] == 1.0 and dom[i] != "code":
+            reason, detail = "truncated_cot", "ends on a word that cannot end a sentence"
+        elif (
+            c.truncation.enabled
+            and c.truncation.mid_sentence
+            and (dom[i] or "") in math_domains
+            and g["cot_ends_in_word"] == 1.0
+            and g["cot_states_answer"] == 0.0
+        ):
+            reason, detail = "truncated_cot", "math answer ends mid-word before stating its answer"
         elif c.final_answer.enabled and (dom[i] or "") in math_domains and g["has_final_answer"] != 1.0:
             reason = "no_final_answer"
         elif (
@@ -398,10 +474,15 @@ def filter_rules(table: pa.Table, cfg: RuleFilterConfig) -> tuple[pa.Table, stat
         ):
             reason = "no_boxed_answer"
         elif c.repetition.enabled and (
-            _ge(g["rep_max_ngram_count"], c.repetition.max_repeats) or _ge(g["rep_dup_ngram_frac"], c.repetition.max_dup_fraction)
+            _ge(g["rep_max_ngram_count"], c.repetition.max_repeats)
+            or _ge(g["rep_dup_ngram_frac"], c.repetition.max_dup_fraction)
+            or _ge(g["rep_compression_ratio"], c.repetition.max_compression_ratio)
         ):
             reason = "repetition"
-            detail = f"max {c.repetition.ngram}-gram count {g['rep_max_ngram_count']:.0f}, dup frac {g['rep_dup_ngram_frac']:.2f}"
+            detail = (
+                f"max word {c.repetition.ngram}-gram count {g['rep_max_ngram_count']:.0f}, "
+                f"dup frac {g['rep_dup_ngram_frac']:.2f}, compression {g['rep_compression_ratio']:.1f}"
+            )
         reasons.append(reason)
         details.append(detail)
     return _arrow.filter_rows(table, reasons, "filter_rules", details)
