@@ -108,7 +108,8 @@ def test_rows_without_prompt_are_kept_for_the_empty_filter():
 @pytest.mark.parametrize(
     ("text", "expected", "fallback"),
     [
-        ("so \\boxed{\\frac{1}{2}} then \\boxed{3}", "3", False),
+        ("so \\boxed{\\frac{1}{2}}\n\nthen \\boxed{3}", "3", False),  # an earlier paragraph's box is intermediate
+        ("so \\boxed{\\frac{1}{2}} then \\boxed{3}", "(\\frac{1}{2}, 3)", False),  # one paragraph: both are the answer
         ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}", False),
         ("cut \\boxed{3", None, True),
         ("\\boxed 5", "5", False),

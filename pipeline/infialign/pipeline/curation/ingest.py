@@ -21,8 +21,9 @@ preset                        columns                                           
 
 A :class:`FieldMapping` with explicit column names overrides the preset's choices.
 
-The reference answer comes from the answer column (its last ``\\boxed{}``, ``#### x``, or its last line),
-else from the response's last ``\\boxed{}`` / ``#### x``. ``provenance["answer_source"]`` says which:
+The reference answer comes from the answer column (its boxes, ``#### x``, or its last line), else from the
+response's boxes / ``#### x`` / "The answer is: x". "Its boxes" is :func:`answers.final_boxed`: the last box,
+or the ordered tuple ``(a, b)`` when the closing paragraph holds several (multi-part answers). ``provenance["answer_source"]`` says which:
 ``reference`` or ``response``. An answer taken from the response can never verify that response (the
 verifiers call it ``unverified``): it is a hint for later stages, not a check. In GSM8K-style rows, where the answer column
 holds "reasoning #### 42" and there is no response column, the reasoning becomes the response.
