@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from infialign.pipeline import curation
 import pyarrow as pa
-from infialign.pipeline.api import CurateStage, DataSource, SelectStage
+import pytest
+from infialign.pipeline.api import Benchmark, CurateStage, DataSource, SelectStage
+from infialign.pipeline.runtime.context import StageInputError
 from infialign.pipeline.stages import curate, select
 from infialign.pipeline.world import reasoning
 
@@ -56,6 +58,41 @@ def test_math_without_a_box_is_dropped_for_a_source_without_a_domain_column() ->
     assert dict(rules.dropped) == {"no_final_answer": 1}
     assert sorted(r["content"][:5] for m in out.column("messages").to_pylist() for r in m) == ["Find ", "Solve"]
     assert all(d is not None for d in out.column("domain").to_pylist())
+
+
+def test_one_explicit_field_keeps_the_presets_choice_for_the_others() -> None:
+    """`fields: {prompt: query}` must not switch the preset off: response, answer and id still map."""
+    table = pa.table(
+        {
+            "query": ["A number tripled and increased by 5 is 20. What is the number?"],
+            "response": ["3x + 5 = 20, so 3x = 15 and x = 5.\nThe answer is: 5"],
+            "answer": ["5"],
+            "id": ["mm-17"],
+        }
+    )
+    source = DataSource.model_validate({"name": "mm", "uri": "file:///unused.jsonl", "fields": {"prompt": "query"}})
+    rec = curate.to_records(table, source).to_pylist()[0]
+    assert rec["messages"][0]["content"].startswith("A number tripled")
+    assert rec["response"].startswith("3x + 5 = 20") and rec["answer"] == "5"
+    assert dict(rec["provenance"])["orig_id"] == "mm-17"
+
+
+def test_metamathqa_answers_come_from_the_answer_is_line() -> None:
+    table = pa.table({"query": ["Janet has 16 eggs, eats 3 and bakes with 4. She sells the rest at $2. How much does she make?"],
+                      "response": ["16 - 3 - 4 = 9 eggs are left, and 9 * 2 = 18.\nThe answer is: 18"]})
+    source = DataSource.model_validate({"name": "metamath", "uri": "file:///unused.jsonl", "fields": {"prompt": "query"}})
+    rec = curate.to_records(table, source).to_pylist()[0]
+    assert rec["answer"] == "18" and dict(rec["provenance"])["answer_source"] == "response"
+
+
+def test_an_unrecognised_layout_names_the_manifest_key() -> None:
+    source = DataSource.model_validate({"name": "metamath", "uri": "file:///unused.jsonl"})
+    with pytest.raises(StageInputError, match=r"spec\.sources\[2\]\.fields\.prompt") as e:
+        curate.to_records(pa.table({"query": ["What is 2 + 2?"], "response": ["The answer is: 4"]}), source, 2)
+    assert "FieldMapping" not in str(e.value)
+    bench = Benchmark.model_validate({"name": "aime", "uri": "file:///unused.jsonl", "fields": {"answer": "nope"}})
+    with pytest.raises(StageInputError, match=r"spec\.benchmarks\[0\]\.fields\.answer: 'nope'"):
+        curate.to_records(pa.table({"problem": ["What is 2 + 2?"]}), bench, 0)
 
 
 def test_near_dedup_settings_reach_the_library() -> None:

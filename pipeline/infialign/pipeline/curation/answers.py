@@ -26,6 +26,9 @@ THINK_OPEN: Final = "<think>"
 THINK_CLOSE: Final = "</think>"
 _BOX_COMMANDS: Final = ("\\boxed", "\\fbox")
 _HASHES = re.compile(r"####\s*([^\n]+?)\s*$", re.MULTILINE)
+# "The answer is: 5" (MetaMathQA), "Final answer: 5", "Answer: $\\frac12$." on the last line. The colon is
+# required: "The answer is that f is increasing" is a closing sentence, not an answer.
+_ANSWER_LINE = re.compile(r"^(?:so,?\s+|thus,?\s+|therefore,?\s+)?(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*[:：]\s*(.+?)\s*$", re.IGNORECASE)
 _ANSWER_PREFIX = re.compile(r"^(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*[:：]?\s*", re.IGNORECASE)
 _MAX_LAST_LINE: Final = 200
 
@@ -130,7 +133,8 @@ def after_think(text: str | None) -> str:
 
 def extract_answer(text: str | None, *, last_line_fallback: bool = False) -> str | None:
     """The final answer in a solution or answer field: its boxes (:func:`final_boxed`), else ``#### x`` (GSM8K),
-    else (only with ``last_line_fallback``) the last non-empty line, without an "Answer:" prefix.
+    else a last line "The answer is: x" / "Answer: x" (MetaMathQA), else (only with ``last_line_fallback``)
+    the last non-empty line, without an "Answer:" prefix.
 
     The last-line fallback suits short answer fields; on a CoT it would call any closing sentence an
     answer, so the filters and the verifier never use it.
@@ -142,8 +146,13 @@ def extract_answer(text: str | None, *, last_line_fallback: bool = False) -> str
     hashes = _HASHES.findall(text)
     if hashes:
         return hashes[-1].strip() or None
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    stated = _ANSWER_LINE.match(lines[-1]) if lines else None
+    if stated:
+        value = stated.group(1).rstrip(".").strip().strip("$").strip()
+        if value and len(value) <= _MAX_LAST_LINE:
+            return value
     if last_line_fallback:
-        lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
         if lines:
             line = _ANSWER_PREFIX.sub("", lines[-1]).strip().rstrip(".").strip()
             if line and len(line) <= _MAX_LAST_LINE:

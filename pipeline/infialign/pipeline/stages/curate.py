@@ -55,15 +55,22 @@ def _mapping(source: DataSource | Benchmark) -> curation.FieldMapping:
     )
 
 
-def to_records(table: pa.Table, source: DataSource | Benchmark) -> pa.Table:
-    """A source's own columns → the record schema (`records` sources are only checked)."""
+def manifest_path(source: DataSource | Benchmark, index: int | None = None) -> str:
+    """How the manifest spells this entry: `spec.sources[2]`, `spec.benchmarks[0]` (by name when the index is unknown)."""
+    key = "benchmarks" if isinstance(source, Benchmark) else "sources"
+    return f"spec.{key}[{index}]" if index is not None else f"spec.{key}[name={source.name}]"
+
+
+def to_records(table: pa.Table, source: DataSource | Benchmark, index: int | None = None) -> pa.Table:
+    """A source's own columns → the record schema (`records` sources are only checked). ``index`` is the
+    entry's position in `spec.sources` (or `spec.benchmarks`), so errors name the manifest key to set."""
     if source.preset == "records":
         try:
             return records.validate_table(table)
         except records.RecordSchemaError as e:
             raise StageInputError(f"{source.uri}: preset 'records' but {e}") from e
     try:
-        return curation.records_from_rows(table, _mapping(source), source.name)
+        return curation.records_from_rows(table, _mapping(source), source.name, fields_path=f"{manifest_path(source, index)}.fields")
     except ValueError as e:
         raise StageInputError(f"{source.uri}: {e}") from e
 
@@ -141,10 +148,10 @@ def build_steps(settings: CurateStage, benchmarks: dict[str, pa.Table], tokenize
 
 def _benchmarks(ctx: StageContext) -> dict[str, pa.Table]:
     tables: dict[str, pa.Table] = {}
-    for raw in ctx.config.benchmarks:
+    for i, raw in enumerate(ctx.config.benchmarks):
         bench = Benchmark.model_validate(raw)
         if bench.decontaminate:
-            tables[bench.name] = to_records(ctx.read_table(bench.uri), bench)
+            tables[bench.name] = to_records(ctx.read_table(bench.uri), bench, i)
     return tables
 
 
