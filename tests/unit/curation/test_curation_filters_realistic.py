@@ -4,6 +4,7 @@ rule exists for are still dropped."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import realistic_text as text
 from curation_helpers import make_record, make_table
@@ -121,3 +122,25 @@ def test_repetition_counts_words_not_symbol_tokens() -> None:
     assert s["rep_max_ngram_count"][0] == 1.0
     assert s["rep_dup_ngram_frac"][0] < 0.1
     assert s["rep_compression_ratio"][0] < 3.0
+
+
+def test_word_tokens_are_letter_and_digit_runs_without_latex_command_names() -> None:
+    """The vectorised tokenizer of the repetition rule against a plain regex over the same UTF-8 bytes."""
+    import re
+
+    import pyarrow as pa
+    from infialign.pipeline.curation import _ngrams
+
+    texts = [*text.LONG_COTS.values(), *text.DEGENERATE_COTS.values(), *text.CUT_ENDINGS.values(), "", "\\frac{a}{b}", "Ab\\Cd ef", "α+β=π/2"]
+
+    def reference(t: str) -> list[bytes]:
+        b = t.encode()
+        runs = re.finditer(rb"[0-9A-Za-z\x80-\xff]+", b)
+        return [m.group(0).lower() for m in runs if not (m.start() > 0 and b[m.start() - 1 : m.start()] == b"\\")]
+
+    tokens = [reference(t) for t in texts]
+    assert tokens[-3:] == [[b"a", b"b"], [b"ab", b"ef"], ["α".encode(), "β".encode(), "π".encode(), b"2"]]
+    hashes, offsets = filters._word_units(texts)
+    assert list(offsets) == [0, *np.cumsum([len(t) for t in tokens])]
+    flat = pa.array([x for ts in tokens for x in ts], pa.large_binary()).cast(pa.large_string())
+    assert np.array_equal(hashes, _ngrams.hash_strings(flat))
