@@ -30,6 +30,9 @@ repetition        ``repetition``             a word 20-gram occurs >= 5 times, o
                                              one, or it compresses >= 10x (loops of symbols)
 ================  =========================  ===================================================  ==========
 
+The final-answer and truncation rules read ``domain``, so a domain labeller runs before these steps (the
+pipeline order in :mod:`infialign.pipeline.curation`); a row without a domain is not treated as math.
+
 Every rule has an ``enabled`` switch; ``None`` disables a bound. Scores are NaN (absent) where a
 measurement does not apply (no response, no letters), and an absent score never drops a row.
 """
