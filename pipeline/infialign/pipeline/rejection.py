@@ -59,7 +59,7 @@ class TeacherSample:
 
     @property
     def answer(self) -> str | None:
-        return answers.last_boxed(answers.after_think(self.text)) if self.usable else None
+        return answers.final_boxed(answers.after_think(self.text)) if self.usable else None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -586,9 +587,50 @@ def load_manifest_text(text: str) -> LoadResult:
     return LoadResult(runs, problems)
 
 
+def _anchor(uri: str, base_dir: str) -> str:
+    """A relative local path (no scheme, not absolute) joined onto ``base_dir``; anything else unchanged."""
+    if "://" in uri or uri.startswith("/"):
+        return uri
+    return os.path.normpath(os.path.join(base_dir, uri))
+
+
+# Fields holding a dataset or model location (`ArtifactUri`, `ModelUri`). `tracking.uri` (MLflow's) and
+# `storage` (the artifact root, relative to the work dir) are not inputs and keep their own rules.
+_LOCATION_FIELDS = frozenset({"uri", "tokenizer_uri", "pool_uri", "data_uri", "prompts_uri", "pairs_uri"})
+_NOT_INPUTS = frozenset({"tracking", "storage"})
+
+
+def _anchored(node: Any, base_dir: str) -> Any:
+    if isinstance(node, list):
+        return [_anchored(x, base_dir) for x in node]
+    if not isinstance(node, BaseModel):
+        return node
+    update: dict[str, Any] = {}
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        if name in _NOT_INPUTS:
+            continue
+        if name in _LOCATION_FIELDS and isinstance(value, str):
+            update[name] = _anchor(value, base_dir)
+        elif isinstance(value, (BaseModel, list)):
+            update[name] = _anchored(value, base_dir)
+    return node.model_copy(update=update)
+
+
+def anchor_local_paths(run: AlignmentRun, base_dir: str) -> AlignmentRun:
+    """The run with every relative local path of a dataset or model (`spec.sources[*].uri`,
+    `spec.benchmarks[*].uri`, `spec.model.uri`, `tokenizerUri`, the stages' `poolUri`/`dataUri`/...) resolved
+    against ``base_dir`` (the manifest's directory, absolute), so `data/train.jsonl` next to the manifest is
+    found whatever directory `infialign run` starts in. Pure."""
+    return run.model_copy(update={"spec": _anchored(run.spec, base_dir)})
+
+
 def load_manifest(path: str | Path) -> LoadResult:
+    """:func:`load_manifest_text` of a file; relative local paths in its runs resolve against the file's directory."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         return LoadResult([], [Problem("(file)", f"cannot read: {e.strerror if isinstance(e, OSError) else e}")])
-    return load_manifest_text(text)
+    result = load_manifest_text(text)
+    base_dir = str(Path(path).absolute().parent)
+    return LoadResult([anchor_local_paths(run, base_dir) for run in result.runs], result.problems)

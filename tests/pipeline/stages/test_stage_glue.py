@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from infialign.pipeline import curation
-from infialign.pipeline.api import CurateStage, SelectStage
+import pyarrow as pa
+import pytest
+from infialign.pipeline.api import Benchmark, CurateStage, DataSource, SelectStage
+from infialign.pipeline.runtime.context import StageInputError
 from infialign.pipeline.stages import curate, select
 from infialign.pipeline.world import reasoning
 
@@ -16,12 +19,80 @@ def test_curate_steps_follow_the_settings() -> None:
     bench = {"bench": reasoning.benchmark(n=20)}
     full = _names(curate.build_steps(CurateStage(), bench, "regex"))
     assert full == [
-        "count_response_tokens", "score_rules", "filter_rules", "dedup_exact", "dedup_near",
-        "score_contamination", "filter_contamination", "label_domains_keyword", "cluster_prompts",
+        "label_domains_keyword", "count_response_tokens", "score_rules", "filter_rules", "dedup_exact", "dedup_near",
+        "score_contamination", "filter_contamination", "cluster_prompts",
     ]
     bare = CurateStage.model_validate({"exactDedup": False, "nearDedup": {"enabled": False}, "decontamination": {"enabled": False}})
-    assert _names(curate.build_steps(bare, bench, "regex")) == ["count_response_tokens", "score_rules", "filter_rules", "label_domains_keyword", "cluster_prompts"]
+    assert _names(curate.build_steps(bare, bench, "regex")) == ["label_domains_keyword", "count_response_tokens", "score_rules", "filter_rules", "cluster_prompts"]
     assert "score_contamination" not in _names(curate.build_steps(CurateStage(), {}, "regex"))  # no benchmark, nothing to check
+
+
+_ALGEBRA_COT = (
+    "<think>We need to solve 3x + 5 = 20 for x. Subtract 5 from both sides: 3x = 15. Divide both sides by 3: x = 5. "
+    "Wait, let me verify: 3 * 5 + 5 = 15 + 5 = 20, which matches the right-hand side of the equation.</think>\n"
+)
+
+
+def test_math_without_a_box_is_dropped_for_a_source_without_a_domain_column() -> None:
+    """NuminaMath layout (problem/solution, no domain column): the labeller names the domain before the
+    rules run, so the [SRC] "math must have \\boxed" rule applies; a labelled source keeps its label."""
+    rows = pa.table(
+        {
+            "problem": ["Solve the linear equation 3x + 5 = 20 for the real number x."] * 2
+            + ["Find all real solutions of the equation x^2 - 5x + 6 = 0 and compute their sum."],
+            "solution": [
+                _ALGEBRA_COT + "So the solution of the equation is \\boxed{5}.",
+                _ALGEBRA_COT + "So the solution of the equation is x equals five.",
+                "<think>The roots are 2 and 3, by factoring (x - 2)(x - 3) = 0.</think>\nTheir sum is \\boxed{5}.",
+            ],
+        }
+    )
+    source = DataSource.model_validate({"name": "numina", "uri": "file:///unused.parquet", "preset": "numina"})
+    pool = curate.to_records(rows, source)
+    assert pool.column("domain").to_pylist() == [None, None, None]
+    bare = CurateStage.model_validate(
+        {"exactDedup": False, "nearDedup": {"enabled": False}, "decontamination": {"enabled": False}, "embeddings": {"model": "hashed", "clusters": 1}}
+    )
+    out, funnel = curation.run_steps(pool, curate.build_steps(bare, {}, "regex"))
+    (rules,) = [s for s in funnel.steps if s.step == "filter_rules"]
+    assert dict(rules.dropped) == {"no_final_answer": 1}
+    assert sorted(r["content"][:5] for m in out.column("messages").to_pylist() for r in m) == ["Find ", "Solve"]
+    assert all(d is not None for d in out.column("domain").to_pylist())
+
+
+def test_one_explicit_field_keeps_the_presets_choice_for_the_others() -> None:
+    """`fields: {prompt: query}` must not switch the preset off: response, answer and id still map."""
+    table = pa.table(
+        {
+            "query": ["A number tripled and increased by 5 is 20. What is the number?"],
+            "response": ["3x + 5 = 20, so 3x = 15 and x = 5.\nThe answer is: 5"],
+            "answer": ["5"],
+            "id": ["mm-17"],
+        }
+    )
+    source = DataSource.model_validate({"name": "mm", "uri": "file:///unused.jsonl", "fields": {"prompt": "query"}})
+    rec = curate.to_records(table, source).to_pylist()[0]
+    assert rec["messages"][0]["content"].startswith("A number tripled")
+    assert rec["response"].startswith("3x + 5 = 20") and rec["answer"] == "5"
+    assert dict(rec["provenance"])["orig_id"] == "mm-17"
+
+
+def test_metamathqa_answers_come_from_the_answer_is_line() -> None:
+    table = pa.table({"query": ["Janet has 16 eggs, eats 3 and bakes with 4. She sells the rest at $2. How much does she make?"],
+                      "response": ["16 - 3 - 4 = 9 eggs are left, and 9 * 2 = 18.\nThe answer is: 18"]})
+    source = DataSource.model_validate({"name": "metamath", "uri": "file:///unused.jsonl", "fields": {"prompt": "query"}})
+    rec = curate.to_records(table, source).to_pylist()[0]
+    assert rec["answer"] == "18" and dict(rec["provenance"])["answer_source"] == "response"
+
+
+def test_an_unrecognised_layout_names_the_manifest_key() -> None:
+    source = DataSource.model_validate({"name": "metamath", "uri": "file:///unused.jsonl"})
+    with pytest.raises(StageInputError, match=r"spec\.sources\[2\]\.fields\.prompt") as e:
+        curate.to_records(pa.table({"query": ["What is 2 + 2?"], "response": ["The answer is: 4"]}), source, 2)
+    assert "FieldMapping" not in str(e.value)
+    bench = Benchmark.model_validate({"name": "aime", "uri": "file:///unused.jsonl", "fields": {"answer": "nope"}})
+    with pytest.raises(StageInputError, match=r"spec\.benchmarks\[0\]\.fields\.answer: 'nope'"):
+        curate.to_records(pa.table({"problem": ["What is 2 + 2?"]}), bench, 0)
 
 
 def test_near_dedup_settings_reach_the_library() -> None:

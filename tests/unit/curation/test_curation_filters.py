@@ -96,7 +96,7 @@ def test_scores_are_written_and_thresholds_change_without_rescoring():
     assert s["has_final_answer"][0] == 1.0 and s["cot_unclosed_think"][0] == 0.0
     assert s["rep_max_ngram_count"][0] >= 5
     # The same scores, a laxer threshold: kept, without calling score_rules again.
-    lax = filters.RuleFilterConfig(repetition=filters.RepetitionRule(max_repeats=1000, max_dup_fraction=None))
+    lax = filters.RuleFilterConfig(repetition=filters.RepetitionRule(max_repeats=1000, max_dup_fraction=None, max_compression_ratio=None))
     _, st = filters.filter_rules(scored, lax)
     assert st.n_dropped == 0
     _, st = filters.filter_rules(scored, filters.RuleFilterConfig())

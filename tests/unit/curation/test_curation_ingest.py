@@ -108,12 +108,18 @@ def test_rows_without_prompt_are_kept_for_the_empty_filter():
 @pytest.mark.parametrize(
     ("text", "expected", "fallback"),
     [
-        ("so \\boxed{\\frac{1}{2}} then \\boxed{3}", "3", False),
+        ("so \\boxed{\\frac{1}{2}}\n\nthen \\boxed{3}", "3", False),  # an earlier paragraph's box is intermediate
+        ("so \\boxed{\\frac{1}{2}} then \\boxed{3}", "(\\frac{1}{2}, 3)", False),  # one paragraph: both are the answer
         ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}", False),
         ("cut \\boxed{3", None, True),
         ("\\boxed 5", "5", False),
         ("work\n#### 1,234", "1,234", False),
-        ("Reasoning.\nAnswer: 42.", None, False),
+        ("Reasoning.\nAnswer: 42.", "42", False),  # a stated answer line is an answer
+        ("Reasoning.\nSo it is 42.", None, False),  # a closing sentence is not
+        ("Janet eats 3 and bakes 4, so 16 - 7 = 9 are sold at $2: 9 * 2 = 18.\nThe answer is: 18", "18", False),  # MetaMathQA
+        ("So the slope is 1/2.\nThe answer is: $\\frac{1}{2}$", "\\frac{1}{2}", False),
+        ("The answer is that f is increasing on its domain", None, False),
+        ("Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 eggs.\nShe makes 9 * 2 = $<<9*2=18>>18 every day.\n#### 18", "18", False),  # GSM8K
         ("Reasoning.\nAnswer: 42.", "42", True),
     ],
 )

@@ -56,7 +56,8 @@ ArtifactUri = Annotated[
     str,
     StringConstraints(min_length=1, max_length=2048, pattern=r"^((s3|file|hf|builtin|gs|az)://\S+|/\S*|\.{1,2}/\S*|[A-Za-z0-9_][^:\s]*)$"),
     Field(
-        description="A dataset location: `s3://bucket/key`, `file:///abs/path`, a local path, "
+        description="A dataset location: `s3://bucket/key`, `file:///abs/path`, a local path (relative to the manifest file's "
+        "directory with `infialign run`/`validate`), "
         "`hf://org/name?split=train`, or `builtin://reasoning?n=2000&seed=0`."
     ),
 ]

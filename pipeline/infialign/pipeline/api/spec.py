@@ -128,7 +128,8 @@ class ModelSource(ApiModel):
 
 
 class FieldMapping(ApiModel):
-    """Explicit column names of a source, overriding its preset. Empty fields keep the preset's choice."""
+    """Explicit column names of a source, overriding its preset key by key. Empty fields keep the preset's choice
+    (the usual names `response`, `answer`, `id`, ... still map when only `prompt` is set)."""
 
     prompt: Annotated[str, StringConstraints(max_length=128)] | None = Field(default=None, description="Column with the question text.")
     messages: Annotated[str, StringConstraints(max_length=128)] | None = Field(
@@ -138,7 +139,8 @@ class FieldMapping(ApiModel):
         default=None, description="Column with the solution or chain of thought."
     )
     answer: Annotated[str, StringConstraints(max_length=128)] | None = Field(
-        default=None, description="Column with the final answer. When empty the answer is extracted from the response."
+        default=None, description="Column with the final answer. When empty the answer is extracted from the response: its `\\boxed{}` "
+        "(several boxes in the closing paragraph become the ordered tuple `(a, b)`), `#### x` or a last line `The answer is: x`."
     )
     id: Annotated[str, StringConstraints(max_length=128)] | None = Field(default=None, description="Column with the original row id.")
     domain: Annotated[str, StringConstraints(max_length=128)] | None = Field(default=None, description="Column with a domain label.")
@@ -163,7 +165,11 @@ class DataSource(ApiModel):
         description="How answers of this source are verified: `math`, `code` (tests), `choice` (an option letter) or `open` "
         "(the LLM judge). `auto`: the preset's type, else `math`, or `choice` for a one-letter reference. Default: auto.",
     )
-    fields: FieldMapping | None = Field(default=None, description="Explicit column names; they win over the preset.")
+    fields: FieldMapping | None = Field(
+        default=None,
+        description="Explicit column names; each key set wins over the preset, keys left empty keep the preset's choice. "
+        "An unrecognised layout is reported as `spec.sources[i].fields.prompt`.",
+    )
     max_rows: int | None = Field(default=None, ge=1, le=1_000_000_000, description="Read at most this many rows. Empty reads all.")
     domain: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         default=None, description="Give every record of this source this domain instead of labelling it."
@@ -440,12 +446,35 @@ class RayWorkers(ApiModel):
 class RuleFilters(ApiModel):
     """Rule-based filters [SRC]: 'filter out noise (non-English, half-baked answers)'. Thresholds are [RECON]."""
 
-    language: bool = Field(default=True, description="Drop prompts that are not English [SRC]. Default: true.")
-    min_english_ratio: float = Field(default=0.8, gt=0, le=1, description="Share of Latin-script English words a prompt needs [RECON]. Default: 0.8.")
-    require_answer: bool = Field(default=True, description="Drop math records without a final answer (`\\boxed{}`) [SRC]. Default: true.")
-    truncated: bool = Field(default=True, description="Drop truncated chains of thought (unclosed `<think>`, nothing after it) [SRC]. Default: true.")
-    repetition: bool = Field(default=True, description="Drop degenerate repetition loops [RECON]. Default: true.")
-    repetition_ngram: int = Field(default=20, ge=2, le=100, description="Word n-gram size for the repetition check [RECON]. Default: 20.")
+    language: bool = Field(
+        default=True,
+        description="Drop prompts that are not English [SRC]. Math is neutral: formulas, LaTeX, Greek letters and "
+        "single-letter variables never make a prompt foreign. Default: true.",
+    )
+    min_english_ratio: float = Field(
+        default=0.8, gt=0, le=1, description="Share of a prompt's prose letters (math removed) that must be Latin-script [RECON]. Default: 0.8."
+    )
+    require_answer: bool = Field(
+        default=True,
+        description="Drop math records without a final answer (a reference answer, or `\\boxed{}` in the response) [SRC]. "
+        "Math is decided by the domain, labelled before the filters for sources without a domain column. Default: true.",
+    )
+    truncated: bool = Field(
+        default=True,
+        description="Drop truncated chains of thought [SRC]: an unclosed `<think>`, nothing after `</think>`, or an answer that "
+        "ends mid-sentence (on a comma, operator or open bracket, inside an open `\\boxed{` or code fence, on a word such as "
+        "`the`, or, for math, on a letter before any stated answer). Code identifiers, option letters and prose without a "
+        "final period end fine [RECON]. Default: true.",
+    )
+    repetition: bool = Field(
+        default=True,
+        description="Drop degenerate repetition loops [RECON]: a word n-gram repeated `repetitionMaxRepeats` times, half of the "
+        "word 10-grams repeated, or a response that compresses 10x or more. Long CoTs that restate an equation pass. Default: true.",
+    )
+    repetition_ngram: int = Field(
+        default=20, ge=2, le=100, description="Word n-gram size for the repetition check; words are runs of letters and digits, "
+        "so symbols and LaTeX commands do not count [RECON]. Default: 20."
+    )
     repetition_max_repeats: int = Field(default=5, ge=2, le=1000, description="Drop when one n-gram repeats this often [RECON]. Default: 5.")
     min_prompt_chars: int = Field(default=10, ge=0, le=100_000, description="Shortest prompt kept [RECON]. Default: 10.")
     max_prompt_chars: int = Field(default=16_384, ge=1, le=10_000_000, description="Longest prompt kept [RECON]. Default: 16384.")

@@ -16,6 +16,8 @@ __all__ = [
     "after_think",
     "answers_equal",
     "extract_answer",
+    "box_is_cut",
+    "final_boxed",
     "last_boxed",
     "normalize_answer",
 ]
@@ -24,6 +26,9 @@ THINK_OPEN: Final = "<think>"
 THINK_CLOSE: Final = "</think>"
 _BOX_COMMANDS: Final = ("\\boxed", "\\fbox")
 _HASHES = re.compile(r"####\s*([^\n]+?)\s*$", re.MULTILINE)
+# "The answer is: 5" (MetaMathQA), "Final answer: 5", "Answer: $\\frac12$." on the last line. The colon is
+# required: "The answer is that f is increasing" is a closing sentence, not an answer.
+_ANSWER_LINE = re.compile(r"^(?:so,?\s+|thus,?\s+|therefore,?\s+)?(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*[:：]\s*(.+?)\s*$", re.IGNORECASE)
 _ANSWER_PREFIX = re.compile(r"^(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*[:：]?\s*", re.IGNORECASE)
 _MAX_LAST_LINE: Final = 200
 
@@ -47,17 +52,8 @@ def _braced(text: str, start: int) -> str | None:
     return None  # unbalanced: the text was cut inside the box
 
 
-def last_boxed(text: str | None) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``, or ``\\boxed 5``); None if absent or cut.
-
-    An unbalanced last box means the response was truncated inside its answer, so there is no answer:
-    an earlier box is not taken in its place.
-    """
-    if not text:
-        return None
-    pos = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
-    if pos < 0:
-        return None
+def _box_at(text: str, pos: int) -> str | None:
+    """Content of the box command starting at ``text[pos]``; None when empty or cut."""
     cmd = next(c for c in _BOX_COMMANDS if text.startswith(c, pos))
     i = pos + len(cmd)
     while i < len(text) and text[i] == " ":
@@ -75,6 +71,58 @@ def last_boxed(text: str | None) -> str | None:
     return content or None
 
 
+def last_boxed(text: str | None) -> str | None:
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``, or ``\\boxed 5``); None if absent or cut.
+
+    An unbalanced last box means the response was truncated inside its answer, so there is no answer:
+    an earlier box is not taken in its place.
+    """
+    if not text:
+        return None
+    pos = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
+    return None if pos < 0 else _box_at(text, pos)
+
+
+_BOX_START = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_PARAGRAPH = re.compile(r"\n[ \t]*\n")
+
+
+def final_boxed(text: str | None) -> str | None:
+    """The final answer in boxes: the boxes of the last paragraph that has one, as the ordered tuple
+    ``(a, b, ...)`` when it has several different ones, else the last box (:func:`last_boxed`).
+
+    Several boxes in the closing paragraph are a multi-part answer ("$\\alpha^2+\\beta^2 = \\boxed{13}$ and
+    $\\alpha\\beta = \\boxed{6}$") or a tuple split across boxes ("$x = \\boxed{2}$, $y = \\boxed{3}$"); boxes
+    in earlier paragraphs are intermediate results, so a multi-part solution that boxes each part in its
+    own paragraph yields its last part only. A box repeated verbatim counts once (models restate the
+    final box). The parenthesised tuple keeps the order: math-verify compares ``(13, 6)`` as an ordered
+    tuple, where ``13, 6`` would be a set. A cut last box is no answer, as for :func:`last_boxed`.
+    """
+    last = last_boxed(text)
+    if last is None or text is None:
+        return None
+    paragraph = next(p for p in reversed(_PARAGRAPH.split(text)) if _BOX_START.search(p))
+    parts: list[str] = []
+    for m in _BOX_START.finditer(paragraph):
+        content = _box_at(paragraph, m.start())
+        if content is not None and content not in parts:
+            parts.append(content)
+    return f"({', '.join(parts)})" if len(parts) > 1 else last
+
+
+def box_is_cut(text: str | None) -> bool:
+    """True when the last ``\\boxed{`` / ``\\fbox{`` opens a group that never closes: the text stops inside it."""
+    if not text:
+        return False
+    pos = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
+    if pos < 0:
+        return False
+    i = pos + len(next(c for c in _BOX_COMMANDS if text.startswith(c, pos)))
+    while i < len(text) and text[i] == " ":
+        i += 1
+    return i >= len(text) or (text[i] == "{" and _braced(text, i) is None)
+
+
 def after_think(text: str | None) -> str:
     """The part of a response after its last ``</think>`` (the whole text when there is none)."""
     if not text:
@@ -84,8 +132,9 @@ def after_think(text: str | None) -> str:
 
 
 def extract_answer(text: str | None, *, last_line_fallback: bool = False) -> str | None:
-    """The final answer in a solution or answer field: the last ``\\boxed{}``, else ``#### x`` (GSM8K),
-    else (only with ``last_line_fallback``) the last non-empty line, without an "Answer:" prefix.
+    """The final answer in a solution or answer field: its boxes (:func:`final_boxed`), else ``#### x`` (GSM8K),
+    else a last line "The answer is: x" / "Answer: x" (MetaMathQA), else (only with ``last_line_fallback``)
+    the last non-empty line, without an "Answer:" prefix.
 
     The last-line fallback suits short answer fields; on a CoT it would call any closing sentence an
     answer, so the filters and the verifier never use it.
@@ -93,12 +142,17 @@ def extract_answer(text: str | None, *, last_line_fallback: bool = False) -> str
     if not text:
         return None
     if any(cmd in text for cmd in _BOX_COMMANDS):
-        return last_boxed(text)  # a cut box is no answer, whatever follows
+        return final_boxed(text)  # a cut box is no answer, whatever follows
     hashes = _HASHES.findall(text)
     if hashes:
         return hashes[-1].strip() or None
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    stated = _ANSWER_LINE.match(lines[-1]) if lines else None
+    if stated:
+        value = stated.group(1).rstrip(".").strip().strip("$").strip()
+        if value and len(value) <= _MAX_LAST_LINE:
+            return value
     if last_line_fallback:
-        lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
         if lines:
             line = _ANSWER_PREFIX.sub("", lines[-1]).strip().rstrip(".").strip()
             if line and len(line) <= _MAX_LAST_LINE:

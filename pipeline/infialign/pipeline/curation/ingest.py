@@ -19,10 +19,13 @@ preset                        columns                                           
 ``livecodebench`` ``gpqa``    (row adapters in :mod:`.presets`)                   LiveCodeBench, GPQA
 ============================  ==================================================  =========================
 
-A :class:`FieldMapping` with explicit column names overrides the preset's choices.
+A :class:`FieldMapping` with explicit column names overrides the preset's choices, key by key: a key left
+empty keeps the preset's column, also when the prompt column is set (``prompt: query`` still finds
+``response``, ``answer`` and ``id``). Only ``preset="none"`` maps nothing but the explicit keys.
 
-The reference answer comes from the answer column (its last ``\\boxed{}``, ``#### x``, or its last line),
-else from the response's last ``\\boxed{}`` / ``#### x``. ``provenance["answer_source"]`` says which:
+The reference answer comes from the answer column (its boxes, ``#### x``, or its last line), else from the
+response's boxes / ``#### x`` / "The answer is: x". "Its boxes" is :func:`answers.final_boxed`: the last box,
+or the ordered tuple ``(a, b)`` when the closing paragraph holds several (multi-part answers). ``provenance["answer_source"]`` says which:
 ``reference`` or ``response``. An answer taken from the response can never verify that response (the
 verifiers call it ``unverified``): it is a hint for later stages, not a check. In GSM8K-style rows, where the answer column
 holds "reasoning #### 42" and there is no response column, the reasoning becomes the response.
@@ -64,6 +67,7 @@ _COMMON: Final[dict[str, tuple[str, ...]]] = {
     "id": ("id", "uuid", "problem_id", "task_id", "unique_id"),
     "domain": ("domain", "type", "problem_type", "subject"),
 }
+_GENERIC_RESPONSE: Final = ("response", "completion", "solution", "output", "rationale")
 _AUTO_ORDER: Final = ("chat", "problem_solution", "instruction_output", "question_answer", "prompt_response")
 _ROLE: Final = {
     "user": "user",
@@ -125,32 +129,43 @@ def _first(candidates: Sequence[str], columns: Sequence[str]) -> str | None:
     return next((c for c in candidates if c in columns), None)
 
 
-def resolve_mapping(mapping: FieldMapping, columns: Sequence[str]) -> ResolvedMapping:
-    """Pick the preset (for ``auto``) and the column of every field; explicit keys win."""
+def _detect_layout(columns: Sequence[str]) -> str:
+    """The first layout of ``_AUTO_ORDER`` whose prompt (or messages) column is present; "" if none."""
+    return next(
+        (p for p in _AUTO_ORDER if all(_first(c, columns) for k, c in _CANDIDATES[p].items() if k in ("messages", "prompt"))),
+        "",
+    )
+
+
+def resolve_mapping(mapping: FieldMapping, columns: Sequence[str], *, fields_path: str = "FieldMapping") -> ResolvedMapping:
+    """Pick the preset (for ``auto``) and the column of every field; explicit keys win, and every key left
+    empty keeps the preset's choice, also when the prompt column is explicit. ``fields_path`` is how
+    errors name the mapping, e.g. ``spec.sources[0].fields`` for a manifest."""
     columns = list(columns)
     preset = mapping.preset
+    explicit_prompt = bool(mapping.messages or mapping.prompt)
+    candidates: dict[str, tuple[str, ...]] = {}
     if preset in presets.ADAPTERS:
         return ResolvedMapping(preset, None, None, None, None, None, None, None)
     if preset == "auto":
-        adapter = None if (mapping.messages or mapping.prompt) else presets.detect(set(columns))
+        adapter = None if explicit_prompt else presets.detect(set(columns))
         if adapter:
             return ResolvedMapping(adapter, None, None, None, None, None, None, None)
-        if mapping.messages or mapping.prompt:
-            preset = "none"
-        else:
-            preset = next(
-                (p for p in _AUTO_ORDER if all(_first(c, columns) for k, c in _CANDIDATES[p].items() if k in ("messages", "prompt"))),
-                "",
+        preset = _detect_layout(columns)
+        if not preset and not explicit_prompt:
+            raise IngestError(
+                f"cannot detect the layout of columns {columns}: expected one of messages/conversations, "
+                f"problem, instruction, question or prompt; set {fields_path}.prompt (the question column) or "
+                f"{fields_path}.messages (a chat list); the other keys keep their usual column names"
             )
-            if not preset:
-                raise IngestError(
-                    f"cannot detect the layout of columns {columns}: expected one of messages/conversations, "
-                    "problem, instruction, question or prompt; set FieldMapping(prompt=...) or "
-                    "FieldMapping(messages=...) and the other keys explicitly"
-                )
+        # An explicit prompt column with no known layout: the usual response column names still apply.
+        candidates = _CANDIDATES[preset] if preset else {"response": _GENERIC_RESPONSE}
+        preset = preset or "auto"
+    elif preset != "none":
+        candidates = _CANDIDATES[preset]
     picks: dict[str, str | None] = {k: None for k in ("messages", "prompt", "prompt_input", "response", "answer", "id", "domain")}
-    if preset != "none":
-        for key, cands in {**_CANDIDATES[preset], **_COMMON}.items():
+    if mapping.preset != "none":
+        for key, cands in {**candidates, **_COMMON}.items():
             picks[key] = _first(cands, columns)
     for key in picks:
         explicit = getattr(mapping, key)
@@ -161,10 +176,10 @@ def resolve_mapping(mapping: FieldMapping, columns: Sequence[str]) -> ResolvedMa
     if mapping.messages:
         picks["prompt"] = picks["prompt_input"] = None
     if not (picks["messages"] or picks["prompt"]):
-        raise IngestError(f"preset {preset!r} found no prompt column in {columns}; set FieldMapping(prompt=...)")
-    missing = [f"{k}={v!r}" for k, v in picks.items() if v is not None and v not in columns]
+        raise IngestError(f"preset {preset!r} found no prompt column in {columns}; set {fields_path}.prompt to the question column")
+    missing = [f"{fields_path}.{k}: {v!r}" for k, v in picks.items() if v is not None and v not in columns]
     if missing:
-        raise IngestError(f"FieldMapping names columns the source lacks: {', '.join(missing)}; columns: {columns}")
+        raise IngestError(f"{', '.join(missing)} names a column the source lacks; its columns are {columns}")
     return ResolvedMapping(preset=preset, **picks)
 
 
@@ -250,14 +265,15 @@ def records_from_rows(
     source_name: str,
     *,
     start_index: int = 0,
+    fields_path: str = "FieldMapping",
 ) -> pa.Table:
     """Record-schema table of the rows of one source (``start_index`` = row index of the first row,
     for sources read in shards). Rows without a prompt are kept with empty messages: the
-    ``empty_prompt`` rule filter drops and counts them."""
+    ``empty_prompt`` rule filter drops and counts them. Errors name the mapping as ``fields_path``."""
     if not source_name or not source_name.strip():
         raise IngestError("source_name must be the source's non-empty name from the spec")
     columns, it = _iter_rows(rows)
-    m = resolve_mapping(mapping, columns)
+    m = resolve_mapping(mapping, columns, fields_path=fields_path)
     default_domain = domains.canonical_label(mapping.default_domain) if mapping.default_domain else None
     out: list[dict[str, Any]] = []
     prompt_texts: list[str] = []

@@ -2,9 +2,9 @@
 
 The algorithms live in `infialign.pipeline.curation`; this module maps the spec onto their configs,
 reads the sources, runs the steps (in one process, on processes, or on Ray Data) and writes
-`pool.parquet` plus the funnel report. Order [SRC] InfiAlign: rule filters, dedup, then the
-features diversity sampling needs (domains, embeddings, clusters); decontamination before anything
-is kept.
+`pool.parquet` plus the funnel report. Order (the library's, `infialign.pipeline.curation`): domain
+labels first (the "math must have \\boxed" rule needs them), token counts, rule filters [SRC], dedup,
+decontamination before anything is kept, then the embeddings and clusters diversity sampling needs.
 """
 
 from __future__ import annotations
@@ -55,15 +55,22 @@ def _mapping(source: DataSource | Benchmark) -> curation.FieldMapping:
     )
 
 
-def to_records(table: pa.Table, source: DataSource | Benchmark) -> pa.Table:
-    """A source's own columns → the record schema (`records` sources are only checked)."""
+def manifest_path(source: DataSource | Benchmark, index: int | None = None) -> str:
+    """How the manifest spells this entry: `spec.sources[2]`, `spec.benchmarks[0]` (by name when the index is unknown)."""
+    key = "benchmarks" if isinstance(source, Benchmark) else "sources"
+    return f"spec.{key}[{index}]" if index is not None else f"spec.{key}[name={source.name}]"
+
+
+def to_records(table: pa.Table, source: DataSource | Benchmark, index: int | None = None) -> pa.Table:
+    """A source's own columns → the record schema (`records` sources are only checked). ``index`` is the
+    entry's position in `spec.sources` (or `spec.benchmarks`), so errors name the manifest key to set."""
     if source.preset == "records":
         try:
             return records.validate_table(table)
         except records.RecordSchemaError as e:
             raise StageInputError(f"{source.uri}: preset 'records' but {e}") from e
     try:
-        return curation.records_from_rows(table, _mapping(source), source.name)
+        return curation.records_from_rows(table, _mapping(source), source.name, fields_path=f"{manifest_path(source, index)}.fields")
     except ValueError as e:
         raise StageInputError(f"{source.uri}: {e}") from e
 
@@ -99,7 +106,13 @@ def build_steps(settings: CurateStage, benchmarks: dict[str, pa.Table], tokenize
         )
     else:
         labeller = curation.Step(curation.label_domains_keyword, curation.KeywordLabellerConfig())
+    # The labeller runs before the rule filters (the library's documented order): FinalAnswerRule
+    # ("math must have \\boxed") keys on the domain, and sources without a domain column (NuminaMath,
+    # GSM8K) only get one here. After the filters it would see domain=None and let every math row pass.
+    # It still appears in the funnel as its own step. Cost: the LLM labeller also labels rows the
+    # rules drop later.
     steps: list[curation.Step] = [
+        labeller,
         curation.Step(curation.count_response_tokens, curation.TokenCountConfig(tokenizer=tokenizer)),
         *curation.rule_steps(rules),
     ]
@@ -125,7 +138,6 @@ def build_steps(settings: CurateStage, benchmarks: dict[str, pa.Table], tokenize
         )
         index = curation.DecontamIndex.build(benchmarks, cfg)
         steps += [curation.Step(curation.score_contamination, index), curation.Step(curation.filter_contamination, cfg)]
-    steps.append(labeller)
     emb = settings.embeddings
     embed_cfg = curation.EmbedConfig(backend="hashing", seed=emb.seed) if emb.model == "hashed" else curation.EmbedConfig(
         model_path=None if emb.model == "all-MiniLM-L6-v2" else emb.model
@@ -136,10 +148,10 @@ def build_steps(settings: CurateStage, benchmarks: dict[str, pa.Table], tokenize
 
 def _benchmarks(ctx: StageContext) -> dict[str, pa.Table]:
     tables: dict[str, pa.Table] = {}
-    for raw in ctx.config.benchmarks:
+    for i, raw in enumerate(ctx.config.benchmarks):
         bench = Benchmark.model_validate(raw)
         if bench.decontaminate:
-            tables[bench.name] = to_records(ctx.read_table(bench.uri), bench)
+            tables[bench.name] = to_records(ctx.read_table(bench.uri), bench, i)
     return tables
 
 

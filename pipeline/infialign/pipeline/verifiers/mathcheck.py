@@ -1,4 +1,5 @@
-"""Math: math-verify equivalence of the response's final ``\\boxed{}`` (after ``</think>``) and the
+"""Math: math-verify equivalence of the response's final ``\\boxed{}`` (after ``</think>``; several boxes in
+its closing paragraph form an ordered tuple, see :func:`answers.final_boxed`) and the
 reference (seeds §1.6 "MathVerify"), with the normalised string comparison of
 :func:`infialign.pipeline.curation.answers.answers_equal` as a fallback when math-verify cannot parse a
 side or says no to an equal string.
@@ -26,9 +27,10 @@ def _short(s: str | None) -> str:
 
 
 def final_answer(response: str) -> tuple[str, str | None]:
-    """``(text after </think>, its last \\boxed{} content or None)``."""
+    """``(text after </think>, its final boxed answer or None)``: several boxes in the closing paragraph
+    are one ordered tuple, the same rule that made the reference (:func:`answers.final_boxed`)."""
     tail = answers.after_think(response)
-    return tail, answers.last_boxed(tail)
+    return tail, answers.final_boxed(tail)
 
 
 def check_string(response: str, reference: str) -> tuple[str, str]:
