@@ -125,3 +125,12 @@ def test_rows_without_prompt_are_kept_for_the_empty_filter():
 )
 def test_extract_answer(text, expected, fallback):
     assert answers.extract_answer(text, last_line_fallback=fallback) == expected
+
+
+def test_metamathqa_types_are_math_domains_so_the_boxed_rule_applies():
+    from infialign.pipeline.curation import domains
+
+    row = {"query": "Janet has 3 apples and buys 4. How many?", "response": "3 + 4 = 7.\nThe answer is: 7", "type": "GSM_Rephrased"}
+    rec = _one([row], FM(prompt="query"))[0]
+    assert rec["domain"] == "gsm_rephrased" and rec["answer"] == "7"
+    assert {"gsm_rephrased", "gsm_fobar", "math_ansaug", "math_sv"} <= domains.MATH_DOMAINS

@@ -74,6 +74,8 @@ MATH_DOMAINS: Final = frozenset(
         "inequalities",
         "combinatorics",
         "logic_and_puzzles",
+        # MetaMathQA's `type` column: the augmentation of a GSM8K or MATH problem, math either way
+        *(f"{base}_{kind}" for base in ("gsm", "math") for kind in ("ansaug", "rephrased", "sv", "fobar")),
     }
 )
 
