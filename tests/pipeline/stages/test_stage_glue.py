@@ -41,6 +41,21 @@ def test_every_phase_is_a_subset_of_the_full_selection() -> None:
     assert (len(ids["a"]), len(ids["b"])) == (50, 100)
 
 
+def test_a_phase_fraction_is_its_share_of_the_whole_selection_not_of_the_largest_phase() -> None:
+    world = reasoning.generate(400, seed=1, mix=reasoning.PlantMix().scaled(0.0))
+    cfg = select.selection_config(SelectStage.model_validate({"targetFraction": 0.5, "verification": {"enabled": False}}))
+    full = world.table.slice(0, 200)
+    # [0.3, 0.5]: 60 then 100 rows of 200, not 120 then 200 (the old "relative to the largest phase" reading)
+    tables = select.phase_tables(full, [{"name": "p1", "fraction": 0.3}, {"name": "p2", "fraction": 0.5}], cfg)
+    assert (tables["p1"].num_rows, tables["p2"].num_rows) == (60, 100)
+    ids = {name: set(t.column("id").to_pylist()) for name, t in tables.items()}
+    assert ids["p1"] <= ids["p2"]
+    # [0.3, 1.0] (the shape of the examples): 30 %, then all of it
+    tables = select.phase_tables(full, [{"name": "p1", "fraction": 0.3}, {"name": "p2", "fraction": 1.0}], cfg)
+    assert (tables["p1"].num_rows, tables["p2"].num_rows) == (60, 200)
+    assert select.first_phase_share([{"name": "p1", "fraction": 0.3}, {"name": "p2", "fraction": 0.5}]) == 0.3
+
+
 def test_the_funnels_curriculum_split_is_the_first_phase_the_stage_writes() -> None:
     world = reasoning.generate(400, seed=1, mix=reasoning.PlantMix().scaled(0.0))
     curriculum = [{"name": "phase1", "fraction": 0.5}, {"name": "phase2", "fraction": 1.0}]

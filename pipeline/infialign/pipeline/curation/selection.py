@@ -64,7 +64,7 @@ class SelectionConfig(_config.CurationConfig):
     phase1_easy_share: float = Field(0.7, ge=0, le=1, description="Share of phase 1 taken from the easiest rows. [SRC]")
     seed: int = Field(0, ge=0, description="Seed of the phase-1 sample of harder rows.")
     dpo_size: int | None = Field(
-        None, ge=1, description="Challenge prompts to keep; None = all eligible. [SRC] 10K pairs at the end of DPO curation."
+        None, ge=1, description="Challenge prompts to keep; None = all eligible. [RECON] the paper keeps 10K *pairs*, not prompts."
     )
     strategy: Literal["infialign", "random"] = Field(
         "infialign",

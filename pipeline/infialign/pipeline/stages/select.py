@@ -3,8 +3,9 @@
 verification (`verifiers.verify_records`: math-verify in killable worker processes, option letters, a
 code sandbox, an LLM judge; only `pass` counts as verified) → difficulty (response length
 quantile per domain) → diversity quotas (domain × cluster, longest responses first [SRC]) →
-curriculum: the phase with the largest fraction is the full selection; every earlier phase is a
-subset drawn `easyShare` from the easiest records ([SRC] "Stage 1: 70% Easy") → challenge pool.
+curriculum: a phase's `fraction` is its share of the whole selection (1.0 = all of it); a phase below
+1.0 is a subset drawn `easyShare` from the easiest records ([SRC] "Stage 1: 70% Easy"), and smaller
+phases are subsets of larger ones → challenge pool.
 """
 
 from __future__ import annotations
@@ -54,17 +55,15 @@ def selection_config(settings: SelectStage, curriculum: list[dict] | None = None
 
 
 def first_phase_share(curriculum: list[dict]) -> float:
-    """The first curriculum phase's size relative to the full selection (1.0 for a one-phase curriculum)."""
-    largest = max(p["fraction"] for p in curriculum)
-    return curriculum[0]["fraction"] / largest
+    """The first curriculum phase's share of the full selection (its `fraction`, as the field says)."""
+    return float(curriculum[0]["fraction"])
 
 
 def phase_tables(full: pa.Table, phases: list[dict], cfg: curation.SelectionConfig) -> dict[str, pa.Table]:
-    """Each phase's dataset: the full selection scaled by its fraction relative to the largest phase."""
-    largest = max(p["fraction"] for p in phases)
+    """Each phase's dataset: ``fraction`` × the full selection (a share of the whole, not of the largest phase)."""
     out: dict[str, pa.Table] = {}
     for phase in phases:
-        share = phase["fraction"] / largest
+        share = float(phase["fraction"])
         if share >= 1.0:
             out[phase["name"]] = full
         else:
