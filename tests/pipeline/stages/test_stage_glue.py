@@ -21,7 +21,23 @@ def test_curate_steps_follow_the_settings() -> None:
     ]
     bare = CurateStage.model_validate({"exactDedup": False, "nearDedup": {"enabled": False}, "decontamination": {"enabled": False}})
     assert _names(curate.build_steps(bare, bench, "regex")) == ["count_response_tokens", "score_rules", "filter_rules", "label_domains_keyword", "cluster_prompts"]
-    assert "score_contamination" not in _names(curate.build_steps(CurateStage(), {}, "regex"))  # no benchmark, nothing to check
+    nothing = _names(curate.build_steps(CurateStage(), {}, "regex"))  # no benchmark, nothing to check: said so in the funnel
+    assert "score_contamination" not in nothing and "decontamination_skipped" in nothing
+
+
+def test_decontamination_follows_the_paper_settings_and_the_runs_embedding_model(monkeypatch) -> None:
+    built = []
+    monkeypatch.setattr(curation.DecontamIndex, "build", classmethod(lambda cls, benchmarks, cfg: built.append(cfg) or cfg))
+    bench = {"bench": reasoning.benchmark(n=20)}
+    stage = CurateStage.model_validate(
+        {"decontamination": {"promptNgram": 15, "embeddingThreshold": 0.9, "wordOverlap": 0.7}, "embeddings": {"model": "/models/bge-small"}}
+    )
+    curate.build_steps(stage, bench, "regex")
+    cfg = built[-1]
+    assert (cfg.prompt_ngram, cfg.embedding_threshold, cfg.word_overlap) == (15, 0.9, 0.7)
+    assert (cfg.embedding.model_path, cfg.embedding.max_seq_length) == ("/models/bge-small", None)  # not MiniLM cut at 128
+    curate.build_steps(CurateStage.model_validate({"decontamination": {"embeddingThreshold": 0.9}, "embeddings": {"model": "hashed"}}), bench, "regex")
+    assert built[-1].embedding.backend == "hashing"
 
 
 def test_near_dedup_settings_reach_the_library() -> None:

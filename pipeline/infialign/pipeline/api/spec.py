@@ -460,14 +460,43 @@ class NearDedup(ApiModel):
 
 
 class Decontamination(ApiModel):
-    """Benchmark decontamination [SRC: n-gram & embedding checks]; sizes from curation-anchors §5.2 [RECON]."""
+    """Benchmark decontamination against every benchmark with `decontaminate: true` ([SRC] "N-gram (n=15) & embedding
+    similarity checks (>0.9)"). The paper's settings: `promptNgram: 15`, `embeddingThreshold: 0.9`."""
 
-    enabled: bool = Field(default=True, description="Default: true.")
-    prompt_ngram: int = Field(default=8, ge=3, le=64, description="Word n-gram overlap on the prompt (Open-R1). Default: 8.")
+    enabled: bool = Field(
+        default=True, description="Default: true. Without a benchmark to check, curate records `decontamination_skipped` and validate warns."
+    )
+    prompt_ngram: int = Field(
+        default=8,
+        ge=3,
+        le=64,
+        description="Word n-gram overlap on the prompt; n-grams are over words and numbers, never symbols. 8: Open-R1's "
+        "default, which catches more edited leaks [RECON]; the paper uses 15 [SRC]. Default: 8.",
+    )
+    min_ngram_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="For a benchmark item without digits: the share of its n-grams a prompt must share, so one common "
+        "phrase does not flag a different problem [RECON] (benchmarks/bench_decontam_quality.py). Default: 0.5.",
+    )
+    word_overlap: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="numbers+words check: a prompt with all of an item's numbers and this share of its content words "
+        "is a leak (catches reordered and reworded leaks; 0.7 measured). Empty disables: on templated pools it flags "
+        "other problems with the same small numbers [RECON]. Default: empty.",
+    )
     full_ngram: int = Field(default=13, ge=3, le=64, description="Word n-gram overlap on prompt+response (GPT-3 convention). Default: 13.")
     fuzzy_ratio: float = Field(default=0.95, gt=0, le=1, description="Fuzzy-match ratio for short prompts. Default: 0.95.")
     embedding_threshold: float | None = Field(
-        default=None, gt=0, le=1, description="Cosine similarity that counts as a leak ([SRC] uses 0.9). Empty disables the embedding check."
+        default=None,
+        gt=0.8,
+        le=1,
+        description="Cosine similarity of prompt embeddings that counts as a leak ([SRC] 0.9), computed with "
+        "`curate.embeddings.model` on the whole prompt (up to the model's own maximum length). Empty disables the "
+        "embedding check (it needs the model and is slow on CPU).",
     )
 
 
@@ -496,6 +525,7 @@ class Embeddings(ApiModel):
     model: Annotated[str, StringConstraints(max_length=512)] = Field(
         default="all-MiniLM-L6-v2",
         description="A sentence-transformers model name or path; `hashed` uses a fast bag-of-words projection (tests). "
+        "Clusters use it (prompts cut to 128 tokens) and so does decontamination's embedding check (whole prompts). "
         "Default: all-MiniLM-L6-v2 [RECON].",
     )
     clusters: int | None = Field(

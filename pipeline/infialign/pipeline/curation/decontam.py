@@ -66,8 +66,10 @@ __all__ = [
     "DecontamConfig",
     "DecontamIndex",
     "Match",
+    "decontamination_skipped",
     "filter_contamination",
     "hits_by_benchmark",
+    "match_form",
     "number_key",
     "score_contamination",
 ]
@@ -584,6 +586,13 @@ def _is_hit(method: str, value: float, cfg: DecontamConfig) -> bool:
     if method == "numwords":
         return cfg.word_overlap is not None and value >= cfg.word_overlap
     return False
+
+
+@steps.step("decontamination_skipped", kind="filter", scope="global", reads=("id",))
+def decontamination_skipped(table: pa.Table, reason: str) -> tuple[pa.Table, stats.StepStats]:
+    """A funnel entry where decontamination was asked for but could not run (``reason``, e.g. no benchmarks):
+    the report shows a check that did not happen instead of leaving it out."""
+    return table, stats.StepStats.passthrough("decontamination_skipped", table.num_rows, {f"skipped_{reason}": 1})
 
 
 @steps.step("filter_contamination", kind="filter", scope="row", reads=("id", "scores"))
