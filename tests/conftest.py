@@ -17,7 +17,11 @@ MINIMAL: dict[str, Any] = {
     "spec": {
         "model": {"uri": "builtin://tiny"},
         "sources": [{"name": "reasoning", "uri": "builtin://reasoning?n=200", "preset": "records"}],
-        "stages": {"distill": {"enabled": False}, "prefs": {"enabled": False}, "dpo": {"enabled": False}, "eval": {"enabled": False}},
+        # No benchmarks, so decontamination is off: on, it would only raise `infialign validate`'s "nothing to check" warning.
+        "stages": {
+            "curate": {"decontamination": {"enabled": False}},
+            "distill": {"enabled": False}, "prefs": {"enabled": False}, "dpo": {"enabled": False}, "eval": {"enabled": False},
+        },
     },
 }
 

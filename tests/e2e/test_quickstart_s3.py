@@ -131,7 +131,7 @@ def test_the_quickstart_keeps_data_checkpoints_and_mlflow_artifacts_in_s3(tmp_pa
     port = int(s3.rsplit(":", 1)[1])
     client = Minio(f"127.0.0.1:{port}", access_key=KEY, secret_key=SECRET, secure=False, region="us-east-1")
     keys = {o.object_name for o in client.list_objects(DATA_BUCKET, prefix="runs/", recursive=True)}
-    run_prefix = "runs/default/quickstart-s3"
+    run_prefix = "runs/default/quickstart"  # the manifest's metadata.name
     for step in STEPS:
         assert f"{run_prefix}/{step}/_SUCCESS.json" in keys, f"{step} has no marker in S3"
     for step in ("sft-phase1", "sft-phase2", "dpo"):

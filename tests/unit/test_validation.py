@@ -289,3 +289,26 @@ def test_a_stall_timeout_the_heartbeat_cannot_honour_is_rejected(make_run) -> No
     result = validation.load_manifest_text(json.dumps(make_run().policy(stallTimeoutSeconds=30).dict()))
     (problem,) = [p for p in result.problems if p.severity == "error"]
     assert problem.path == "spec.failurePolicy.stallTimeoutSeconds" and "60" in problem.message
+
+
+def test_phase_fractions_below_one_everywhere_warn_that_part_of_the_selection_is_never_trained(make_run) -> None:
+    def warnings(doc: dict) -> list[str]:
+        result = validation.load_manifest_text(yaml.safe_dump(doc))
+        assert result.ok
+        return [p.path for p in result.problems if p.severity == "warning"]
+
+    assert warnings(make_run().stage("sft", phases=[{"name": "p1", "fraction": 0.3}, {"name": "p2", "fraction": 1.0}]).dict()) == []
+    half = make_run().stage("sft", phases=[{"name": "p1", "fraction": 0.3}, {"name": "p2", "fraction": 0.5}]).dict()
+    assert warnings(half) == ["spec.stages.sft.phases[1].fraction"]
+    result = validation.load_manifest_text(yaml.safe_dump(half))
+    assert "50% of the selection is selected but never trained" in result.problems[0].message
+
+
+def test_decontamination_without_benchmarks_is_a_warning(make_run) -> None:
+    on = make_run().stage("curate", decontamination={"enabled": True})
+    result = validation.load_manifest_text(yaml.safe_dump(on.dict()))
+    assert [(p.path, p.severity) for p in result.problems] == [("spec.stages.curate.decontamination.enabled", "warning")]
+    bench = on.set("spec.benchmarks", [{"name": "aime24", "uri": "s3://b/aime24.parquet"}]).dict()
+    assert validation.load_manifest_text(yaml.safe_dump(bench)).problems == []
+    bench["spec"]["benchmarks"][0]["decontaminate"] = False
+    assert [p.path for p in validation.load_manifest_text(yaml.safe_dump(bench)).problems] == ["spec.stages.curate.decontamination.enabled"]

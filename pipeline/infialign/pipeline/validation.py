@@ -331,6 +331,36 @@ def semantic_problems(spec: AlignmentRunSpec) -> list[Problem]:
     if "prefs" in enabled:
         problems += _prefs_problems(spec, enabled)
     problems += _memory_problems(spec)
+    problems += _selection_problems(spec, enabled)
+    return problems
+
+
+def _selection_problems(spec: AlignmentRunSpec, enabled: set[str]) -> list[Problem]:
+    """Warnings where the rows trained or checked would silently differ from what the user asked for."""
+    problems: list[Problem] = []
+    phases = spec.stages.sft.phases
+    from_select = [i for i, p in enumerate(phases) if p.data_uri is None]
+    if {"select", "sft"} <= enabled and from_select and max(phases[i].fraction for i in from_select) < 1.0:
+        i = max(from_select, key=lambda j: phases[j].fraction)
+        problems.append(
+            Problem(
+                f"spec.stages.sft.phases[{i}].fraction",
+                f"is {phases[i].fraction}, the largest phase fraction, so {1 - phases[i].fraction:.0%} of the selection is selected "
+                "but never trained (a fraction is a share of the whole selection); set the last phase's fraction to 1.0 or "
+                "lower spec.stages.select.targetSize",
+                "warning",
+            )
+        )
+    decon = spec.stages.curate.decontamination
+    if "curate" in enabled and decon.enabled and not any(b.decontaminate for b in spec.benchmarks):
+        problems.append(
+            Problem(
+                "spec.stages.curate.decontamination.enabled",
+                "is true but no benchmark in spec.benchmarks has decontaminate: true, so nothing is checked and leaks of your "
+                "evaluation sets stay in the training data; add the benchmarks you will evaluate on, or set enabled: false",
+                "warning",
+            )
+        )
     return problems
 
 

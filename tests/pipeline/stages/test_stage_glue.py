@@ -24,7 +24,23 @@ def test_curate_steps_follow_the_settings() -> None:
     ]
     bare = CurateStage.model_validate({"exactDedup": False, "nearDedup": {"enabled": False}, "decontamination": {"enabled": False}})
     assert _names(curate.build_steps(bare, bench, "regex")) == ["label_domains_keyword", "count_response_tokens", "score_rules", "filter_rules", "cluster_prompts"]
-    assert "score_contamination" not in _names(curate.build_steps(CurateStage(), {}, "regex"))  # no benchmark, nothing to check
+    nothing = _names(curate.build_steps(CurateStage(), {}, "regex"))  # no benchmark, nothing to check: said so in the funnel
+    assert "score_contamination" not in nothing and "decontamination_skipped" in nothing
+
+
+def test_decontamination_follows_the_paper_settings_and_the_runs_embedding_model(monkeypatch) -> None:
+    built = []
+    monkeypatch.setattr(curation.DecontamIndex, "build", classmethod(lambda cls, benchmarks, cfg: built.append(cfg) or cfg))
+    bench = {"bench": reasoning.benchmark(n=20)}
+    stage = CurateStage.model_validate(
+        {"decontamination": {"promptNgram": 15, "embeddingThreshold": 0.9, "wordOverlap": 0.7}, "embeddings": {"model": "/models/bge-small"}}
+    )
+    curate.build_steps(stage, bench, "regex")
+    cfg = built[-1]
+    assert (cfg.prompt_ngram, cfg.embedding_threshold, cfg.word_overlap) == (15, 0.9, 0.7)
+    assert (cfg.embedding.model_path, cfg.embedding.max_seq_length) == ("/models/bge-small", None)  # not MiniLM cut at 128
+    curate.build_steps(CurateStage.model_validate({"decontamination": {"embeddingThreshold": 0.9}, "embeddings": {"model": "hashed"}}), bench, "regex")
+    assert built[-1].embedding.backend == "hashing"
 
 
 _ALGEBRA_COT = (
@@ -110,6 +126,21 @@ def test_every_phase_is_a_subset_of_the_full_selection() -> None:
     assert ids["c"] == set(full.column("id").to_pylist())
     assert ids["a"] <= ids["c"] and ids["b"] <= ids["c"]
     assert (len(ids["a"]), len(ids["b"])) == (50, 100)
+
+
+def test_a_phase_fraction_is_its_share_of_the_whole_selection_not_of_the_largest_phase() -> None:
+    world = reasoning.generate(400, seed=1, mix=reasoning.PlantMix().scaled(0.0))
+    cfg = select.selection_config(SelectStage.model_validate({"targetFraction": 0.5, "verification": {"enabled": False}}))
+    full = world.table.slice(0, 200)
+    # [0.3, 0.5]: 60 then 100 rows of 200, not 120 then 200 (the old "relative to the largest phase" reading)
+    tables = select.phase_tables(full, [{"name": "p1", "fraction": 0.3}, {"name": "p2", "fraction": 0.5}], cfg)
+    assert (tables["p1"].num_rows, tables["p2"].num_rows) == (60, 100)
+    ids = {name: set(t.column("id").to_pylist()) for name, t in tables.items()}
+    assert ids["p1"] <= ids["p2"]
+    # [0.3, 1.0] (the shape of the examples): 30 %, then all of it
+    tables = select.phase_tables(full, [{"name": "p1", "fraction": 0.3}, {"name": "p2", "fraction": 1.0}], cfg)
+    assert (tables["p1"].num_rows, tables["p2"].num_rows) == (60, 200)
+    assert select.first_phase_share([{"name": "p1", "fraction": 0.3}, {"name": "p2", "fraction": 0.5}]) == 0.3
 
 
 def test_the_funnels_curriculum_split_is_the_first_phase_the_stage_writes() -> None:

@@ -70,7 +70,9 @@ def test_same_template_other_numbers_is_not_a_leak(index):
     assert st.n_dropped == 0, st.examples
     lax = decontam.DecontamIndex.build({"aime": AIME, "math500": MATH}, decontam.DecontamConfig(number_aware=False))
     _, st = _run(lax, *recs)
-    assert st.n_dropped == 3
+    # The two long templates match; "What is 19 times 23?" is one character from the item once symbols are not
+    # compared (fuzzy ratio 94.7 < 95).
+    assert st.n_dropped == 2
 
 
 def test_scores_are_sparse_and_thresholds_apply_at_filter_time(index):
@@ -79,7 +81,7 @@ def test_scores_are_sparse_and_thresholds_apply_at_filter_time(index):
     keys = [k for k, _ in scored.column("scores")[0].as_py() if k.startswith(decontam.SCORE_PREFIX)]
     assert "decontam:aime:ngram" in keys
     assert not [k for k, _ in scored.column("scores")[1].as_py() if k.startswith(decontam.SCORE_PREFIX)]
-    strict = decontam.DecontamConfig(min_ngram_hits=1000, full_ngram=None, fuzzy_ratio=None)
+    strict = decontam.DecontamConfig(min_ngram_hits=1000, full_ngram=None, fuzzy_ratio=None, word_overlap=None)
     _out, st = decontam.filter_contamination(scored, strict)
     assert st.n_dropped == 0
 
@@ -146,3 +148,26 @@ def test_embedding_check_flags_what_the_ngrams_miss():
     out, st = decontam.filter_contamination(scored, cfg)
     assert out.column("id").to_pylist() == [other["id"]]
     assert "aime via cosine" in st.examples[0].detail
+
+
+def test_competition_fixture_clean_near_misses_pass_and_verbatim_or_reformatted_leaks_are_caught():
+    """Issue 12 item 9 on decontam_fixture.py (rates per edit class: benchmarks/bench_decontam_quality.py)."""
+    import decontam_fixture as fx
+
+    ids = list(fx.ITEMS)
+    idx = decontam.DecontamIndex.build({"bench": list(fx.ITEMS.values())}, decontam.DecontamConfig())
+
+    def hits(text: str) -> set[str]:
+        return {ids[int(m.item_id)] for m in idx.explain(text, limit=50) if decontam._is_hit(m.method, m.value, idx.cfg)}
+
+    for cls, item, text in fx.LEAKS:
+        if cls in ("verbatim", "reformatted"):
+            assert item in hits(text), (cls, item)
+    # Near-misses on the digit-free items' topics share a phrase ("for positive real numbers a, b, c, prove that",
+    # "how many ways are there to arrange the letters of the word") but are other problems; so are the same
+    # templates with other numbers. Known exceptions, kept visible: the same setup and numbers asking another
+    # question (the 13-14-15 triangle's inradius, the same bag of marbles) share digit n-grams with the item.
+    same_setup = {fx.CLEAN[-3], fx.CLEAN[-1]}
+    flagged = {t for t in fx.CLEAN if hits(t)}
+    assert flagged <= same_setup, flagged
+    assert hits(fx.CLEAN[-2]) == set()  # same numbers 10 and 21, another question: the item's 3 is missing

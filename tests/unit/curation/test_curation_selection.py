@@ -147,3 +147,67 @@ def test_random_strategy_samples_uniformly_with_the_same_budget():
     assert p1 <= set(rand.phase2.column("id").to_pylist())
     other = selection.select(pool, selection.SelectionConfig(target_size=120, strategy="random", seed=2))
     assert set(other.phase2.column("id").to_pylist()) != set(rand.phase2.column("id").to_pylist())  # the seed matters
+
+
+# ---------------------------------------------------------------------------------------------------------
+# shortfalls and SFT's maxLength (issue 12 item 5)
+
+_COT = (
+    "<think>\nWe need the number of ordered pairs (m, n). Write m = 2^a 5^b, so m^2 n = 20^20 gives n = 2^(40-2a) 5^(20-2b). "
+    "Wait, let me re-check: m divides n means a <= 40 - 2a and b <= 20 - 2b, so a <= 13 and b <= 6. "
+    "Hmm, that gives 14 * 7 = 98. Let me verify again: a ranges 0..13 (14 values), b ranges 0..6 (7 values). Yes.\n</think>\n\n"
+    "The answer is \\boxed{98}."
+)
+
+
+def _cot_pool(n: int, prompt_words: int, response_tokens: int, prefix: str = "p") -> list[dict]:
+    prompt = "Let N be the number of ordered pairs of positive integers (m, n) with m^2 n = 20^20 and m | n. " + " ".join(
+        ["Justify each step."] * (prompt_words // 3)
+    )
+    return [
+        make_record(f"{prompt} (variant {i})", id=f"{prefix}{i:03d}", response=_COT, response_tokens=response_tokens, verification="pass")
+        for i in range(n)
+    ]
+
+
+def test_a_target_larger_than_the_eligible_rows_is_a_counted_warning_not_silent():
+    pool = make_table(*_cot_pool(30, 20, 400), *[make_record(id=f"f{i}", verification="fail") for i in range(10)])
+    cfg = selection.SelectionConfig(target_size=50)
+    chosen = selection.select(pool, cfg)
+    (st,) = [s for s in chosen.funnel.steps if s.step == "select_sft"]
+    assert chosen.phase2.num_rows == 30
+    assert (st.counters["requested"], st.counters["shortfall"]) == (50, 20)
+    (warning,) = chosen.warnings
+    assert warning.startswith("targetSize asks for 50 rows but only 30 are eligible (10 failed_verification)")
+    assert "lower spec.stages.select.targetSize" in warning
+    assert selection.select(pool, selection.SelectionConfig(target_size=30)).warnings == ()
+
+
+def test_rows_sft_would_drop_as_over_long_are_not_selected_and_the_quota_is_filled_from_rows_that_fit():
+    # Long responses come first, but prompt + template + response of the "long" rows exceeds maxLength 2000,
+    # though the response alone (1900) does not.
+    long = _cot_pool(10, 300, 1900, prefix="long")
+    fits = _cot_pool(20, 20, 800, prefix="fit")
+    pool = make_table(*long, *fits)
+    cfg = selection.SelectionConfig(target_size=15, max_length=2000)
+    scored, _ = selection.score_sft_tokens(pool, cfg)
+    tokens = _arrow.get_score(scored, "sft_tokens")
+    assert (tokens[:10] > 2000).all() and (tokens[10:] < 2000).all()
+    assert (tokens[:10] > 1900).all()  # the prompt and the template count, not just the response
+    chosen = selection.select(pool, cfg)
+    assert chosen.phase2.num_rows == 15
+    assert all(i.startswith("fit") for i in chosen.phase2.column("id").to_pylist())
+    (st,) = [s for s in chosen.funnel.steps if s.step == "select_sft"]
+    assert st.dropped["over_max_length"] == 10 and st.counters["shortfall"] == 0 and chosen.warnings == ()
+    # Without the check the longest responses win, and SFT would drop all ten of them later.
+    blind = selection.select(pool, selection.SelectionConfig(target_size=15))
+    assert sum(i.startswith("long") for i in blind.phase2.column("id").to_pylist()) == 10
+
+
+def test_a_shortfall_caused_by_max_length_says_so_and_names_the_field():
+    pool = make_table(*_cot_pool(10, 300, 1900, prefix="long"), *_cot_pool(5, 20, 800, prefix="fit"))
+    chosen = selection.select(pool, selection.SelectionConfig(target_size=12, max_length=2000))
+    assert chosen.phase2.num_rows == 5
+    short, length = chosen.warnings
+    assert "only 5 are eligible (10 over_max_length)" in short
+    assert length.startswith("10 rows are longer than SFT's maxLength 2000") and "spec.stages.sft.phases[*].maxLength" in length

@@ -499,14 +499,43 @@ class NearDedup(ApiModel):
 
 
 class Decontamination(ApiModel):
-    """Benchmark decontamination [SRC: n-gram & embedding checks]; sizes from curation-anchors §5.2 [RECON]."""
+    """Benchmark decontamination against every benchmark with `decontaminate: true` ([SRC] "N-gram (n=15) & embedding
+    similarity checks (>0.9)"). The paper's settings: `promptNgram: 15`, `embeddingThreshold: 0.9`."""
 
-    enabled: bool = Field(default=True, description="Default: true.")
-    prompt_ngram: int = Field(default=8, ge=3, le=64, description="Word n-gram overlap on the prompt (Open-R1). Default: 8.")
+    enabled: bool = Field(
+        default=True, description="Default: true. Without a benchmark to check, curate records `decontamination_skipped` and validate warns."
+    )
+    prompt_ngram: int = Field(
+        default=8,
+        ge=3,
+        le=64,
+        description="Word n-gram overlap on the prompt; n-grams are over words and numbers, never symbols. 8: Open-R1's "
+        "default, which catches more edited leaks [RECON]; the paper uses 15 [SRC]. Default: 8.",
+    )
+    min_ngram_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="For a benchmark item without digits: the share of its n-grams a prompt must share, so one common "
+        "phrase does not flag a different problem [RECON] (benchmarks/bench_decontam_quality.py). Default: 0.5.",
+    )
+    word_overlap: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="numbers+words check: a prompt with all of an item's numbers and this share of its content words "
+        "is a leak (catches reordered and reworded leaks; 0.7 measured). Empty disables: on templated pools it flags "
+        "other problems with the same small numbers [RECON]. Default: empty.",
+    )
     full_ngram: int = Field(default=13, ge=3, le=64, description="Word n-gram overlap on prompt+response (GPT-3 convention). Default: 13.")
     fuzzy_ratio: float = Field(default=0.95, gt=0, le=1, description="Fuzzy-match ratio for short prompts. Default: 0.95.")
     embedding_threshold: float | None = Field(
-        default=None, gt=0, le=1, description="Cosine similarity that counts as a leak ([SRC] uses 0.9). Empty disables the embedding check."
+        default=None,
+        gt=0.8,
+        le=1,
+        description="Cosine similarity of prompt embeddings that counts as a leak ([SRC] 0.9), computed with "
+        "`curate.embeddings.model` on the whole prompt (up to the model's own maximum length). Empty disables the "
+        "embedding check (it needs the model and is slow on CPU).",
     )
 
 
@@ -520,7 +549,9 @@ class DomainLabelling(ApiModel):
         default=None, description="For `llm`: the OpenAI-compatible base URL, e.g. `http://qwen-32b:8000/v1`."
     )
     model: Annotated[str, StringConstraints(max_length=256)] | None = Field(
-        default=None, description="For `llm`: the served model name ([SRC] Qwen2.5-32B-Instruct)."
+        default=None,
+        description="For `llm`: the served model name. The paper names Qwen2.5-32B as the domain tagger of the DPO challenge "
+        "selection only [SRC]; using it (e.g. Qwen/Qwen2.5-32B-Instruct) for the SFT pool's domains is a reconstruction [RECON].",
     )
     labels: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(
         default=None, max_length=64, description="The label set. Empty uses the built-in math taxonomy [RECON]."
@@ -533,6 +564,7 @@ class Embeddings(ApiModel):
     model: Annotated[str, StringConstraints(max_length=512)] = Field(
         default="all-MiniLM-L6-v2",
         description="A sentence-transformers model name or path; `hashed` uses a fast bag-of-words projection (tests). "
+        "Clusters use it (prompts cut to 128 tokens) and so does decontamination's embedding check (whole prompts). "
         "Default: all-MiniLM-L6-v2 [RECON].",
     )
     clusters: int | None = Field(
@@ -709,7 +741,12 @@ class SelectStage(ApiModel):
         default=None, ge=1, le=1_000_000_000, description="Records in the full SFT selection. Empty uses `targetFraction`."
     )
     target_fraction: float = Field(
-        default=0.2, gt=0, le=1, description="Share of the pool selected when `targetSize` is empty ([SRC] '~20% of the data'). Default: 0.2."
+        default=0.2,
+        gt=0,
+        le=1,
+        description="Share of the eligible pool selected when `targetSize` is empty. [RECON] 0.2: not the paper's ratio. The "
+        "paper's '~20% of the data' compares its 165K with DeepSeek-R1-Distill's 800K; against its own 10M+ pool 165K is "
+        "~1.6%. Set `targetSize` (165000 in the paper) for a fixed size. Default: 0.2.",
     )
     easy_share: float = Field(
         default=0.7, ge=0, le=1, description="Share of an early curriculum phase drawn from the easiest records ([SRC] '70% easy'). Default: 0.7."
@@ -722,7 +759,12 @@ class SelectStage(ApiModel):
         "([SRC] domain-level and semantic-level sampling). Default: [domain, cluster].",
     )
     challenge_size: int = Field(
-        default=10_000, ge=0, le=100_000_000, description="Prompts in the DPO challenge pool ([SRC] 10K pairs). Default: 10000."
+        default=10_000,
+        ge=0,
+        le=100_000_000,
+        description="Prompts (not pairs) in the DPO challenge pool; 0 writes none. [RECON] The paper keeps 10K pairs "
+        "(`prefs.pairs`) and gives no prompt count; a prompt the SFT model always solves yields no pair, so more prompts "
+        "than pairs are needed to reach `prefs.pairs`. Default: 10000.",
     )
     strategy: Literal["infialign", "random"] = Field(
         default="infialign",
@@ -809,7 +851,14 @@ class SftPhase(ApiModel):
 
     name: DnsLabel = Field(description="The phase's name; the step is `sft-<name>`.")
     fraction: float = Field(
-        default=1.0, gt=0, le=1, description="Share of the full selection trained in this phase ([SRC-2] 72k of 165k ≈ 0.44 for phase 1). Default: 1."
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Share of the whole `select` output (`targetSize` rows) trained in this phase, on its own, not relative "
+        "to other phases ([SRC-2] 72k of 165k ≈ 0.44 for phase 1). 1 trains the whole selection; below 1 trains an "
+        "easy-heavy subset (`select.easyShare` of it from the easiest rows), and smaller phases are subsets of larger ones. "
+        "Fractions [0.3, 1.0]: 30% of the selection, then all of it. [0.3, 0.5]: 30%, then 50%; the other half is selected "
+        "but never trained (`infialign validate` warns). Default: 1.",
     )
     data_uri: ArtifactUri | None = Field(default=None, description="Train on this dataset instead of the `select` output.")
     epochs: float = Field(

@@ -229,6 +229,18 @@ def window_any(flags: np.ndarray, offsets: np.ndarray, n: int, *, whole_if_short
     return prefix[starts + widths] - prefix[starts] > 0
 
 
+def window_count(flags: np.ndarray, offsets: np.ndarray, n: int, *, whole_if_short: bool = True) -> np.ndarray:
+    """For every window :func:`ngram_hashes` produces (same order), how many of its units are flagged."""
+    lens = np.diff(offsets)
+    long = lens >= n
+    short = (lens > 0) & ~long if whole_if_short else np.zeros(len(lens), dtype=bool)
+    counts = np.where(long, lens - n + 1, 0) + short
+    starts = np.repeat(offsets[:-1], counts) + ragged_arange(counts)
+    widths = np.where(np.repeat(short, counts), np.repeat(lens, counts), n)
+    prefix = np.concatenate([[0], np.cumsum(flags.astype(np.int64))])
+    return prefix[starts + widths] - prefix[starts]
+
+
 def word_ngrams(normalized: pa.Array, n: int, *, whole_if_short: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Word n-gram hashes of already-normalised texts (see ``normalize.normalize_array``)."""
     from infialign.pipeline.curation import normalize
@@ -243,19 +255,36 @@ def word_ngrams_digits(normalized: pa.Array, n: int) -> tuple[np.ndarray, np.nda
 
     tokens = normalize.tokenize_array(normalized)
     units, offsets = token_units(tokens)
-    flags = pc.match_substring_regex(tokens.flatten(), r"\p{Nd}").to_numpy(zero_copy_only=False)
+    flat = tokens.flatten()
+    flags = pc.match_substring_regex(flat, r"\p{Nd}").to_numpy(zero_copy_only=False)
     hashes, out_offsets = ngram_hashes(units, offsets, n)
     return hashes, out_offsets, window_any(flags, offsets, n)
 
 
-def digit_keys(texts: pa.Array | Sequence[str | None]) -> list[str]:
+def word_ngrams_informative(normalized: pa.Array, n: int, placeholder: str = "_") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`word_ngrams_digits` plus, per n-gram, the share of its tokens that are not ``placeholder``."""
+    from infialign.pipeline.curation import normalize
+
+    tokens = normalize.tokenize_array(normalized)
+    units, offsets = token_units(tokens)
+    flat = tokens.flatten()
+    digit = pc.match_substring_regex(flat, r"\p{Nd}").to_numpy(zero_copy_only=False)
+    real = pc.not_equal(flat, placeholder).to_numpy(zero_copy_only=False)
+    hashes, out_offsets = ngram_hashes(units, offsets, n)
+    width = np.repeat(np.minimum(np.diff(offsets), n), np.diff(out_offsets))
+    return hashes, out_offsets, window_any(digit, offsets, n), window_count(real, offsets, n) / np.maximum(width, 1)
+
+
+def digit_keys(texts: pa.Array | Sequence[str | None], *, brackets_subtract: bool = False) -> list[str]:
     """The numbers of each text (after NFKC) as ``",3,-14,"`` (``",,"`` when there are none), so that
     ``key_a in key_b`` means a's number sequence occurs contiguously in b's. A minus sign written right
     before a digit is kept: ``x - y = -39`` and ``x - y = 39`` are different problems."""
     arr = texts if isinstance(texts, pa.Array) else pa.array(list(texts), pa.string())
     arr = pc.utf8_normalize(arr.fill_null(""), "NFKC")
     # A sign, not a subtraction: ASCII or Unicode minus after a non-alphanumeric (or at the start).
-    arr = pc.replace_substring_regex(arr, r"(^|[^\p{Nd}\p{L}])[-\x{2212}](\p{Nd})", r"\1~\2")
+    # With brackets_subtract, not after a closing bracket either: in "x^{3}-6x" the minus subtracts.
+    before = r"[^\p{Nd}\p{L})\]}]" if brackets_subtract else r"[^\p{Nd}\p{L}]"
+    arr = pc.replace_substring_regex(arr, r"(^|" + before + r")[-\x{2212}](\p{Nd})", r"\1~\2")
     runs = pc.replace_substring_regex(arr, r"[^\p{Nd}~]+", ",")
     return ["," + k.strip(",").replace("~", "-") + "," for k in runs.to_pylist()]
 

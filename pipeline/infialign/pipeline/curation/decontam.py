@@ -4,7 +4,10 @@ Benchmarks are record-schema tables (the prompt is the text of their user messag
 ``response``) or plain lists of prompts, keyed by a benchmark name. :meth:`DecontamIndex.build` indexes
 them once; the index is a few sorted NumPy arrays, so it pickles cheaply to every shard and worker.
 
-Checks, all on ``normalize``d text (digits kept):
+Checks, all on the *match form* of a text (:func:`match_form`): ``normalize``d (digits kept), LaTeX commands
+and symbols dropped, digits split from letters, and every single-letter token (a variable) written ``_``. So
+n-grams are over words and numbers only ("for positive numbers a , b , c ," is no longer an 8-gram of which
+half is punctuation), ``\\frac{1}{2}`` and ``1/2`` agree, and renaming variables changes nothing.
 
 - **prompt n-grams** (default n=8): any word 8-gram of the training prompt that occurs in a benchmark
   prompt. [SRC] huggingface/open-r1 scripts/decontaminate.py uses 8-grams on the problem; measured here it
@@ -19,9 +22,15 @@ Checks, all on ``normalize``d text (digits kept):
 - **embedding cosine** (off by default): max cosine to benchmark prompts > 0.9 ([SRC] seeds §1.7
   "embedding similarity checks (>0.9)"); flag paraphrases that share no n-gram.
 
+- **numbers + words** (``word_overlap``, items with digits): the text has all of the item's numbers, in any
+  order, and ``word_overlap`` of its distinct content words. Catches leaks whose sentences are reordered or
+  whose wording around the numbers changed, which break every digit n-gram. [RECON]
+
 Number-aware by default: evidence against an item counts only when the text contains the item's numbers
-(its digit runs, with their minus signs, contiguously and in order), and an item with numbers indexes
-only its n-grams that contain a digit. Templated problems ("find the gcd of {a} and {b}") share long
+(its digit runs, with their minus signs, as a multiset: order and neighbours do not matter), and an item
+with numbers indexes only its n-grams that contain a digit. An item *without* digits indexes all its n-grams,
+so a single shared phrase would flag a different problem on the same topic: its n-gram evidence counts only
+when the text has ``min_ngram_share`` of the item's distinct n-grams. Templated problems ("find the gcd of {a} and {b}") share long
 n-grams and fuzzy ratios above 95 with every benchmark item of the same template; numbers tell them
 apart. A leak copies the numbers, so it still matches, also inside a longer text ("Problem 12. ...").
 The price: a problem that extends an item's numbers (the item's "3 shirts, 2 hats" plus "and 4 scarves")
@@ -41,12 +50,14 @@ from __future__ import annotations
 import bisect
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from infialign.pipeline.curation import _arrow, _config, _ngrams, embed, normalize, stats, steps
 from pydantic import Field
 
@@ -55,8 +66,10 @@ __all__ = [
     "DecontamConfig",
     "DecontamIndex",
     "Match",
+    "decontamination_skipped",
     "filter_contamination",
     "hits_by_benchmark",
+    "match_form",
     "number_key",
     "score_contamination",
 ]
@@ -90,9 +103,27 @@ class DecontamConfig(_config.CurationConfig):
     embedding_threshold: float = Field(0.9, gt=COSINE_FLOOR, le=1.0, description="Cosine that makes a leak. [SRC] seeds §1.7 (>0.9).")
     number_aware: bool = Field(
         True,
-        description="Evidence against an item counts only if the text contains the item's digit runs in the "
-        "same order (contiguously), and items with digits index only n-grams that contain a digit. A shared "
+        description="Evidence against an item counts only if the text contains every number of the item (as a "
+        "multiset, in any order), and items with digits index only n-grams that contain a digit. A shared "
         "template with other numbers is a different problem, not a leak. [RECON]",
+    )
+    min_ngram_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="For an item without digits, the share of its distinct n-grams a text must contain (besides "
+        "min_ngram_hits / min_full_hits): one common phrase ('for positive real numbers a b c prove that') is "
+        "not a leak. [RECON] benchmarks/bench_decontam_quality.py",
+    )
+    word_overlap: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="numbers+words check for items with digits: a text that has all the item's numbers and this "
+        "share of its distinct content words is a leak, whatever the order or the wording around the numbers. "
+        "None (default) disables: on templated pools (the built-in world) it flags other problems whose small "
+        "numbers happen to be a superset of the item's; 0.7 is what the competition fixture was measured with. "
+        "[RECON] benchmarks/bench_decontam_quality.py",
     )
 
 
@@ -123,7 +154,7 @@ def _prompts_and_full(data: pa.Table | Sequence[str]) -> tuple[list[str], list[s
 def number_key(text: str | None) -> str:
     """The digit runs of a text (after NFKC) as ``",3,14,"``: containment of keys = contiguous containment
     of number sequences."""
-    return _ngrams.digit_keys([text])[0]
+    return _ngrams.digit_keys([text], brackets_subtract=True)[0]
 
 
 _MAX_KEYED_NUMBERS = 30
@@ -137,22 +168,72 @@ def _group_positions(keys: Sequence[str]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v) for k, v in grouped.items()}
 
 
+def _number_counts(key: str) -> Counter[str]:
+    return Counter(key.strip(",").split(",")) if key != ",," else Counter()
+
+
 def _numbers_fit(doc_key: str, item_key: str) -> bool:
-    return item_key == ",," or item_key in doc_key
+    """The item's numbers are a sub-multiset of the document's (any order, anything in between)."""
+    if item_key == ",,":
+        return True
+    if item_key in doc_key:
+        return True
+    need = _number_counts(item_key)
+    have = _number_counts(doc_key)
+    return all(have[k] >= v for k, v in need.items())
 
 
-def _index(normalized: pa.Array, n: int, has_digits: np.ndarray, number_aware: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (n-gram hash, item) entries, one per distinct pair. Number-aware: items with digits index only
-    their n-grams that contain a digit, so shared template wording alone never links a text to them."""
-    h, o, digit = _ngrams.word_ngrams_digits(normalized, n)
+_LATEX_COMMAND = r"\\ [a-z]+"  # in normalised text: "\\frac" became "\\ frac"
+_STOPWORDS: Final = frozenset(
+    "_ a an the of and or to in on at by for from with is are be been was were that this these those it its as if "
+    "then than so such what which find compute determine let given show prove all each every any some".split()
+)
+
+
+def match_form(texts: Sequence[str | None] | pa.Array, placeholder: bool = True) -> pa.Array:
+    """The text decontamination compares: normalised, without LaTeX commands and symbols, digits split from
+    letters, and with ``placeholder`` single letters (variables) as ``_``. Words and numbers are the only tokens.
+
+    Items with digits are matched in the placeholder form (renamed variables still match; their numbers keep
+    other problems apart). Items without digits are matched with their letters: there the formula's variables
+    are most of what tells "prove a^a b^b c^c >= a^b b^c c^a" from "prove (a+b)(b+c)(c+a) >= 8abc"."""
+    arr = texts if isinstance(texts, pa.Array) else pa.array([t or "" for t in texts], pa.string())
+    # After normalising: the instruction boilerplate it strips is matched with its \\boxed{} in place.
+    norm = normalize.normalize_array(arr.fill_null(""))
+    norm = pc.replace_substring_regex(norm, _LATEX_COMMAND, " ")
+    norm = pc.replace_substring_regex(norm, r"[^\p{L}\p{N}\p{M}\s]", " ")
+    norm = pc.replace_substring_regex(norm, r"(\p{N})(\p{L})", r"\1 \2")
+    norm = pc.replace_substring_regex(norm, r"(\p{L})(\p{N})", r"\1 \2")
+    tokens = normalize.tokenize_array(norm)
+    flat = pc.list_flatten(tokens)
+    single = pc.and_(pc.equal(pc.utf8_length(flat), 1), pc.utf8_is_alpha(flat))
+    flat = pc.if_else(single, pa.scalar("_"), flat) if placeholder else flat
+    rebuilt = pa.ListArray.from_arrays(tokens.offsets, flat)
+    return pc.binary_join(rebuilt, " ")
+
+
+def _content_words(text: str) -> frozenset[str]:
+    return frozenset(w for w in text.split() if w not in _STOPWORDS and not any(c.isdigit() for c in w))
+
+
+def _index(
+    normalized: pa.Array, n: int, has_digits: np.ndarray, number_aware: bool, items: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted (n-gram hash, item) entries, one per distinct pair, and each item's count of distinct indexed
+    n-grams. Number-aware: items with digits index only their n-grams that contain a digit, so shared
+    template wording alone never links a text to them."""
+    h, o, digit, real = _ngrams.word_ngrams_informative(normalized, n)
     item = _ngrams.doc_ids(o)
+    # A window that is mostly variables ("_ _ _ _ _ _ _ 8") says nothing about which problem it is from.
+    keep = (real >= 0.5) & items[item]
     if number_aware:
-        keep = digit | ~has_digits[item]
-        h, item = h[keep], item[keep]
+        keep &= digit | ~has_digits[item]
+    h, item = h[keep], item[keep]
     order = np.lexsort((item, h))
     h, item = h[order], item[order]
     first = np.r_[True, (h[1:] != h[:-1]) | (item[1:] != item[:-1])] if len(h) else np.zeros(0, bool)
-    return h[first], item[first].astype(np.int64)  # built once per benchmark set: lexsort is fine here
+    h, item = h[first], item[first].astype(np.int64)  # built once per benchmark set: lexsort is fine here
+    return h, item, np.bincount(item, minlength=len(has_digits))
 
 
 Evidence = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -161,6 +242,11 @@ Evidence = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _no_evidence() -> Evidence:
     return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+
+
+def _concat(a: Evidence, b: Evidence) -> Evidence:
+    """Evidence of two lookups over disjoint item sets."""
+    return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]), np.concatenate([a[2], b[2]])
 
 
 def _lookup(index_h: np.ndarray, index_item: np.ndarray, hashes: np.ndarray, offsets: np.ndarray) -> Evidence:
@@ -201,8 +287,16 @@ class DecontamIndex:
     item_full_numbers: tuple[str, ...]
     prompt_h: np.ndarray
     prompt_item: np.ndarray
+    prompt_count: np.ndarray  # distinct indexed n-grams per item
+    prompt_h_plain: np.ndarray  # items without digits, in the letter form (see match_form)
+    prompt_item_plain: np.ndarray
     full_h: np.ndarray
     full_item: np.ndarray
+    full_count: np.ndarray
+    full_h_plain: np.ndarray
+    full_item_plain: np.ndarray
+    item_words: tuple[frozenset[str], ...]  # distinct content words of each prompt (numbers+words check)
+    anchors: dict[str, tuple[int, ...]]  # number -> items with digits whose rarest number it is
     short_texts: tuple[str, ...]  # normalised short benchmark prompts, sorted by length
     short_lens: tuple[int, ...]
     short_item: np.ndarray
@@ -228,18 +322,32 @@ class DecontamIndex:
             fulls += f
             ids += i
             bench += [b] * len(p)
-        numbers = tuple(_ngrams.digit_keys(prompts))
-        full_numbers = tuple(_ngrams.digit_keys(fulls))
+        numbers = tuple(_ngrams.digit_keys(prompts, brackets_subtract=True))
+        full_numbers = tuple(_ngrams.digit_keys(fulls, brackets_subtract=True))
         has_digits = np.array([k != ",," for k in numbers], dtype=bool)
-        norm = normalize.normalize_array(prompts)
-        prompt_h, prompt_item = _index(norm, cfg.prompt_ngram, has_digits, cfg.number_aware)
+        norm = match_form(prompts)
+        prompt_h, prompt_item, prompt_count = _index(norm, cfg.prompt_ngram, has_digits, cfg.number_aware, has_digits)
+        plain = match_form(prompts, False)
+        plain_h, plain_item, plain_count = _index(plain, cfg.prompt_ngram, has_digits, cfg.number_aware, ~has_digits)
+        prompt_count = prompt_count + plain_count
+        empty = np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(len(prompts), np.int64)
+        full_h, full_item, full_count = empty
+        full_plain_h, full_plain_item = empty[:2]
         if cfg.full_ngram is not None:
             full_digits = np.array([k != ",," for k in full_numbers], dtype=bool)
-            full_h, full_item = _index(normalize.normalize_array(fulls), cfg.full_ngram, full_digits, cfg.number_aware)
-        else:
-            full_h, full_item = np.zeros(0, np.uint64), np.zeros(0, np.int64)
-        words = _ngrams.word_counts(norm)
-        norm_list = norm.to_pylist()
+            full_h, full_item, full_count = _index(match_form(fulls), cfg.full_ngram, full_digits, cfg.number_aware, full_digits)
+            full_plain_h, full_plain_item, c = _index(match_form(fulls, False), cfg.full_ngram, full_digits, cfg.number_aware, ~full_digits)
+            full_count = full_count + c
+        words = _ngrams.word_counts(plain)
+        norm_list = plain.to_pylist()
+        # Each item with digits is filed under its rarest number, so a text is compared only with the items
+        # filed under one of its own numbers.
+        counts = [_number_counts(k) for k in numbers]
+        freq = Counter(x for c in counts for x in c)
+        anchors: dict[str, list[int]] = {}
+        for i, c in enumerate(counts):
+            if c:
+                anchors.setdefault(min(c, key=lambda x: (freq[x], -len(x), x)), []).append(i)
         short = [int(i) for i in np.argsort([len(t) for t in norm_list], kind="stable") if 0 < words[i] <= cfg.fuzzy_max_words]
         emb = embed.embed_texts(prompts, cfg.embedding) if cfg.embedding is not None else None
         return cls(
@@ -251,8 +359,16 @@ class DecontamIndex:
             item_full_numbers=full_numbers,
             prompt_h=prompt_h,
             prompt_item=prompt_item,
+            prompt_count=prompt_count,
+            prompt_h_plain=plain_h,
+            prompt_item_plain=plain_item,
             full_h=full_h,
             full_item=full_item,
+            full_count=full_count,
+            full_h_plain=full_plain_h,
+            full_item_plain=full_plain_item,
+            item_words=tuple(_content_words(t) for t in norm_list),
+            anchors={k: tuple(v) for k, v in anchors.items()},
             short_texts=tuple(norm_list[i] for i in short),
             short_lens=tuple(len(norm_list[i]) for i in short),
             short_item=np.asarray(short, dtype=np.int64),
@@ -264,7 +380,10 @@ class DecontamIndex:
         """Config digest plus a hash of the indexed content, for ``_SUCCESS.json``."""
         h = hashlib.sha256(self.cfg.digest().encode())
         h.update(repr((self.names, self.item_ids, self.item_numbers, self.item_full_numbers)).encode())
-        for arr in (self.item_bench, self.prompt_h, self.prompt_item, self.full_h, self.full_item):
+        for arr in (
+            self.item_bench, self.prompt_h, self.prompt_item, self.prompt_count, self.prompt_h_plain, self.prompt_item_plain,
+            self.full_h, self.full_item, self.full_count, self.full_h_plain, self.full_item_plain,
+        ):
             h.update(np.ascontiguousarray(arr).tobytes())
         h.update("\x1f".join(self.short_texts).encode())
         return "sha256:" + h.hexdigest()
@@ -272,18 +391,58 @@ class DecontamIndex:
     # -- evidence -------------------------------------------------------------------------------------
 
     def _numbers_permit(self, found: Evidence, doc_keys: Sequence[str], full: bool = False) -> Evidence:
-        """Keep the pairs whose numbers permit a match: the item's digit runs (of prompt+solution for
-        ``full``) occur, in order, in the document's (of its prompt+response for ``full``; a leaked solution
-        copies all of them)."""
+        """Keep the pairs whose numbers permit a match: the item's numbers occur in the document's, in any order
+        for prompts; for ``full`` the digit runs of prompt+solution contiguously and in order in the document's
+        prompt+response (a leaked solution copies them in order; in a long CoT full of numbers, a multiset would
+        almost always be contained)."""
         if not self.cfg.number_aware or found[0].size == 0:
             return found
         item_keys = self.item_full_numbers if full else self.item_numbers
+        fits = (lambda d, i: i == ",," or i in d) if full else _numbers_fit
         keep = np.fromiter(
-            (_numbers_fit(doc_keys[d], item_keys[i]) for d, i in zip(found[0].tolist(), found[1].tolist())),
+            (fits(doc_keys[d], item_keys[i]) for d, i in zip(found[0].tolist(), found[1].tolist())),
             dtype=bool,
             count=found[0].size,
         )
         return found[0][keep], found[1][keep], found[2][keep]
+
+    def _share_permits(self, found: Evidence, count: np.ndarray, number_keys: tuple[str, ...], min_hits: int) -> Evidence:
+        """Keep the pairs with enough n-grams: an item without digits needs ``min_ngram_share`` of its distinct
+        n-grams (one common phrase is not a leak); an item with digits needs only ``min_hits``."""
+        if found[0].size == 0 or self.cfg.min_ngram_share <= 0:
+            return found
+        digit_free = np.fromiter((number_keys[i] == ",," for i in found[1].tolist()), dtype=bool, count=found[1].size)
+        need = np.where(digit_free, np.maximum(min_hits, np.ceil(self.cfg.min_ngram_share * count[found[1]])), 0)
+        keep = found[2] >= need
+        return found[0][keep], found[1][keep], found[2][keep]
+
+    def _numbers_and_words(self, norm_prompts: list[str], doc_keys: Sequence[str]) -> Evidence:
+        """Share of an item's distinct content words in a text that has all the item's numbers (items with digits)."""
+        if self.cfg.word_overlap is None or not self.anchors:
+            return _no_evidence()
+        docs: list[int] = []
+        items: list[int] = []
+        values: list[float] = []
+        for d, key in enumerate(doc_keys):
+            if key == ",,":
+                continue
+            nums = set(key.strip(",").split(","))
+            cands = [i for x in nums for i in self.anchors.get(x, ())]
+            if not cands:
+                continue
+            words = _content_words(norm_prompts[d])
+            for i in cands:
+                want = self.item_words[i]
+                if not want or not _numbers_fit(key, self.item_numbers[i]):
+                    continue
+                share = len(want & words) / len(want)
+                if share >= COSINE_FLOOR * self.cfg.word_overlap:  # sparse, but keep near-threshold values for reports
+                    docs.append(d)
+                    items.append(i)
+                    values.append(share)
+        if not docs:
+            return _no_evidence()
+        return np.asarray(docs, np.int64), np.asarray(items, np.int64), np.asarray(values, np.float64)
 
     def _fuzzy(self, norm_prompts: list[str], words: np.ndarray, doc_keys: Sequence[str]) -> Evidence:
         """Ratios >= FUZZY_FLOOR of short documents against short items of similar length."""
@@ -339,18 +498,28 @@ class DecontamIndex:
     def evidence(self, prompts: Sequence[str | None], responses: Sequence[str | None] | None = None) -> dict[str, Evidence]:
         """Per method, ``(texts, items, values)`` for every item a text matches (numbers permitting)."""
         n = len(prompts)
-        doc_keys = _ngrams.digit_keys(list(prompts)) if self.cfg.number_aware else []
-        norm = normalize.normalize_array(list(prompts))
+        doc_keys = _ngrams.digit_keys(list(prompts), brackets_subtract=True) if self.cfg.number_aware else []
+        norm = match_form(list(prompts))
+        plain = match_form(list(prompts), False)
+        norm_list = plain.to_pylist()
         out: dict[str, Evidence] = {}
         h, o = _ngrams.word_ngrams(norm, self.cfg.prompt_ngram)
-        out["ngram"] = self._numbers_permit(_lookup(self.prompt_h, self.prompt_item, h, o), doc_keys)
+        ph, po = _ngrams.word_ngrams(plain, self.cfg.prompt_ngram)
+        found = _concat(_lookup(self.prompt_h, self.prompt_item, h, o), _lookup(self.prompt_h_plain, self.prompt_item_plain, ph, po))
+        found = self._numbers_permit(found, doc_keys)
+        out["ngram"] = self._share_permits(found, self.prompt_count, self.item_numbers, self.cfg.min_ngram_hits)
         if self.cfg.full_ngram is not None:
             resp = list(responses) if responses is not None else [None] * n
             full = [(p or "") if not r else f"{p or ''}\n{r}" for p, r in zip(prompts, resp)]
-            fh, fo = _ngrams.word_ngrams(normalize.normalize_array(full), self.cfg.full_ngram)
-            found = self._numbers_permit(_lookup(self.full_h, self.full_item, fh, fo), doc_keys)
-            out["full"] = self._numbers_permit(found, _ngrams.digit_keys(full) if self.cfg.number_aware else [], full=True)
-        out["fuzzy"] = self._fuzzy(norm.to_pylist(), _ngrams.word_counts(norm), doc_keys)
+            fh, fo = _ngrams.word_ngrams(match_form(full), self.cfg.full_ngram)
+            gh, go = _ngrams.word_ngrams(match_form(full, False), self.cfg.full_ngram)
+            found = _concat(_lookup(self.full_h, self.full_item, fh, fo), _lookup(self.full_h_plain, self.full_item_plain, gh, go))
+            found = self._numbers_permit(found, doc_keys)
+            found = self._numbers_permit(found, _ngrams.digit_keys(full, brackets_subtract=True) if self.cfg.number_aware else [], full=True)
+            out["full"] = self._share_permits(found, self.full_count, self.item_full_numbers, self.cfg.min_full_hits)
+        out["fuzzy"] = self._fuzzy(norm_list, _ngrams.word_counts(plain), doc_keys)
+        if self.cfg.number_aware:
+            out["numwords"] = self._numbers_and_words(norm_list, doc_keys)
         if self.cfg.embedding is not None and self.emb is not None and n:
             q = embed.embed_texts(list(prompts), self.cfg.embedding)
             parts = []
@@ -414,7 +583,16 @@ def _is_hit(method: str, value: float, cfg: DecontamConfig) -> bool:
         return cfg.fuzzy_ratio is not None and value >= cfg.fuzzy_ratio
     if method == "cosine":
         return cfg.embedding is not None and value >= cfg.embedding_threshold
+    if method == "numwords":
+        return cfg.word_overlap is not None and value >= cfg.word_overlap
     return False
+
+
+@steps.step("decontamination_skipped", kind="filter", scope="global", reads=("id",))
+def decontamination_skipped(table: pa.Table, reason: str) -> tuple[pa.Table, stats.StepStats]:
+    """A funnel entry where decontamination was asked for but could not run (``reason``, e.g. no benchmarks):
+    the report shows a check that did not happen instead of leaving it out."""
+    return table, stats.StepStats.passthrough("decontamination_skipped", table.num_rows, {f"skipped_{reason}": 1})
 
 
 @steps.step("filter_contamination", kind="filter", scope="row", reads=("id", "scores"))

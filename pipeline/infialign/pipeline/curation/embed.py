@@ -56,7 +56,9 @@ class EmbedConfig(_config.CurationConfig):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when torch sees a GPU.")
     batch_size: int = Field(64, ge=1, le=4096, description="Encode batch size.")
-    max_seq_length: int = Field(128, ge=8, le=8192, description="Tokens kept per prompt. [RECON] curation-anchors.md §3.2.")
+    max_seq_length: int | None = Field(
+        128, ge=8, le=8192, description="Tokens kept per prompt; None keeps the model's own maximum. [RECON] curation-anchors.md §3.2."
+    )
     dim: int = Field(256, ge=8, le=8192, description="Dimension of the hashing backend's vectors.")
     seed: int = Field(0, ge=0, description="Seed of the hashing backend's bucket/sign assignment.")
 
@@ -100,7 +102,7 @@ def default_model_path() -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_model(path: str, device: str, max_seq_length: int) -> Any:
+def _load_model(path: str, device: str, max_seq_length: int | None) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
@@ -111,7 +113,8 @@ def _load_model(path: str, device: str, max_seq_length: int) -> Any:
     # device=None lets sentence-transformers pick cuda when torch sees a GPU (no torch import here:
     # the import-linter contract keeps torch out of curation modules).
     model = SentenceTransformer(path, device=None if device == "auto" else device, local_files_only=True)
-    model.max_seq_length = max_seq_length
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
     return model
 
 

@@ -15,6 +15,14 @@
 - **Challenge pool** (:func:`challenge_pool`): prompts with verified answers that are not in the SFT
   selection (by id and by normalised prompt), longest first per domain ("pick the longest solutions" [SRC]),
   balanced over domains like SFT.
+- **Fits SFT** (:func:`score_sft_tokens`, with ``max_length``): the selection counts what SFT will train on,
+  prompt + chat template + response, not the response alone. ``scores["sft_tokens"]`` = every message's
+  tokens + ``response_tokens`` + per turn its role's tokens and ``template_tokens`` (ChatML: ``<|im_start|>``,
+  newline, ``<|im_end|>``, newline = 4), so rows SFT would drop as over-long are dropped here as
+  ``over_max_length`` and the quotas are filled from rows that fit. With the student's tokenizer this is
+  within a token per turn of what SFT counts (tests/pipeline/stages/test_select_lengths.py).
+- **Shortfalls** (:func:`shortfall_warnings`): fewer rows than ``target_size`` is never silent; the counters
+  ``requested`` and ``shortfall`` of ``select_sft`` and :attr:`Selection.warnings` say how many and why.
 - **Random baseline** (``strategy="random"``): the same number of rows as a seeded uniform sample of the
   eligible ones, and a uniform phase-1 subset; the paper's `random` ablation arm.
 
@@ -32,7 +40,8 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 from infialign.pipeline import records
-from infialign.pipeline.curation import _arrow, _config, normalize, stats, steps
+import pyarrow.compute as pc
+from infialign.pipeline.curation import _arrow, _config, normalize, stats, steps, tokens
 from pydantic import Field, model_validator
 
 __all__ = [
@@ -42,7 +51,9 @@ __all__ = [
     "challenge_pool",
     "curriculum_split",
     "score_difficulty",
+    "score_sft_tokens",
     "select",
+    "shortfall_warnings",
     "select_sft",
 ]
 
@@ -64,7 +75,19 @@ class SelectionConfig(_config.CurationConfig):
     phase1_easy_share: float = Field(0.7, ge=0, le=1, description="Share of phase 1 taken from the easiest rows. [SRC]")
     seed: int = Field(0, ge=0, description="Seed of the phase-1 sample of harder rows.")
     dpo_size: int | None = Field(
-        None, ge=1, description="Challenge prompts to keep; None = all eligible. [SRC] 10K pairs at the end of DPO curation."
+        None, ge=1, description="Challenge prompts to keep; None = all eligible. [RECON] the paper keeps 10K *pairs*, not prompts."
+    )
+    max_length: int | None = Field(
+        None,
+        ge=1,
+        description="SFT's tokens per example; rows whose prompt + template + response exceed it are dropped as "
+        "over_max_length (SFT would drop them). None skips the check.",
+    )
+    template_tokens: int = Field(
+        4, ge=0, le=64, description="Chat-template tokens around each turn besides its role: ChatML's <|im_start|>, newline, <|im_end|>, newline."
+    )
+    tokenizer: str = Field(
+        "regex", description="Counts prompt tokens (and responses without response_tokens): 'regex' or a tokenizer.json path."
     )
     strategy: Literal["infialign", "random"] = Field(
         "infialign",
@@ -180,6 +203,36 @@ def score_difficulty(table: pa.Table, cfg: SelectionConfig | None = None) -> tup
     return _arrow.set_scores(table, {"difficulty": out}), stats.StepStats.passthrough("score_difficulty", n)
 
 
+@steps.step(
+    "score_sft_tokens",
+    kind="transform",
+    scope="row",
+    reads=("messages", "response", "response_tokens"),
+    writes=("scores",),
+    score_keys=("sft_tokens",),
+)
+def score_sft_tokens(table: pa.Table, cfg: SelectionConfig) -> tuple[pa.Table, stats.StepStats]:
+    """``scores["sft_tokens"]``: the tokens SFT trains on, every message + the response + the template around each
+    turn; absent for rows without a response."""
+    n = table.num_rows
+    msgs = _arrow.column(table, "messages")
+    flat = msgs.flatten()
+    parents = pc.list_parent_indices(msgs).to_numpy(zero_copy_only=False)
+    roles = flat.field("role").fill_null("")
+    per_message = tokens.count_tokens(flat.field("content").fill_null(""), cfg.tokenizer) + cfg.template_tokens
+    enc = pc.dictionary_encode(roles)  # a handful of distinct roles: count each once
+    per_message += tokens.count_tokens(enc.dictionary, cfg.tokenizer)[enc.indices.to_numpy(zero_copy_only=False)]
+    prompt = np.bincount(parents, weights=per_message, minlength=n)
+    response = _arrow.column(table, "response")
+    counted = _arrow.column(table, "response_tokens").to_numpy(zero_copy_only=False).astype(np.float64)
+    missing = np.isnan(counted) & response.is_valid().to_numpy(zero_copy_only=False)
+    if missing.any():
+        counted[missing] = tokens.count_tokens(response.filter(pa.array(missing)), cfg.tokenizer)
+    assistant = cfg.template_tokens + int(tokens.count_tokens(["assistant"], cfg.tokenizer)[0])
+    total = prompt + counted + assistant  # NaN stays NaN: no response, nothing to train
+    return _arrow.set_scores(table, {"sft_tokens": total}), stats.StepStats.passthrough("score_sft_tokens", n)
+
+
 def _target(cfg: SelectionConfig, eligible: int) -> int:
     if cfg.target_size is not None:
         return min(cfg.target_size, eligible)
@@ -195,16 +248,21 @@ def _target(cfg: SelectionConfig, eligible: int) -> int:
 def select_sft(table: pa.Table, cfg: SelectionConfig) -> tuple[pa.Table, stats.StepStats]:
     """The SFT selection (phase 2) under the domain x cluster quotas; drops ``no_response``,
     ``failed_verification`` (fail/error/timeout not eligible), ``unverified`` (unknown/unverified not
-    eligible) and ``over_quota``."""
+    eligible), ``over_max_length`` (``scores["sft_tokens"]`` above ``max_length``: SFT would drop it) and
+    ``over_quota``. Counters ``requested`` (``target_size``, when set) and ``shortfall`` (rows missing)."""
     n = table.num_rows
     verif = _arrow.strings(table, "verification")
     responses = _arrow.strings(table, "response")
+    sft_tokens = _arrow.get_score(table, "sft_tokens") if cfg.max_length is not None else np.full(n, np.nan)
+    too_long = sft_tokens > (cfg.max_length or 0)  # NaN (not scored) compares False
     reasons: list[str | None] = [None] * n
     for i in range(n):
         if not responses[i]:
             reasons[i] = "no_response"
         elif verif[i] not in cfg.eligible_verification:
             reasons[i] = "unverified" if verif[i] in ("unknown", "unverified") else "failed_verification"
+        elif too_long[i]:
+            reasons[i] = "over_max_length"
     eligible = np.asarray([i for i in range(n) if reasons[i] is None], dtype=np.int64)
     ids = np.array(_arrow.strings(table, "id"), dtype=object).astype(str)
     budget = _target(cfg, len(eligible))
@@ -217,6 +275,9 @@ def select_sft(table: pa.Table, cfg: SelectionConfig) -> tuple[pa.Table, stats.S
             reasons[i] = "over_quota"
     doms = _arrow.strings(table, "domain")
     counters: dict[str, float] = {}
+    if cfg.target_size is not None:
+        counters["requested"] = cfg.target_size
+        counters["shortfall"] = max(0, cfg.target_size - len(chosen))
     for i in chosen:
         key = f"selected_{doms[i] or 'none'}"
         counters[key] = counters.get(key, 0) + 1
@@ -275,14 +336,36 @@ def challenge_pool(pool: pa.Table, sft: pa.Table, cfg: SelectionConfig) -> tuple
     return _arrow.filter_rows(pool, reasons, "challenge_pool")
 
 
+def shortfall_warnings(st: stats.StepStats, cfg: SelectionConfig) -> tuple[str, ...]:
+    """Why ``select_sft`` returned fewer rows than ``target_size`` asked for (empty when it did not), with the
+    drop counts that explain it and what to change."""
+    short = int(st.counters.get("shortfall", 0))
+    if cfg.target_size is None or short <= 0:
+        return ()
+    drops = {k: v for k, v in sorted(st.dropped.items()) if k != "over_quota" and v}
+    why = ", ".join(f"{v} {k}" for k, v in drops.items()) or "the pool is smaller"
+    out = [
+        f"targetSize asks for {cfg.target_size} rows but only {st.kept} are eligible ({why}); training on {st.kept}. "
+        "Add sources, relax spec.stages.select.verification, or lower spec.stages.select.targetSize"
+    ]
+    if drops.get("over_max_length"):
+        out.append(
+            f"{drops['over_max_length']} rows are longer than SFT's maxLength {cfg.max_length} (prompt + template + response, "
+            "measured with the student's tokenizer where available) and were not selected; raise "
+            "spec.stages.sft.phases[*].maxLength to train on them"
+        )
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Selection:
-    """The select stage's outputs and their funnel."""
+    """The select stage's outputs, their funnel, and the warnings the run must show (a shortfall)."""
 
     phase1: pa.Table
     phase2: pa.Table
     dpo: pa.Table
     funnel: stats.Funnel
+    warnings: tuple[str, ...] = ()
 
 
 def select(pool: pa.Table, cfg: SelectionConfig) -> Selection:
@@ -291,8 +374,12 @@ def select(pool: pa.Table, cfg: SelectionConfig) -> Selection:
     funnel = stats.Funnel()
     scored, st = steps.Step(score_difficulty, cfg)(pool)
     funnel.add(st)
+    if cfg.max_length is not None:
+        scored, st = steps.Step(score_sft_tokens, cfg)(scored)
+        funnel.add(st)
     phase2, st = steps.Step(select_sft, cfg)(scored)
     funnel.add(st)
+    warnings = shortfall_warnings(st, cfg)
     phase1, _ = curriculum_split(phase2, cfg)
     in_phase1 = set(_arrow.strings(phase1, "id"))
     phase2_ids = _arrow.strings(phase2, "id")
@@ -301,4 +388,4 @@ def select(pool: pa.Table, cfg: SelectionConfig) -> Selection:
     )
     dpo, st = challenge_pool(scored, phase2, cfg)
     funnel.add(st)
-    return Selection(phase1=phase1, phase2=phase2, dpo=dpo, funnel=funnel)
+    return Selection(phase1=phase1, phase2=phase2, dpo=dpo, funnel=funnel, warnings=warnings)

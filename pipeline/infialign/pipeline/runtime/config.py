@@ -84,7 +84,8 @@ class StageConfig(_Config):
     phase_index: int | None = Field(default=None, description="For sft steps: the phase's index in spec.stages.sft.phases.")
     phase_count: int | None = Field(default=None, description="For sft steps: how many phases there are (the last one's model is `sft`).")
     curriculum: list[dict[str, Any]] = Field(
-        default_factory=list, description="For select: every curriculum phase's name and fraction (select writes one dataset per phase)."
+        default_factory=list, description="For select: every curriculum phase's name, fraction and maxLength (select writes one dataset per "
+        "phase and selects only rows that fit the smallest maxLength)."
     )
     model: ModelRef
     teacher: ModelRef | None = None
@@ -184,7 +185,11 @@ def build_stage_config(
     if spec.teacher is not None:
         teacher = ModelRef(uri=spec.teacher.uri, revision=spec.teacher.revision, tokenizer_uri=spec.teacher.tokenizer_uri)
 
-    curriculum = [{"name": p.name, "fraction": p.fraction} for p in spec.stages.sft.phases] if step.stage == "select" else []
+    curriculum = (
+        [{"name": p.name, "fraction": p.fraction, "max_length": p.max_length} for p in spec.stages.sft.phases]
+        if step.stage == "select"
+        else []
+    )
     return StageConfig(
         run=run,
         step=step_name,

@@ -22,9 +22,13 @@ def digest_of(table: pa.Table) -> str:
     return storage.table_digest(table)
 
 
-def funnel_markdown(funnel: Funnel, stage: str, cards: Sequence[str] = ()) -> str:
-    """The funnel as a markdown table, then links to the dataset cards beside it in the same MLflow run."""
-    lines = [f"# {stage} funnel", "", "| step | rows in | rows out | dropped | reasons |", "|---|---:|---:|---:|---|"]
+def funnel_markdown(funnel: Funnel, stage: str, cards: Sequence[str] = (), warnings: Sequence[str] = ()) -> str:
+    """The funnel as a markdown table (after the stage's warnings, so a shortfall is read first), then links to
+    the dataset cards beside it in the same MLflow run."""
+    lines = [f"# {stage} funnel", ""]
+    if warnings:
+        lines += ["## Warnings", "", *[f"- {w}" for w in warnings], ""]
+    lines += ["| step | rows in | rows out | dropped | reasons |", "|---|---:|---:|---:|---|"]
     for row in funnel.to_rows():
         lines.append(f"| {row['step']} | {row['rows_in']:,} | {row['rows_out']:,} | {row['dropped']:,} | {row['reasons'] or ''} |")
     if cards:
@@ -33,14 +37,18 @@ def funnel_markdown(funnel: Funnel, stage: str, cards: Sequence[str] = ()) -> st
     return "\n".join(lines) + "\n"
 
 
-def write_funnel(ctx: StageContext, funnel: Funnel, stage: str, rows_in: int, rows_out: int, cards: Sequence[str] = ()) -> None:
+def write_funnel(
+    ctx: StageContext, funnel: Funnel, stage: str, rows_in: int, rows_out: int, cards: Sequence[str] = (), warnings: Sequence[str] = ()
+) -> None:
+    """Write the report. ``warnings`` head the markdown page; the caller also raises them with ``ctx.warn`` (the
+    step's status message, ``_SUCCESS.json`` and the MLflow tag ``infialign.warnings``)."""
     ctx.write_json("funnel", funnel.to_json())
     ctx.tracker.log_table(funnel.to_columns(), f"{stage}-funnel.json")
     png = funnel.plot_png(ctx.scratch / f"{stage}-funnel.png")
     if png is not None:
         ctx.tracker.log_artifact(png)
     md = ctx.scratch / f"{stage}-funnel.md"
-    md.write_text(funnel_markdown(funnel, stage, cards), encoding="utf-8")
+    md.write_text(funnel_markdown(funnel, stage, cards, warnings), encoding="utf-8")
     ctx.tracker.log_artifact(md)
     metrics = {f"funnel.{k}": v for k, v in funnel.metrics().items()}
     ctx.add_metrics(metrics, headline=False)

@@ -130,14 +130,29 @@ def build_steps(settings: CurateStage, benchmarks: dict[str, pa.Table], tokenize
         )
     decon = settings.decontamination
     if decon.enabled and benchmarks:
+        # The embedding check uses the run's embedding model on whole prompts (clusters cut them to 128 tokens).
+        emb_model = settings.embeddings.model
+        check_embed = (
+            curation.EmbedConfig(backend="hashing", seed=settings.embeddings.seed)
+            if emb_model == "hashed"
+            else curation.EmbedConfig(model_path=None if emb_model == "all-MiniLM-L6-v2" else emb_model, max_seq_length=None)
+        )
         cfg = curation.DecontamConfig(
             prompt_ngram=decon.prompt_ngram,
             full_ngram=decon.full_ngram,
             fuzzy_ratio=decon.fuzzy_ratio * 100,  # the library takes rapidfuzz's 0-100 scale
-            **({"embedding": curation.EmbedConfig(), "embedding_threshold": decon.embedding_threshold} if decon.embedding_threshold else {}),
+            min_ngram_share=decon.min_ngram_share,
+            word_overlap=decon.word_overlap,
+            **({"embedding": check_embed, "embedding_threshold": decon.embedding_threshold} if decon.embedding_threshold else {}),
         )
         index = curation.DecontamIndex.build(benchmarks, cfg)
         steps += [curation.Step(curation.score_contamination, index), curation.Step(curation.filter_contamination, cfg)]
+    elif decon.enabled:
+        log.warning(
+            "decontamination is enabled but no benchmark has decontaminate: true, so nothing is checked; add benchmarks "
+            "to spec.benchmarks or set spec.stages.curate.decontamination.enabled: false"
+        )
+        steps.append(curation.Step(curation.decontam.decontamination_skipped, "no_benchmarks"))
     emb = settings.embeddings
     embed_cfg = curation.EmbedConfig(backend="hashing", seed=emb.seed) if emb.model == "hashed" else curation.EmbedConfig(
         model_path=None if emb.model == "all-MiniLM-L6-v2" else emb.model

@@ -3,8 +3,9 @@
 verification (`verifiers.verify_records`: math-verify in killable worker processes, option letters, a
 code sandbox, an LLM judge; only `pass` counts as verified) → difficulty (response length
 quantile per domain) → diversity quotas (domain × cluster, longest responses first [SRC]) →
-curriculum: the phase with the largest fraction is the full selection; every earlier phase is a
-subset drawn `easyShare` from the easiest records ([SRC] "Stage 1: 70% Easy") → challenge pool.
+curriculum: a phase's `fraction` is its share of the whole selection (1.0 = all of it); a phase below
+1.0 is a subset drawn `easyShare` from the easiest records ([SRC] "Stage 1: 70% Easy"), and smaller
+phases are subsets of larger ones → challenge pool.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pyarrow as pa
 
 from infialign.pipeline import curation, verifiers
 from infialign.pipeline.api import SelectStage, VerificationSettings
+from infialign.pipeline.runtime import sources
 from infialign.pipeline.runtime.context import StageContext, StageInputError
 from infialign.pipeline.stages import _cards, _report
 from infialign.pipeline.stages.curate import executor_config
@@ -36,14 +38,18 @@ def eligible_verdicts(verification: VerificationSettings) -> tuple[str, ...]:
     return eligible
 
 
-def selection_config(settings: SelectStage, curriculum: list[dict] | None = None) -> curation.SelectionConfig:
-    """The selection's config; with the run's `curriculum`, its first phase sets the split the funnel reports."""
+def selection_config(settings: SelectStage, curriculum: list[dict] | None = None, tokenizer: str = "regex") -> curation.SelectionConfig:
+    """The selection's config; with the run's `curriculum`, its first phase sets the split the funnel reports and
+    its smallest `maxLength` bounds the rows selected (SFT drops longer ones); `tokenizer` counts prompt tokens."""
     target = {"target_size": settings.target_size} if settings.target_size else {"target_fraction": settings.target_fraction}
     eligible = eligible_verdicts(settings.verification)
     split = {"phase1_fraction": first_phase_share(curriculum)} if curriculum else {}
+    lengths = [p["max_length"] for p in curriculum or [] if p.get("max_length")]
     return curation.SelectionConfig(
         **target,
         **split,
+        max_length=min(lengths) if lengths else None,
+        tokenizer=tokenizer,
         group_levels=tuple(settings.group_levels),
         eligible_verification=eligible,
         phase1_easy_share=settings.easy_share,
@@ -54,23 +60,30 @@ def selection_config(settings: SelectStage, curriculum: list[dict] | None = None
 
 
 def first_phase_share(curriculum: list[dict]) -> float:
-    """The first curriculum phase's size relative to the full selection (1.0 for a one-phase curriculum)."""
-    largest = max(p["fraction"] for p in curriculum)
-    return curriculum[0]["fraction"] / largest
+    """The first curriculum phase's share of the full selection (its `fraction`, as the field says)."""
+    return float(curriculum[0]["fraction"])
 
 
 def phase_tables(full: pa.Table, phases: list[dict], cfg: curation.SelectionConfig) -> dict[str, pa.Table]:
-    """Each phase's dataset: the full selection scaled by its fraction relative to the largest phase."""
-    largest = max(p["fraction"] for p in phases)
+    """Each phase's dataset: ``fraction`` × the full selection (a share of the whole, not of the largest phase)."""
     out: dict[str, pa.Table] = {}
     for phase in phases:
-        share = phase["fraction"] / largest
+        share = float(phase["fraction"])
         if share >= 1.0:
             out[phase["name"]] = full
         else:
             subset, _ = curation.curriculum_split(full, cfg.model_copy(update={"phase1_fraction": share}))
             out[phase["name"]] = subset
     return out
+
+
+def _tokenizer(ctx: StageContext) -> str:
+    """The student's tokenizer.json, so the length check counts what SFT counts; the regex proxy without it."""
+    try:
+        return str(sources.tokenizer_file(ctx.config.model, ctx.config.storage))
+    except Exception as e:  # noqa: BLE001  a missing tokenizer costs accuracy of a length estimate, not the stage
+        log.warning("estimating SFT lengths with the regex proxy: the student's tokenizer is not available (%s)", e)
+        return "regex"
 
 
 def run(ctx: StageContext) -> None:
@@ -84,10 +97,12 @@ def run(ctx: StageContext) -> None:
         ctx.beat(step=0, total=3, message=f"verifying {pool.num_rows} answers")
         pool, stats = curation.run_steps(pool, [curation.Step(verifiers.verify_records, verify)], executor_config(settings))
         funnel = funnel + stats
-    config = selection_config(settings, ctx.config.curriculum)
+    config = selection_config(settings, ctx.config.curriculum, _tokenizer(ctx) if ctx.config.curriculum else "regex")
     ctx.beat(step=1, total=3, message="selecting")
     selection = curation.select(pool, config)
     funnel = funnel + selection.funnel
+    for warning in selection.warnings:
+        ctx.warn(warning)
     phases = phase_tables(selection.phase2, ctx.config.curriculum, config)
     for name, table in phases.items():
         ctx.write_records(f"sft-{name}", table)
@@ -97,4 +112,6 @@ def run(ctx: StageContext) -> None:
     ctx.add_metrics({f"verification.{v['values']}": v["counts"] for v in verdicts}, headline=False)
     ctx.add_metrics({f"rows.sft-{name}": t.num_rows for name, t in phases.items()} | {"rows.dpo-prompts": dpo.num_rows})
     cards = _cards.log_cards(ctx, {f"sft-{name}": t for name, t in phases.items()} | {"dpo-prompts": dpo})
-    _report.write_funnel(ctx, funnel, "select", rows_in=pool.num_rows, rows_out=selection.phase2.num_rows, cards=cards)
+    _report.write_funnel(
+        ctx, funnel, "select", rows_in=pool.num_rows, rows_out=selection.phase2.num_rows, cards=cards, warnings=selection.warnings
+    )
