@@ -219,14 +219,7 @@ def ngram_hashes(units: np.ndarray, offsets: np.ndarray, n: int, *, whole_if_sho
 
 def window_any(flags: np.ndarray, offsets: np.ndarray, n: int, *, whole_if_short: bool = True) -> np.ndarray:
     """For every window :func:`ngram_hashes` produces (same order), whether any of its units is flagged."""
-    lens = np.diff(offsets)
-    long = lens >= n
-    short = (lens > 0) & ~long if whole_if_short else np.zeros(len(lens), dtype=bool)
-    counts = np.where(long, lens - n + 1, 0) + short
-    starts = np.repeat(offsets[:-1], counts) + ragged_arange(counts)
-    widths = np.where(np.repeat(short, counts), np.repeat(lens, counts), n)
-    prefix = np.concatenate([[0], np.cumsum(flags.astype(np.int64))])
-    return prefix[starts + widths] - prefix[starts] > 0
+    return window_count(flags, offsets, n, whole_if_short=whole_if_short) > 0
 
 
 def window_count(flags: np.ndarray, offsets: np.ndarray, n: int, *, whole_if_short: bool = True) -> np.ndarray:

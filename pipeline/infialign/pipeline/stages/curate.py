@@ -170,11 +170,12 @@ def _benchmarks(ctx: StageContext) -> dict[str, pa.Table]:
     return tables
 
 
-def _tokenizer(ctx: StageContext) -> str:
+def student_tokenizer(ctx: StageContext) -> str:
+    """The student's `tokenizer.json`, so lengths count what SFT counts; the regex proxy without it."""
     try:
         return str(sources.tokenizer_file(ctx.config.model, ctx.config.storage))
     except Exception as e:  # noqa: BLE001  a missing tokenizer costs accuracy of a length proxy, not the stage
-        log.warning("counting response tokens with the regex proxy: the student's tokenizer is not available (%s)", e)
+        log.warning("counting tokens with the regex proxy: the student's tokenizer is not available (%s)", e)
         return "regex"
 
 
@@ -195,7 +196,7 @@ def run(ctx: StageContext) -> None:
     duplicate_ids = pool.num_rows - len(set(pool.column("id").to_pylist()))
     if duplicate_ids:
         raise StageInputError(f"{duplicate_ids} records share an id across sources; give every source a distinct name")
-    steps = build_steps(settings, _benchmarks(ctx), _tokenizer(ctx))
+    steps = build_steps(settings, _benchmarks(ctx), student_tokenizer(ctx))
     ctx.beat(message=f"running {len(steps)} steps on {pool.num_rows} records")
     out, funnel = curation.run_steps(pool, steps, executor_config(settings))
     ctx.write_records("pool", out)

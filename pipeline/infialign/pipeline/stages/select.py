@@ -16,10 +16,9 @@ import pyarrow as pa
 
 from infialign.pipeline import curation, verifiers
 from infialign.pipeline.api import SelectStage, VerificationSettings
-from infialign.pipeline.runtime import sources
 from infialign.pipeline.runtime.context import StageContext, StageInputError
 from infialign.pipeline.stages import _cards, _report
-from infialign.pipeline.stages.curate import executor_config
+from infialign.pipeline.stages.curate import executor_config, student_tokenizer
 
 __all__ = ["run", "selection_config", "phase_tables", "eligible_verdicts"]
 
@@ -77,15 +76,6 @@ def phase_tables(full: pa.Table, phases: list[dict], cfg: curation.SelectionConf
     return out
 
 
-def _tokenizer(ctx: StageContext) -> str:
-    """The student's tokenizer.json, so the length check counts what SFT counts; the regex proxy without it."""
-    try:
-        return str(sources.tokenizer_file(ctx.config.model, ctx.config.storage))
-    except Exception as e:  # noqa: BLE001  a missing tokenizer costs accuracy of a length estimate, not the stage
-        log.warning("estimating SFT lengths with the regex proxy: the student's tokenizer is not available (%s)", e)
-        return "regex"
-
-
 def run(ctx: StageContext) -> None:
     settings = ctx.settings(SelectStage)
     pool = ctx.read_records("pool")
@@ -97,7 +87,7 @@ def run(ctx: StageContext) -> None:
         ctx.beat(step=0, total=3, message=f"verifying {pool.num_rows} answers")
         pool, stats = curation.run_steps(pool, [curation.Step(verifiers.verify_records, verify)], executor_config(settings))
         funnel = funnel + stats
-    config = selection_config(settings, ctx.config.curriculum, _tokenizer(ctx) if ctx.config.curriculum else "regex")
+    config = selection_config(settings, ctx.config.curriculum, student_tokenizer(ctx) if ctx.config.curriculum else "regex")
     ctx.beat(step=1, total=3, message="selecting")
     selection = curation.select(pool, config)
     funnel = funnel + selection.funnel
