@@ -256,3 +256,22 @@ def test_a_download_beats_while_bytes_arrive_and_falls_silent_when_it_sticks(tmp
         time.sleep(0.3)  # stuck: nothing arrives, so nothing may be reported
         assert len(heard) == after_last_byte
     assert arrived.is_set() and heard == sorted(heard) and heard[-1] == 3000 and len(heard) >= 2
+
+
+def report_on_parent(ctx: StageContext) -> None:
+    """A stage that, as eval does, puts its headline results on the parent run too."""
+    ctx.write_records("pool", ctx.read_records("pool"))
+    ctx.tracker.log_on_parent({"eval.sft.bench.avg_at_1": 0.25}, {"model": ["sft"], "bench": [0.25]}, "eval-results.json")
+
+
+def test_the_parent_run_carries_the_headline_results_where_users_land(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = _config((tmp_path / "a").as_uri(), tmp_path, tracking=TrackingConfig(uri=uri, experiment="exp"))
+    assert entrypoint.run_stage(config, report_on_parent) == 0
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.data.metrics == {"eval.sft.bench.avg_at_1": 0.25}
+    assert "eval-results.json" in [a.path for a in client.list_artifacts(parent.info.run_id)]

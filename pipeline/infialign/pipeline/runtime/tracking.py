@@ -289,6 +289,27 @@ class StageTracker:
     def log_table(self, data: dict[str, list[Any]], artifact_file: str) -> None:
         self._call("log_table", lambda d, f: self._client.log_table(self.run_id, d, f), data, artifact_file)
 
+    def log_on_parent(self, metrics: Mapping[str, float], table: dict[str, list[Any]] | None = None, artifact_file: str | None = None) -> None:
+        """The run's headline results on the parent run as well: its page is where users land (`status.mlflow.url`),
+        and the MLflow run list compares AlignmentRuns by their parent runs' metrics."""
+        clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        self._call("log_on_parent", self._log_on_parent, clean, table, artifact_file)
+
+    def _log_on_parent(self, metrics: dict[str, float], table: dict[str, list[Any]] | None, artifact_file: str | None) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        parent = self.tracking.parent_run_id
+        if not parent:
+            return
+        now = int(time.time() * 1000)
+        items = [Metric(k, v, now, 0) for k, v in metrics.items()]
+        for i in range(0, len(items), 500):
+            self._client.log_batch(parent, metrics=items[i : i + 500])
+        if table is not None and artifact_file:
+            self._client.log_table(parent, table, artifact_file)
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self._call("set_tags", lambda t: [self._client.set_tag(self.run_id, k, v) for k, v in t.items()], dict(tags))
 

@@ -316,7 +316,8 @@ def _report(ctx: StageContext, scored: pa.Table, entries: list[dict[str, Any]], 
         },
     )
     ctx.results = entries
-    ctx.add_metrics(report.mlflow_metrics([e for e in entries if not e.get("subset")]))
+    headline = report.mlflow_metrics([e for e in entries if not e.get("subset")])
+    ctx.add_metrics(headline)
     ctx.add_metrics(report.mlflow_metrics([e for e in entries if e.get("subset")]), headline=False)
     status = scored.select(["model", "benchmark", "status"]).to_pylist()
     counts: dict[str, float] = {}
@@ -325,6 +326,7 @@ def _report(ctx: StageContext, scored: pa.Table, entries: list[dict[str, Any]], 
         counts[key] = counts.get(key, 0) + 1
     ctx.add_metrics(counts, headline=False)
     ctx.tracker.log_table(report.table_columns(entries), "eval-results.json")
+    ctx.tracker.log_on_parent(headline, report.table_columns(entries), "eval-results.json")
     png = report.plot_png(entries, ctx.scratch / "eval-results.png")
     if png is not None:
         ctx.tracker.log_artifact(png)
