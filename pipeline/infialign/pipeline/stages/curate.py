@@ -103,6 +103,7 @@ def build_steps(settings: CurateStage, benchmarks: dict[str, pa.Table], tokenize
             curation.OpenAIChatLabellerConfig(
                 base_url=domain.endpoint or "",
                 model=domain.model or "",
+                concurrency=domain.concurrency,
                 **({"labels": tuple(domain.labels)} if domain.labels else {}),
             ),
         )
