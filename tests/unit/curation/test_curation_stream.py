@@ -151,3 +151,46 @@ def test_streaming_on_ray_equals_in_memory(tmp_path):
         ray.shutdown()
     assert out.equals(expected)
     assert _summary(funnel) == _summary(f_expected)
+
+
+_TRICKY = [
+    "a b c d e f",
+    "it's a dog 's life",
+    "Héllo wörld  x  y\n\nz",
+    "If α+β=π/2 , find sin α .",
+    "ﬁ ligature e\u0301 b",
+    None,
+    "",
+    "  lead and trail  ",
+    "日本 語 テキスト",
+    "a\tb c\r\nd e",
+    "a\u00a0 b",  # NBSP then space: one whitespace run for the tokenizer, so no cut there
+    "x\u3000 y",
+    "a\u2028 b",
+    "1 2 3 = 6 .",
+    "( a ) [ b ] \\boxed{4} .",
+    "a\n b",
+    "a \n b",
+    "a\x0b b",
+]
+
+
+def test_segment_token_counts_equal_the_tokenizer(tmp_path):
+    """The word-gap cuts never change a byte-level BPE count: the builtin tiny model's tokenizer (Qwen's
+    pre-tokenizer regex) on tricky whitespace, Unicode and long CoTs, with the start-up check off."""
+    from infialign.pipeline.world import reasoning, tiny_model
+
+    path = str(tiny_model.resolve_model_uri("builtin://tiny")) + "/tokenizer.json"
+    tok = tokens._hf_tokenizer(path)
+    cots = reasoning.open_builtin("builtin://reasoning?n=200&seed=5").column("response").to_pylist()
+    texts = _TRICKY + cots
+    direct = [len(e.ids) for e in tok.encode_batch([t or "" for t in texts], add_special_tokens=False)]
+    counter = tokens._SegmentCounter(tok)
+    assert counter.enabled
+    counter.checked = True  # the cuts alone must be exact, without the fallback
+    assert counter.count(pa.array(texts)).tolist() == direct
+    tokens._segment_counter.cache_clear()
+    assert tokens.count_tokens(pa.array(texts), path, batch_rows=7).tolist() == direct
+    # A text that already holds the cut character sends its batch to the tokenizer directly.
+    odd = ["has a \x00 cut character", "a b"]
+    assert counter.count(pa.array(odd)).tolist() == [len(e.ids) for e in tok.encode_batch(odd, add_special_tokens=False)]
