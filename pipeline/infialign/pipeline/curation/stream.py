@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 from infialign.pipeline.curation import _arrow, executor, stats, steps
 
-__all__ = ["Rows", "run_steps_streaming"]
+__all__ = ["Rows", "run_steps_streaming", "run_windowed", "spill"]
 
 _ROW = "__infialign_row"
 # Columns whose projection is worth a rewrite of the spill first: taking a selection of a memory-mapped
@@ -215,3 +215,22 @@ def run_steps_streaming(
         if rows is None:
             raise ValueError("run_steps_streaming got no input tables; pass at least one (it may be empty)")
     return rows, funnel
+
+
+def spill(tables: Iterable[pa.Table], scratch: Path | None = None, schema: pa.Schema | None = None) -> Rows:
+    """Write a stream of tables to a spill file under ``scratch`` and return it, memory-mapped."""
+    folder = Path(tempfile.mkdtemp(prefix="spill-", dir=scratch))
+    rows = _Spill(folder).write(tables, schema)
+    if rows is None:
+        raise ValueError("spill got no tables and no schema; pass at least one table (it may be empty)")
+    return rows
+
+
+def run_windowed(step: steps.Step, tables: Iterable[pa.Table], window_rows: int, funnel: stats.Funnel) -> Iterator[pa.Table]:
+    """Run a step window by window, counting into ``funnel``. For global steps that are global only
+    because they parallelise themselves (verification: a pool of killable processes), whose verdict of
+    a row depends on that row alone; the rows and counts equal one call over everything."""
+    for window in _windows(tables, window_rows):
+        out, st = step(window)
+        funnel.add(st)
+        yield out

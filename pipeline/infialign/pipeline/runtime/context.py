@@ -103,6 +103,26 @@ class StageContext:
         self.tracker.log_dataset(name, uri, digest, "training" if self.config.stage in ("sft", "dpo") else "input", rows=table.num_rows)
         return table
 
+    def read_record_stream(self, name: str, batch_rows: int = 8192) -> Iterator[pa.Table]:
+        """:meth:`read_records` batch by batch, for inputs larger than memory (each batch is validated;
+        the dataset is logged with its producer's digest when known)."""
+        if name not in self.config.inputs:
+            raise StageConfigError(f"{self.config.step}: no input named {name!r}; inputs are {sorted(self.config.inputs)}")
+        uri = self.config.inputs[name]
+        rows = 0
+        parts = hashlib.sha256()  # without the producer's digest: a digest of the batches' digests
+        for t in self.read_batches(uri, batch_rows):
+            try:
+                t = records.validate_table(t)
+            except records.RecordSchemaError as e:
+                raise StageInputError(f"{uri}: {e}") from e
+            rows += t.num_rows
+            if name not in self.input_digests:
+                parts.update(storage.table_digest(t).encode())
+            yield t
+        digest = self.input_digests.get(name) or "sha256:" + parts.hexdigest()
+        self.tracker.log_dataset(name, uri, digest, "training" if self.config.stage in ("sft", "dpo") else "input", rows=rows)
+
     def model_path(self, which: str = "model") -> Path:
         ref = self.config.model if which == "model" else self.config.teacher
         if ref is None:
