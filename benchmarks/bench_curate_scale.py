@@ -174,16 +174,20 @@ def measure(src: Path, data: Path, rows: int, label: str, limit_gb: float) -> di
 
         reader = threading.Thread(target=_read, daemon=True)
         reader.start()
+        curate_peak = None
         while proc.poll() is None:
             rss = _tree_rss(proc.pid)
             peak = max(peak, rss)
+            if curate_peak is None and any('"done": "curate"' in line for line in lines):
+                curate_peak = peak  # sampled before select starts its own work
             if rss > limit_gb * 2**30:  # stop before the machine (shared) runs out
                 proc.kill()
                 killed = True
             time.sleep(0.2)
         reader.join(timeout=5)
         wall = time.perf_counter() - started
-    result: dict = {"label": label, "rows": rows, "peak_gb": peak / 2**30, "wall": wall, "killed": killed}
+    result: dict = {"label": label, "rows": rows, "peak_gb": peak / 2**30, "wall": wall, "killed": killed,
+                    "curate_peak_gb": (curate_peak if curate_peak is not None else peak) / 2**30}
     for line in lines:
         try:
             result.update(json.loads(line))
@@ -198,7 +202,7 @@ def _row(r: dict) -> str:
     status = "killed at limit" if r["killed"] else ("failed in " + r["failed"] if "failed" in r else "ok")
     return (
         f"| {r['label']} | {r['rows']:,} | {cur or float('nan'):.1f} | {rate} | {sel or float('nan'):.1f} | "
-        f"{r.get('curate_rows_out', 0):,.0f} | {r.get('select_rows_out', 0):,.0f} | {r['peak_gb']:.2f} | {status} |"
+        f"{r.get('curate_rows_out', 0):,.0f} | {r.get('select_rows_out', 0):,.0f} | {r['curate_peak_gb']:.2f} | {r['peak_gb']:.2f} | {status} |"
     )
 
 
@@ -228,8 +232,8 @@ def main() -> None:
         r = measure(src, data, n, f"{label} ({src})", args.limit_gb)
         results.append(r)
         print(_row(r), flush=True)
-    print("\n| run | rows | curate s | curate rows/s | select s | pool | selected | peak RSS GiB | status |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("\n| run | rows | curate s | curate rows/s | select s | pool | selected | curate peak RSS GiB | peak RSS GiB (curate + select) | status |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
         print(_row(r))
     base = {r["rows"]: r for r in results if r["label"].startswith("baseline") and r.get("curate_seconds")}
