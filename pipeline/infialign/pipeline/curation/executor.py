@@ -39,10 +39,11 @@ class ExecutorConfig(_config.CurationConfig):
     start_method: Literal["spawn", "forkserver", "fork"] = Field("spawn", description="processes backend start method.")
     ray_address: str | None = Field(None, description="ray.init(address=...) when Ray is not initialised; None = local.")
     window_rows: int = Field(
-        20_000,
+        5_000,
         ge=1,
         description="Streaming only (curation.stream): rows a row-scope segment takes at once. Bounds the memory of "
-        "row steps (20k long CoTs are ~70 MB of text) while leaving each backend several shards per window.",
+        "row steps: decontamination's n-gram evidence needs ~1 GB of temporaries per 20k long CoTs (measured). "
+        "Give the processes and ray backends at least shard_rows x workers, so each window fills every worker.",
     )
 
 

@@ -62,13 +62,17 @@ class Rows:
     def pending(self) -> bool:
         return self.selection is not None or bool(self.overrides)
 
-    def _reader(self) -> pa.ipc.RecordBatchFileReader:
-        return pa.ipc.open_file(pa.memory_map(str(self.path), "r"))
+    def _reader(self, mapped: bool = True) -> pa.ipc.RecordBatchFileReader:
+        # Memory-mapped for projections (zero-copy, only the columns read are touched); plain reads for
+        # a pass over every batch, whose pages would otherwise stay resident (counted in RSS) for the
+        # whole file until the pass ends: measured as the curate peak growing with the pool size.
+        source = pa.memory_map(str(self.path), "r") if mapped else pa.OSFile(str(self.path), "rb")
+        return pa.ipc.open_file(source)
 
     def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
         """The current rows, spill batch by spill batch, with the selection and overrides applied."""
         names = list(columns) if columns is not None else self.schema.names
-        reader = self._reader()
+        reader = self._reader(mapped=False)
         start = 0  # spill row number of the batch's first row
         taken = 0  # selected rows before the batch
         for b in range(reader.num_record_batches):

@@ -80,7 +80,8 @@ def to_records(
 def executor_config(settings: CurateStage | Any) -> curation.ExecutorConfig:
     ray = settings.ray
     if ray.workers > 0:
-        return curation.ExecutorConfig(backend="ray", workers=ray.workers, ray_address=ray.address)
+        # A window fills every worker twice (shard_rows 5,000 each); the local default window is one shard.
+        return curation.ExecutorConfig(backend="ray", workers=ray.workers, ray_address=ray.address, window_rows=10_000 * ray.workers)
     return curation.ExecutorConfig(backend="local")
 
 
