@@ -556,6 +556,13 @@ class DomainLabelling(ApiModel):
     labels: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(
         default=None, max_length=64, description="The label set. Empty uses the built-in math taxonomy [RECON]."
     )
+    concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="For `llm`: requests in flight to the endpoint. One vLLM server batches them; raise it for a "
+        "larger server or several replicas behind one Service [RECON]. Default: 8.",
+    )
 
 
 class Embeddings(ApiModel):
@@ -660,7 +667,13 @@ class VerificationSettings(ApiModel):
 
     enabled: bool = Field(default=True, description="Default: true.")
     timeout_seconds: float = Field(default=5.0, gt=0, le=600, description="Per math check; past it the verdict is `timeout` [RECON]. Default: 5.")
-    workers: int = Field(default=2, ge=1, le=256, description="Math processes, and code sandboxes run at once. Default: 2.")
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Math processes, and code sandboxes run at once. Empty: one per CPU the stage may use (its cgroup "
+        "CPU quota, else its CPU affinity), so a pod given 16 CPUs verifies 16 at a time. Default: empty.",
+    )
     drop_failed: bool = Field(default=True, description="Drop records whose verdict is `fail`, `error` or `timeout`. Default: true.")
     keep_unverified: bool = Field(
         default=True,

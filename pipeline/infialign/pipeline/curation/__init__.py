@@ -47,6 +47,7 @@ from infialign.pipeline.curation import (
     stats,
     steps,
     presets,
+    stream,
     tokens,
 )
 from infialign.pipeline.curation.decontam import DecontamConfig, DecontamIndex, filter_contamination, score_contamination
@@ -74,6 +75,7 @@ from infialign.pipeline.curation.selection import (
 )
 from infialign.pipeline.curation.stats import Funnel, StepStats
 from infialign.pipeline.curation.steps import Step
+from infialign.pipeline.curation.stream import Rows, run_steps_streaming
 from infialign.pipeline.curation.tokens import TokenCountConfig, count_response_tokens
 
 __all__ = [
@@ -92,6 +94,7 @@ __all__ = [
     "MinHashConfig",
     "OpenAIChatLabeller",
     "OpenAIChatLabellerConfig",
+    "Rows",
     "RuleFilterConfig",
     "Selection",
     "SelectionConfig",
@@ -126,6 +129,7 @@ __all__ = [
     "records_from_rows",
     "rule_steps",
     "run_steps",
+    "run_steps_streaming",
     "score_contamination",
     "score_difficulty",
     "score_rules",
@@ -134,6 +138,7 @@ __all__ = [
     "selection",
     "stats",
     "steps",
+    "stream",
     "presets",
     "tokens",
 ]

@@ -7,6 +7,7 @@ step that adds a score to a million rows does not loop over rows in Python.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 import numpy as np
 import pyarrow as pa
@@ -16,10 +17,38 @@ from infialign.pipeline.curation import stats as _stats
 __all__: list[str] = []  # private module
 
 
+_INT32_MAX: Final = 2**31 - 1
+
+
+def _value_bytes(col: pa.ChunkedArray) -> int:
+    """Bytes of character data a string/binary column holds (what its int32 offsets must address)."""
+    total = 0
+    for chunk in col.chunks:
+        offsets = chunk.buffers()[1]
+        if offsets is None or len(chunk) == 0:
+            continue
+        ends = np.frombuffer(offsets, dtype=np.int32, count=chunk.offset + len(chunk) + 1)
+        total += int(ends[-1]) - int(ends[chunk.offset])
+    return total
+
+
+def combine(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One contiguous array. A ``string`` column whose characters pass 2 GiB cannot be one ``string``
+    array (its int32 offsets overflow: "offset overflow while concatenating arrays"), so it comes back as
+    ``large_string`` (int64 offsets) instead; every Arrow kernel the steps use accepts both."""
+    if not isinstance(col, pa.ChunkedArray):
+        return col
+    if col.num_chunks == 1:
+        return col.chunk(0)
+    if col.type in (pa.string(), pa.binary()) and _value_bytes(col) > _INT32_MAX:
+        target = pa.large_string() if col.type == pa.string() else pa.large_binary()
+        return pa.chunked_array([c.cast(target) for c in col.chunks], target).combine_chunks()
+    return col.combine_chunks()
+
+
 def column(table: pa.Table, name: str) -> pa.Array:
-    """One contiguous array for a column (chunks combined)."""
-    col = table.column(name)
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    """One contiguous array for a column (chunks combined; see :func:`combine` for text past 2 GiB)."""
+    return combine(table.column(name))
 
 
 def strings(table: pa.Table, name: str) -> list[str | None]:
@@ -157,11 +186,50 @@ def response_lengths(table: pa.Table) -> np.ndarray:
     return np.where(np.isnan(tokens), chars / 4.0, tokens)
 
 
+def map_values(table: pa.Table, name: str, key: str) -> pa.Array:
+    """``table[name][key]`` of every row of a map column, null where absent; the last entry wins when a
+    key repeats (as ``dict(pairs)`` would). Vectorised over the map's child arrays, no per-row dicts."""
+    col = column(table, name)
+    n = len(col)
+    value_type = col.type.item_type
+    if n == 0:
+        return pa.array([], value_type)
+    rel, absolute = _list_parts(col)
+    lo, hi = int(absolute[0]), int(absolute[-1])
+    keys = col.keys.slice(lo, hi - lo)
+    items = col.items.slice(lo, hi - lo)
+    parents = np.repeat(np.arange(n), np.diff(rel))
+    hit = np.flatnonzero(pc.equal(keys, key).fill_null(False).to_numpy(zero_copy_only=False))
+    if len(hit) == 0:
+        return pa.nulls(n, value_type)
+    rows = np.full(n, -1, dtype=np.int64)
+    rows[parents[hit]] = hit  # ascending hits: a repeated key's last entry is written last
+    valid = rows >= 0
+    taken = items.take(pa.array(np.where(valid, rows, 0)))
+    return pc.if_else(pa.array(valid), taken, pa.nulls(n, value_type))
+
+
 def provenance_values(table: pa.Table, key: str) -> list[str | None]:
     """``provenance[key]`` of every row (None where absent)."""
-    out: list[str | None] = []
-    for pairs in column(table, "provenance").to_pylist():
-        out.append(dict(pairs or []).get(key))
+    return map_values(table, "provenance", key).to_pylist()
+
+
+_SURELY_NOT_BLANK: Final = r"[\p{L}\p{N}]"
+
+
+def has_text(values: pa.Array) -> np.ndarray:
+    """``bool(v and v.strip())`` per value, without turning every string into a Python object: a letter
+    or digit settles it in one Arrow kernel; only the rare rest (symbols or whitespace only) goes
+    through ``str.strip`` itself, so the answer is Python's exactly."""
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    sure = pc.match_substring_regex(values, _SURELY_NOT_BLANK).fill_null(False).to_numpy(zero_copy_only=False)
+    out = sure.copy()
+    rest = np.flatnonzero(valid & ~sure)
+    if len(rest):
+        out[rest] = [bool(v.strip()) for v in values.take(pa.array(rest)).to_pylist()]
     return out
 
 
@@ -176,23 +244,19 @@ def representative_tier(table: pa.Table) -> np.ndarray:
     - 4: a response that already failed a check (``fail``/``error``/``timeout``);
     - 5: no response (the problem alone, for ``distill``).
     """
-    verif = strings(table, "verification")
-    responses = strings(table, "response")
-    answers_col = strings(table, "answer")
-    source = provenance_values(table, "answer_source")
-    tests = provenance_values(table, "tests")
-    tier = np.zeros(table.num_rows, dtype=np.int64)
-    for i in range(table.num_rows):
-        has_response = bool(responses[i] and responses[i].strip())
-        independent = bool(tests[i]) or (bool(answers_col[i] and answers_col[i].strip()) and source[i] != "response")
-        if not has_response:
-            tier[i] = 5
-        elif verif[i] == "pass":
-            tier[i] = 0
-        elif verif[i] in ("fail", "error", "timeout"):
-            tier[i] = 4
-        else:
-            tier[i] = 1 if independent else 2
+    verif = column(table, "verification")
+    has_response = has_text(column(table, "response"))
+    has_answer = has_text(column(table, "answer"))
+    from_response = pc.equal(map_values(table, "provenance", "answer_source"), "response").fill_null(False)
+    tests = map_values(table, "provenance", "tests")
+    has_tests = pc.greater(pc.utf8_length(tests), 0).fill_null(False).to_numpy(zero_copy_only=False)
+    independent = has_tests | (has_answer & ~from_response.to_numpy(zero_copy_only=False))
+    passed = pc.equal(verif, "pass").fill_null(False).to_numpy(zero_copy_only=False)
+    failed = pc.is_in(verif, value_set=pa.array(["fail", "error", "timeout"])).fill_null(False).to_numpy(zero_copy_only=False)
+    tier = np.where(independent, 1, 2).astype(np.int64)
+    tier[failed] = 4
+    tier[passed] = 0
+    tier[~has_response] = 5
     return tier
 
 

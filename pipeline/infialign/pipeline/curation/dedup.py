@@ -143,21 +143,28 @@ def _texts(table: pa.Table, which: str) -> pa.Array:
     return pc.binary_join_element_wise(prompts, _arrow.column(table, "response").fill_null(""), "\n")
 
 
-def dedup_texts(normalized: Sequence[str], rank: np.ndarray) -> np.ndarray:
-    """Index of the kept representative for every text (itself when kept), over exact equality."""
+def dedup_texts(normalized: Sequence[str] | pa.Array, rank: np.ndarray) -> np.ndarray:
+    """Index of the kept representative for every text (itself when kept), over exact equality.
+
+    ``normalized`` may be an Arrow array: only texts whose hash collides with another's become Python
+    strings (a million prompts as a list cost ~400 MB, issue 12)."""
     n = len(normalized)
     keep_of = np.arange(n)
     if n == 0:
         return keep_of
-    h = _ngrams.hash_strings(pa.array(list(normalized), pa.string()))
+    arr = normalized if isinstance(normalized, (pa.Array, pa.ChunkedArray)) else pa.array(list(normalized), pa.string())
+    h = _ngrams.hash_strings(arr)
     order = np.lexsort((rank, h))
     hs = h[order]
     starts = np.flatnonzero(np.r_[True, hs[1:] != hs[:-1]])
     ends = np.r_[starts[1:], n]
-    for s, e in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
+    multi = ends - starts > 1
+    for s, e in zip(starts[multi], ends[multi]):
+        members = order[s:e]
+        texts = arr.take(pa.array(members)).to_pylist()
         best: dict[str, int] = {}
-        for i in order[s:e]:  # rank order: the first of each distinct string is its representative
-            keep_of[i] = best.setdefault(normalized[i], int(i))
+        for i, text in zip(members.tolist(), texts):  # rank order: the first of each distinct string is its representative
+            keep_of[i] = best.setdefault(text, int(i))
     return keep_of
 
 
@@ -169,7 +176,7 @@ def dedup_texts(normalized: Sequence[str], rank: np.ndarray) -> np.ndarray:
 )
 def dedup_exact(table: pa.Table, cfg: ExactDedupConfig) -> tuple[pa.Table, stats.StepStats]:
     """Drop rows whose normalised prompt equals a better-ranked row's (reason ``exact_duplicate``)."""
-    norm = normalize.normalize_array(_texts(table, cfg.text)).to_pylist()
+    norm = normalize.normalize_array(_texts(table, cfg.text))
     keep_of = dedup_texts(norm, _arrow.representative_rank(table))
     ids = _arrow.strings(table, "id")
     reasons = [None if k == i else "exact_duplicate" for i, k in enumerate(keep_of)]

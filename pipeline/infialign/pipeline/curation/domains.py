@@ -34,6 +34,7 @@ from typing import Final, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from infialign.pipeline.curation import _arrow, _config, stats, steps
 from pydantic import Field, model_validator
 
@@ -352,6 +353,43 @@ def keyword_label(text: str, cfg: KeywordLabellerConfig | None = None) -> str:
     return best
 
 
+def keyword_labels(texts: pa.Array, cfg: KeywordLabellerConfig | None = None) -> list[str]:
+    """:func:`keyword_label` of many prompts, one Arrow regex kernel per pattern over all of them.
+
+    RE2 (Arrow) and Python's ``re`` agree on ASCII text for these patterns (``\\b``, ``\\d``, ``\\s``
+    and case folding differ only beyond ASCII; ``(?m)`` gives ``^``/``$`` the MULTILINE meaning), so
+    ASCII prompts take the kernel and the others go through :func:`keyword_label` itself: same labels,
+    ~10x faster on 20k prompts (26 s -> 2 s measured, issue 12).
+    """
+    cfg = cfg or KeywordLabellerConfig()
+    n = len(texts)
+    if n == 0:
+        return []
+    rules = _compiled(cfg.rules if cfg.rules is not None else RULESETS[cfg.ruleset])
+    filled = texts.fill_null("")
+    ascii_rows = pc.string_is_ascii(filled).to_numpy(zero_copy_only=False)
+    out = [cfg.default_label] * n
+    idx = np.flatnonzero(ascii_rows)
+    if len(idx):
+        sub = filled if len(idx) == n else filled.take(pa.array(idx))
+        best = np.full(len(idx), -1, dtype=np.int64)
+        best_score = np.zeros(len(idx), dtype=np.int64)
+        for k, (_, patterns) in enumerate(rules):
+            score = np.zeros(len(idx), dtype=np.int64)
+            for pat in patterns:
+                hit = pc.match_substring_regex(sub, "(?m)" + pat.pattern, ignore_case=True)
+                score += hit.to_numpy(zero_copy_only=False)
+            better = score > best_score  # strictly: ties go to the earlier rule, as in keyword_label
+            best[better] = k
+            best_score[better] = score[better]
+        for j, i in enumerate(idx.tolist()):
+            if best[j] >= 0:
+                out[i] = rules[int(best[j])][0]
+    for i in np.flatnonzero(~ascii_rows).tolist():
+        out[i] = keyword_label(texts[i].as_py() or "", cfg)
+    return out
+
+
 def _fill_domains(table: pa.Table, labels: dict[int, str], step: str) -> tuple[pa.Table, stats.StepStats]:
     current = _arrow.strings(table, "domain")
     for i, lab in labels.items():
@@ -372,9 +410,9 @@ def _rows_to_label(table: pa.Table, overwrite: bool) -> list[int]:
 def label_domains_keyword(table: pa.Table, cfg: KeywordLabellerConfig) -> tuple[pa.Table, stats.StepStats]:
     """Write keyword labels into ``domain`` (rows that have one keep it unless ``overwrite``)."""
     todo = _rows_to_label(table, cfg.overwrite)
-    texts = _arrow.prompt_texts(table).to_pylist()
-    labels = {i: keyword_label(texts[i], cfg) for i in todo}
-    return _fill_domains(table, labels, "label_domains_keyword")
+    texts = _arrow.prompt_texts(table)
+    got = keyword_labels(texts.take(pa.array(todo, pa.int64())), cfg) if todo else []
+    return _fill_domains(table, dict(zip(todo, got)), "label_domains_keyword")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -118,23 +118,39 @@ def _load_model(path: str, device: str, max_seq_length: int | None) -> Any:
     return model
 
 
+_HASH_BLOCK_ROWS = 8192  # rows embedded at once: the float64 work array stays ~16 MB at 256 dimensions
+
+
 def _hash_embed(texts: Sequence[str | None], cfg: EmbedConfig) -> np.ndarray:
     tokens = normalize.normalize_tokens(texts)
     units, offsets = _ngrams.token_units(tokens)
     feats = [(_ngrams.ngram_hashes(units, offsets, 1, whole_if_short=False)), _ngrams.ngram_hashes(units, offsets, 2, whole_if_short=False)]
     n = len(offsets) - 1
-    out = np.zeros((n, cfg.dim), dtype=np.float64)
     salt = _ngrams.mix64(np.array([cfg.seed], dtype=np.uint64))[0]
+    mixed = []
     for hashes, offs in feats:
-        if hashes.size == 0:
-            continue
-        h = _ngrams.mix64(hashes ^ salt)
-        bucket = (h % np.uint64(cfg.dim)).astype(np.int64)
-        sign = np.where((h >> np.uint64(63)) == 1, -1.0, 1.0)
-        np.add.at(out, (_ngrams.doc_ids(offs), bucket), sign)
-    out = np.sign(out) * np.log1p(np.abs(out))
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return (out / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+        h = _ngrams.mix64(hashes ^ salt) if hashes.size else hashes
+        mixed.append((h, offs))
+    # Row blocks: the same arithmetic per row as one (n, dim) float64 array, without that array and its
+    # three temporaries (2.4 GB at 300k prompts, 8 GB at 1M; issue 12).
+    result = np.empty((n, cfg.dim), dtype=np.float32)
+    for r0 in range(0, n, _HASH_BLOCK_ROWS):
+        r1 = min(n, r0 + _HASH_BLOCK_ROWS)
+        out = np.zeros((r1 - r0, cfg.dim), dtype=np.float64)
+        for h, offs in mixed:
+            if h.size == 0:
+                continue
+            lo, hi = int(offs[r0]), int(offs[r1])
+            if hi == lo:
+                continue
+            hb = h[lo:hi]
+            bucket = (hb % np.uint64(cfg.dim)).astype(np.int64)
+            sign = np.where((hb >> np.uint64(63)) == 1, -1.0, 1.0)
+            np.add.at(out, (_ngrams.doc_ids(offs[r0 : r1 + 1] - lo), bucket), sign)
+        out = np.sign(out) * np.log1p(np.abs(out))
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        result[r0:r1] = out / np.where(norms == 0, 1.0, norms)
+    return result
 
 
 def embed_texts(texts: Sequence[str | None], cfg: EmbedConfig) -> np.ndarray:

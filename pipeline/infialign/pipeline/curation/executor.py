@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from infialign.pipeline.curation import _config, stats, steps
 from pydantic import Field
 
-__all__ = ["ExecutorConfig", "run_steps", "segments"]
+__all__ = ["ExecutorConfig", "map_segment", "run_steps", "segments"]
 
 _SHARD_COL = "__infialign_shard"
 
@@ -38,6 +38,13 @@ class ExecutorConfig(_config.CurationConfig):
     shard_rows: int = Field(5000, ge=1, description="Rows per shard / Ray block.")
     start_method: Literal["spawn", "forkserver", "fork"] = Field("spawn", description="processes backend start method.")
     ray_address: str | None = Field(None, description="ray.init(address=...) when Ray is not initialised; None = local.")
+    window_rows: int = Field(
+        5_000,
+        ge=1,
+        description="Streaming only (curation.stream): rows a row-scope segment takes at once. Bounds the memory of "
+        "row steps: decontamination's n-gram evidence needs ~1 GB of temporaries per 20k long CoTs (measured). "
+        "Give the processes and ray backends at least shard_rows x workers, so each window fills every worker.",
+    )
 
 
 def segments(step_list: Sequence[steps.Step]) -> list[tuple[str, list[steps.Step]]]:
@@ -112,7 +119,8 @@ def _map_ray(step_list: Sequence[steps.Step], shards: list[pa.Table], cfg: Execu
     return [results[k] for k in range(len(shards))]
 
 
-def _map(step_list: Sequence[steps.Step], table: pa.Table, cfg: ExecutorConfig) -> list[tuple[pa.Table, list[stats.StepStats]]]:
+def map_segment(step_list: Sequence[steps.Step], table: pa.Table, cfg: ExecutorConfig) -> list[tuple[pa.Table, list[stats.StepStats]]]:
+    """Run consecutive row-scope steps over ``table`` on the configured backend; one result per shard, in order."""
     if cfg.backend == "local":
         return [_run_row_steps(step_list, table)]
     shards = _shards(table, cfg.shard_rows)
@@ -134,7 +142,7 @@ def run_steps(table: pa.Table, step_list: Sequence[steps.Step], cfg: ExecutorCon
                 table, st = s(table)
                 funnel.add(st)
             continue
-        parts = _map(seg, table, cfg)
+        parts = map_segment(seg, table, cfg)
         schema = parts[0][0].schema
         table = pa.concat_tables([p[0].cast(schema) for p in parts])
         for _, st_list in parts:

@@ -266,10 +266,13 @@ def records_from_rows(
     *,
     start_index: int = 0,
     fields_path: str = "FieldMapping",
+    seen_keys: set[str] | None = None,
 ) -> pa.Table:
     """Record-schema table of the rows of one source (``start_index`` = row index of the first row,
-    for sources read in shards). Rows without a prompt are kept with empty messages: the
-    ``empty_prompt`` rule filter drops and counts them. Errors name the mapping as ``fields_path``."""
+    for sources read in shards; pass the same ``seen_keys`` set to every shard of a source, so an
+    original id repeated across shards is told apart as it would be in one call). Rows without a prompt
+    are kept with empty messages: the ``empty_prompt`` rule filter drops and counts them. Errors name the
+    mapping as ``fields_path``."""
     if not source_name or not source_name.strip():
         raise IngestError("source_name must be the source's non-empty name from the spec")
     columns, it = _iter_rows(rows)
@@ -278,7 +281,7 @@ def records_from_rows(
     out: list[dict[str, Any]] = []
     prompt_texts: list[str] = []
     keys: list[str] = []
-    seen: set[str] = set()
+    seen: set[str] = set() if seen_keys is None else seen_keys
     adapter = presets.ADAPTERS.get(m.preset)
     for offset, row in enumerate(it):
         index = start_index + offset

@@ -6,9 +6,11 @@ URIs, opens MLflow or writes markers itself.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -80,6 +82,13 @@ class StageContext:
         except sources.SourceError as e:
             raise StageInputError(str(e)) from e
 
+    def read_batches(self, uri: str, batch_rows: int = 8192) -> Iterator[pa.Table]:
+        """A dataset as tables of at most ``batch_rows`` rows (Parquet row batches, JSON Lines chunks)."""
+        try:
+            yield from sources.iter_dataset(uri, self.config.storage, batch_rows)
+        except sources.SourceError as e:
+            raise StageInputError(str(e)) from e
+
     def read_records(self, name: str) -> pa.Table:
         """An input dataset in the record schema, logged to MLflow as an input."""
         if name not in self.config.inputs:
@@ -93,6 +102,26 @@ class StageContext:
         digest = self.input_digests.get(name) or storage.table_digest(table)
         self.tracker.log_dataset(name, uri, digest, "training" if self.config.stage in ("sft", "dpo") else "input", rows=table.num_rows)
         return table
+
+    def read_record_stream(self, name: str, batch_rows: int = 8192) -> Iterator[pa.Table]:
+        """:meth:`read_records` batch by batch, for inputs larger than memory (each batch is validated;
+        the dataset is logged with its producer's digest when known)."""
+        if name not in self.config.inputs:
+            raise StageConfigError(f"{self.config.step}: no input named {name!r}; inputs are {sorted(self.config.inputs)}")
+        uri = self.config.inputs[name]
+        rows = 0
+        parts = hashlib.sha256()  # without the producer's digest: a digest of the batches' digests
+        for t in self.read_batches(uri, batch_rows):
+            try:
+                t = records.validate_table(t)
+            except records.RecordSchemaError as e:
+                raise StageInputError(f"{uri}: {e}") from e
+            rows += t.num_rows
+            if name not in self.input_digests:
+                parts.update(storage.table_digest(t).encode())
+            yield t
+        digest = self.input_digests.get(name) or "sha256:" + parts.hexdigest()
+        self.tracker.log_dataset(name, uri, digest, "training" if self.config.stage in ("sft", "dpo") else "input", rows=rows)
 
     def model_path(self, which: str = "model") -> Path:
         ref = self.config.model if which == "model" else self.config.teacher
@@ -121,6 +150,29 @@ class StageContext:
         out = OutputRecord(name=name, uri=uri, digest=digest, rows=table.num_rows)
         self._add_output(out)
         self.tracker.log_dataset(name, uri, digest, "output", rows=table.num_rows)
+        return out
+
+    def write_record_stream(self, name: str, tables: Iterable[pa.Table]) -> OutputRecord:
+        """:meth:`write_records` for data that does not fit in memory: each table is validated against the
+        record schema as it passes (ids are checked unique across all of them) and written as row groups."""
+        seen: set[bytes] = set()
+
+        def checked() -> Iterator[pa.Table]:
+            for t in tables:
+                t = records.validate_table(t)
+                ids = t.column("id").to_pylist()
+                # 16 bytes of each id's hash: uniqueness across 1M ids in ~100 MB instead of the strings.
+                keys = {hashlib.blake2b(i.encode(), digest_size=16).digest() for i in ids}
+                if len(keys & seen):
+                    raise records.RecordSchemaError(f"output {name!r}: column 'id' must be unique within a dataset")
+                seen.update(keys)
+                yield t
+
+        uri = self.output_uri(name)
+        digest, rows = storage.write_parquet_stream(uri, checked(), records.RECORD_SCHEMA, self.config.storage)
+        out = OutputRecord(name=name, uri=uri, digest=digest, rows=rows)
+        self._add_output(out)
+        self.tracker.log_dataset(name, uri, digest, "output", rows=rows)
         return out
 
     def write_table(self, name: str, table: pa.Table) -> OutputRecord:

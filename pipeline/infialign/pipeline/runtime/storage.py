@@ -13,7 +13,10 @@ import io
 import json
 import os
 import posixpath
+import shutil
+import tempfile
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ __all__ = [
     "write_json",
     "read_parquet",
     "write_parquet",
+    "write_parquet_stream",
     "table_digest",
     "bytes_digest",
     "put_dir",
@@ -125,6 +129,60 @@ def write_parquet(uri: str, table: pa.Table, storage: StorageConfig | None = Non
     data = buffer.getvalue()
     write_bytes(uri, data, storage)
     return bytes_digest(data)
+
+
+class _HashingFile:
+    """A write-only file that hashes what passes through it (the digest of the bytes a reader gets)."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self._h = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self._h.update(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def close(self) -> None:
+        self.closed = True  # the owner closes the real file
+
+    def digest(self) -> str:
+        return "sha256:" + self._h.hexdigest()
+
+
+def write_parquet_stream(uri: str, tables: Iterable[pa.Table], schema: pa.Schema, storage: StorageConfig | None = None) -> tuple[str, int]:
+    """Write tables one row group at a time, never the whole dataset in memory; returns (digest, rows).
+
+    Locally the file is written beside its target and renamed into place (a reader never sees half a
+    file); for object stores it is staged in a local temporary file and uploaded once complete.
+    """
+    target = local_path(uri)
+    staging = Path(tempfile.mkdtemp(prefix="parquet-")) if target is None else target.parent
+    staging.mkdir(parents=True, exist_ok=True)
+    name = target.name if target is not None else "data.parquet"
+    tmp = staging / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+    rows = 0
+    try:
+        with open(tmp, "wb") as raw:
+            sink = _HashingFile(raw)
+            with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+                for t in tables:
+                    writer.write_table(t.cast(schema))
+                    rows += t.num_rows
+        digest = sink.digest()
+        if target is not None:
+            os.replace(tmp, target)
+        else:
+            fs, path = filesystem(uri, storage)
+            fs.put_file(str(tmp), path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        if target is None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return digest, rows
 
 
 def read_parquet(uri: str, storage: StorageConfig | None = None) -> pa.Table:

@@ -9,20 +9,26 @@ decontamination before anything is kept, then the embeddings and clusters divers
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
+import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 
 from infialign.pipeline import curation, records
 from infialign.pipeline.api import Benchmark, CurateStage, DataSource
-from infialign.pipeline.runtime import sources
+from infialign.pipeline.runtime import sources, storage
 from infialign.pipeline.runtime.context import StageContext, StageInputError
 from infialign.pipeline.stages import _cards, _report
 
 __all__ = ["run", "build_steps", "executor_config", "PRESETS"]
 
 log = logging.getLogger(__name__)
+
+_READ_BATCH_ROWS = 8192  # source rows per batch: ~27 MB of long CoTs, and ingest's per-row dicts stay small
 
 # Our API's preset names → the ingest library's column layouts.
 PRESETS: dict[str, str] = {
@@ -61,16 +67,26 @@ def manifest_path(source: DataSource | Benchmark, index: int | None = None) -> s
     return f"spec.{key}[{index}]" if index is not None else f"spec.{key}[name={source.name}]"
 
 
-def to_records(table: pa.Table, source: DataSource | Benchmark, index: int | None = None) -> pa.Table:
+def to_records(
+    table: pa.Table, source: DataSource | Benchmark, index: int | None = None, *, start_index: int = 0, seen_keys: set[str] | None = None
+) -> pa.Table:
     """A source's own columns → the record schema (`records` sources are only checked). ``index`` is the
-    entry's position in `spec.sources` (or `spec.benchmarks`), so errors name the manifest key to set."""
+    entry's position in `spec.sources` (or `spec.benchmarks`), so errors name the manifest key to set. A source
+    read in batches passes each batch's first row index and one ``seen_keys`` set for all of its batches."""
     if source.preset == "records":
         try:
             return records.validate_table(table)
         except records.RecordSchemaError as e:
             raise StageInputError(f"{source.uri}: preset 'records' but {e}") from e
     try:
-        return curation.records_from_rows(table, _mapping(source), source.name, fields_path=f"{manifest_path(source, index)}.fields")
+        return curation.records_from_rows(
+            table,
+            _mapping(source),
+            source.name,
+            start_index=start_index,
+            seen_keys=seen_keys,
+            fields_path=f"{manifest_path(source, index)}.fields",
+        )
     except ValueError as e:
         raise StageInputError(f"{source.uri}: {e}") from e
 
@@ -78,7 +94,8 @@ def to_records(table: pa.Table, source: DataSource | Benchmark, index: int | Non
 def executor_config(settings: CurateStage | Any) -> curation.ExecutorConfig:
     ray = settings.ray
     if ray.workers > 0:
-        return curation.ExecutorConfig(backend="ray", workers=ray.workers, ray_address=ray.address)
+        # A window fills every worker twice (shard_rows 5,000 each); the local default window is one shard.
+        return curation.ExecutorConfig(backend="ray", workers=ray.workers, ray_address=ray.address, window_rows=10_000 * ray.workers)
     return curation.ExecutorConfig(backend="local")
 
 
@@ -101,6 +118,7 @@ def build_steps(settings: CurateStage, benchmarks: dict[str, pa.Table], tokenize
             curation.OpenAIChatLabellerConfig(
                 base_url=domain.endpoint or "",
                 model=domain.model or "",
+                concurrency=domain.concurrency,
                 **({"labels": tuple(domain.labels)} if domain.labels else {}),
             ),
         )
@@ -179,26 +197,52 @@ def student_tokenizer(ctx: StageContext) -> str:
         return "regex"
 
 
+def _source_tables(ctx: StageContext, counts: dict[str, int]) -> Iterator[pa.Table]:
+    """Every source, batch by batch, in the record schema; ``counts[name]`` = rows read so far."""
+    sources_ = [DataSource.model_validate(raw) for raw in ctx.config.sources]
+    ids: set[bytes] = set()
+    for i, source in enumerate(sources_):
+        seen_keys: set[str] = set()
+        digest = hashlib.sha256()
+        read = 0
+        for raw_table in ctx.read_batches(source.uri, _READ_BATCH_ROWS):
+            if source.max_rows is not None:
+                raw_table = raw_table.slice(0, source.max_rows - read)
+            if raw_table.num_rows == 0:
+                break
+            part = to_records(raw_table, source, i, start_index=read, seen_keys=seen_keys)
+            read += raw_table.num_rows
+            keys = {hashlib.blake2b(x.encode(), digest_size=16).digest() for x in part.column("id").to_pylist()}
+            if not keys.isdisjoint(ids):
+                raise StageInputError("records share an id across sources; give every source a distinct name")
+            ids |= keys
+            digest.update(storage.table_digest(part).encode())
+            counts[source.name] = read
+            yield part
+        ctx.beat(step=i + 1, total=len(sources_) + 1, message=f"read {source.name}: {read} rows")
+        ctx.tracker.log_dataset(f"source:{source.name}", source.uri, "sha256:" + digest.hexdigest(), "input", rows=read)
+
+
+# The columns a dataset card reads (everything but the text).
+_CARD_COLUMNS = ("id", "source", "domain", "verification", "response_tokens", "cluster", "scores")
+
+
 def run(ctx: StageContext) -> None:
     settings = ctx.settings(CurateStage)
-    parts: list[pa.Table] = []
-    for i, raw in enumerate(ctx.config.sources):
-        source = DataSource.model_validate(raw)
-        table = ctx.read_table(source.uri)
-        if source.max_rows is not None:
-            table = table.slice(0, source.max_rows)
-        parts.append(to_records(table, source))
-        ctx.beat(step=i + 1, total=len(ctx.config.sources) + 1, message=f"read {source.name}: {table.num_rows} rows")
-        ctx.tracker.log_dataset(f"source:{source.name}", source.uri, _report.digest_of(parts[-1]), "input", rows=parts[-1].num_rows)
-    if not parts:
+    if not ctx.config.sources:
         raise StageInputError("curate has no sources; add spec.sources")
-    pool = pa.concat_tables(parts)
-    duplicate_ids = pool.num_rows - len(set(pool.column("id").to_pylist()))
-    if duplicate_ids:
-        raise StageInputError(f"{duplicate_ids} records share an id across sources; give every source a distinct name")
     steps = build_steps(settings, _benchmarks(ctx), student_tokenizer(ctx))
-    ctx.beat(message=f"running {len(steps)} steps on {pool.num_rows} records")
-    out, funnel = curation.run_steps(pool, steps, executor_config(settings))
-    ctx.write_records("pool", out)
-    cards = _cards.log_cards(ctx, {"pool": out})
-    _report.write_funnel(ctx, funnel, "curate", rows_in=pool.num_rows, rows_out=out.num_rows, cards=cards)
+    ctx.beat(message=f"running {len(steps)} steps on {len(ctx.config.sources)} sources, streaming")
+    counts: dict[str, int] = {}
+    spill = ctx.scratch / "curate-spill"
+    spill.mkdir(parents=True, exist_ok=True)
+    try:
+        # Streaming: sources are read, ingested and row-filtered batch by batch; global steps see only
+        # the columns they declare (curation.stream). The pool is written row group by row group.
+        tables = itertools.chain(_source_tables(ctx, counts), [records.empty_table()])  # a schema even when every source is empty
+        out, funnel = curation.run_steps_streaming(tables, steps, executor_config(settings), scratch=spill)
+        ctx.write_record_stream("pool", out.batches())
+        cards = _cards.log_cards(ctx, {"pool": out.table(_CARD_COLUMNS)})
+        _report.write_funnel(ctx, funnel, "curate", rows_in=sum(counts.values()), rows_out=out.num_rows, cards=cards)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)

@@ -10,15 +10,17 @@ phases are subsets of larger ones → challenge pool.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import shutil
 
 import pyarrow as pa
 
-from infialign.pipeline import curation, verifiers
+from infialign.pipeline import curation, records, verifiers
 from infialign.pipeline.api import SelectStage, VerificationSettings
 from infialign.pipeline.runtime.context import StageContext, StageInputError
 from infialign.pipeline.stages import _cards, _report
-from infialign.pipeline.stages.curate import executor_config, student_tokenizer
+from infialign.pipeline.stages.curate import student_tokenizer
 
 __all__ = ["run", "selection_config", "phase_tables", "eligible_verdicts"]
 
@@ -76,17 +78,34 @@ def phase_tables(full: pa.Table, phases: list[dict], cfg: curation.SelectionConf
     return out
 
 
+# Pool rows verified at once: a pool of math-verify processes starts per window, so windows are large;
+# 50k long CoTs are ~170 MB of text.
+_VERIFY_WINDOW_ROWS = 50_000
+
+
 def run(ctx: StageContext) -> None:
     settings = ctx.settings(SelectStage)
-    pool = ctx.read_records("pool")
-    if pool.num_rows == 0:
-        raise StageInputError("the pool is empty; check the curate funnel (every record was dropped)")
     funnel = curation.Funnel()
     verify = settings.verification
-    if verify.enabled:
-        ctx.beat(step=0, total=3, message=f"verifying {pool.num_rows} answers")
-        pool, stats = curation.run_steps(pool, [curation.Step(verifiers.verify_records, verify)], executor_config(settings))
-        funnel = funnel + stats
+    spill_dir = ctx.scratch / "select-spill"
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # The pool streams through verification (its verdicts are per row) into a memory-mapped spill, so
+        # a pool larger than memory is never held on the heap; the selection reads the columns it needs.
+        tables = itertools.chain(ctx.read_record_stream("pool"), [records.empty_table()])
+        if verify.enabled:
+            ctx.beat(step=0, total=3, message="verifying answers")
+            verifier = curation.Step(verifiers.verify_records, verify)
+            tables = curation.stream.run_windowed(verifier, tables, _VERIFY_WINDOW_ROWS, funnel)
+        pool = curation.stream.spill(tables, spill_dir, records.RECORD_SCHEMA).table()
+        _select(ctx, settings, pool, funnel)
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
+
+
+def _select(ctx: StageContext, settings: SelectStage, pool: pa.Table, funnel: curation.Funnel) -> None:
+    if pool.num_rows == 0:
+        raise StageInputError("the pool is empty; check the curate funnel (every record was dropped)")
     config = selection_config(settings, ctx.config.curriculum, student_tokenizer(ctx) if ctx.config.curriculum else "regex")
     ctx.beat(step=1, total=3, message="selecting")
     selection = curation.select(pool, config)

@@ -138,7 +138,7 @@ def verify_all(tasks: Sequence[Task], settings: VerificationSettings) -> list[Ve
             [(tasks[i].response, tasks[i].reference or "") for i in math_ix],
             mathcheck.check,
             timeout_s=settings.timeout_seconds,
-            workers=settings.workers,
+            workers=settings.workers or _pool.available_cpus(),
             warmup=mathcheck.warmup,
             start_hint="; is math-verify installed in this image (`pip install 'infialign[cpu]'`)?",
         )
@@ -158,7 +158,7 @@ def verify_all(tasks: Sequence[Task], settings: VerificationSettings) -> list[Ve
         status, reason = judge.check(tasks[i].prompt or "", tasks[i].response, tasks[i].reference, jcfg)
         return Verdict(status, "judge", reason, tasks[i].reference_source if tasks[i].reference else "none")  # type: ignore[arg-type]
 
-    for kind, fn, width in (("code", run_code, settings.workers), ("open", run_judge, settings.judge.concurrency)):
+    for kind, fn, width in (("code", run_code, settings.workers or _pool.available_cpus()), ("open", run_judge, settings.judge.concurrency)):
         ix = by_kind[kind]
         if ix:
             with ThreadPoolExecutor(max_workers=min(width, len(ix))) as ex:

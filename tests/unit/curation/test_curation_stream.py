@@ -1,0 +1,196 @@
+"""Streaming executor: the same rows, values, order and funnel as the in-memory one, on every backend,
+with global steps between row steps and with windows and spill batches far smaller than the input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from curation_helpers import make_record, make_table
+from infialign.pipeline import records
+from infialign.pipeline.curation import _arrow, dedup, domains, embed, executor, stats, steps, stream, tokens
+from test_curation_executor import _steps, _summary, _table
+
+
+def _pipeline() -> list[steps.Step]:
+    """Row steps, two global filters, row steps again, then a global transform (clusters)."""
+    return [
+        *_steps(),
+        steps.Step(dedup.dedup_near, dedup.MinHashConfig()),
+        steps.Step(tokens.count_response_tokens, tokens.TokenCountConfig(overwrite=True)),
+        steps.Step(embed.cluster_prompts, embed.ClusterConfig(embed=embed.EmbedConfig(backend="hashing"), kmeans=embed.KMeansConfig(k=4))),
+    ]
+
+
+def _duplicated(n: int = 120) -> pa.Table:
+    t = _table(n)
+    # Exact duplicates that arrive in later batches than their originals, so dedup must see across batches.
+    dup = t.slice(3, 5)
+    ids = pa.array([f"dup{i}" for i in range(dup.num_rows)])
+    return pa.concat_tables([t, dup.set_column(0, t.schema.field("id"), ids)])
+
+
+def _batches(table: pa.Table, rows: int) -> list[pa.Table]:
+    return [table.slice(i, rows) for i in range(0, table.num_rows, rows)]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        executor.ExecutorConfig(window_rows=7),
+        executor.ExecutorConfig(backend="processes", workers=2, shard_rows=10, window_rows=40),
+    ],
+    ids=["local", "processes"],
+)
+def test_streaming_equals_in_memory(tmp_path, cfg):
+    table = _duplicated()
+    expected, f_expected = executor.run_steps(table, _pipeline())
+    rows, funnel = stream.run_steps_streaming(_batches(table, 11), _pipeline(), cfg, scratch=tmp_path)
+    out = rows.table()
+    assert out.column("id").to_pylist() == expected.column("id").to_pylist()
+    assert out.equals(expected)
+    assert _summary(funnel) == _summary(f_expected)
+    assert funnel["dedup_exact"].dropped == {"exact_duplicate": 5}
+    # Batch by batch, the output is the same rows again (what the stage writes).
+    assert pa.concat_tables(rows.batches()).equals(expected)
+    records.validate_table(out)
+
+
+def test_global_step_sees_only_its_columns_and_filters_lazily(tmp_path):
+    seen: list[list[str]] = []
+
+    @steps.step("drop_odd", kind="filter", scope="global", reads=("id",))
+    def drop_odd(table, cfg):
+        seen.append(table.column_names)
+        reasons = [None if i % 2 == 0 else "odd" for i in range(table.num_rows)]
+        return _arrow.filter_rows(table, reasons, "drop_odd")
+
+    table = make_table(*[make_record(f"Problem number {i} asks for the sum of two numbers.", id=f"r{i}") for i in range(10)])
+    rows, funnel = stream.run_steps_streaming(_batches(table, 3), [steps.Step(drop_odd)], scratch=tmp_path)
+    assert seen == [["id", stream._ROW]]  # no response, no messages: only what the step declares
+    assert rows.pending and rows.num_rows == 5
+    assert rows.table().column("id").to_pylist() == ["r0", "r2", "r4", "r6", "r8"]
+    assert funnel["drop_odd"].dropped == {"odd": 5}
+
+
+def test_streaming_needs_a_table():
+    with pytest.raises(ValueError, match="no input tables"):
+        stream.run_steps_streaming([], [])
+
+
+def test_string_column_past_int32_offsets_is_combined_as_large_string(monkeypatch):
+    # Pretend the int32 limit is 100 bytes: the same code path as 2 GiB of responses, without the GiBs.
+    monkeypatch.setattr(_arrow, "_INT32_MAX", 100)
+    chunks = [pa.array(["x" * 30, None, "y" * 30]) for _ in range(3)]  # 180 bytes of characters in all
+    table = pa.table({"response": pa.chunked_array(chunks)})
+    col = _arrow.column(table, "response")
+    assert col.type == pa.large_string()
+    assert col.to_pylist() == [c for ch in chunks for c in ch.to_pylist()]
+    small = pa.table({"response": pa.chunked_array(chunks[:1])})
+    assert _arrow.column(small, "response").type == pa.string()
+    # Token counting batches over it and agrees with counting each text.
+    counts = tokens.count_tokens(table.column("response"), batch_rows=2)
+    assert counts.tolist() == [1, 0, 1] * 3
+
+
+def test_value_bytes_counts_sliced_chunks():
+    arr = pa.array(["ab", "cde", "f", "ghij"])
+    col = pa.chunked_array([arr.slice(1, 2), arr.slice(3, 1)])
+    assert _arrow._value_bytes(col) == 3 + 1 + 4
+
+
+def test_representative_tier_matches_python_strip():
+    recs = [
+        make_record("p", id="a", response="  \n\t "),  # blank: no response
+        make_record("p", id="b", response=" \u00a0 "),  # Python strips NBSP too
+        make_record("p", id="c", response="…", answer=" "),  # a symbol is a response; a blank answer is none
+        make_record("p", id="d", response="ok", answer="4"),
+        make_record("p", id="e", response="ok", answer="4", verification="fail"),
+        make_record("p", id="f", response="ok", answer="4", verification="pass"),
+        make_record("p", id="g", response=None),
+    ]
+    table = make_table(*recs)
+    tier = _arrow.representative_tier(table)
+    assert tier.tolist()[:2] == [5, 5]
+    assert tier.tolist()[2:] == [2, 1, 4, 0, 5]
+
+
+def test_map_values_last_entry_wins_and_absent_is_null():
+    prov = pa.array([[("a", "1"), ("b", "2"), ("a", "3")], [], [("b", "x")]], pa.map_(pa.string(), pa.string()))
+    table = pa.table({"provenance": prov}).slice(0)
+    assert _arrow.map_values(table, "provenance", "a").to_pylist() == ["3", None, None]
+    assert _arrow.map_values(table.slice(1), "provenance", "b").to_pylist() == [None, "x"]
+
+
+def test_keyword_labels_equal_keyword_label_on_ascii_and_unicode():
+    texts = [
+        "Compute 3 + 4\nwhat is 2*3",
+        "what is 2 + 2 ?",
+        "Evaluate the expression 3 + 4 * 2.",
+        "If α+β=π/2, find sin α in the triangle ABC.",
+        "How many primes divide 2024? Find the remainder modulo 7.",
+        "\u212aelvin: how many ways to choose 3 of 10 people?",
+        "Write a function def foo(x): that returns the sum of a list.",
+        "",
+    ]
+    for cfg in (domains.KeywordLabellerConfig(), domains.KeywordLabellerConfig(ruleset="world")):
+        assert domains.keyword_labels(pa.array(texts), cfg) == [domains.keyword_label(t, cfg) for t in texts]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
+def test_streaming_on_ray_equals_in_memory(tmp_path):
+    ray = pytest.importorskip("ray")
+    table = _duplicated()
+    expected, f_expected = executor.run_steps(table, _pipeline())
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        cfg = executor.ExecutorConfig(backend="ray", shard_rows=20, window_rows=60)
+        rows, funnel = stream.run_steps_streaming(_batches(table, 25), _pipeline(), cfg, scratch=tmp_path)
+        out = rows.table()
+    finally:
+        ray.shutdown()
+    assert out.equals(expected)
+    assert _summary(funnel) == _summary(f_expected)
+
+
+_TRICKY = [
+    "a b c d e f",
+    "it's a dog 's life",
+    "Héllo wörld  x  y\n\nz",
+    "If α+β=π/2 , find sin α .",
+    "ﬁ ligature e\u0301 b",
+    None,
+    "",
+    "  lead and trail  ",
+    "日本 語 テキスト",
+    "a\tb c\r\nd e",
+    "a\u00a0 b",  # NBSP then space: one whitespace run for the tokenizer, so no cut there
+    "x\u3000 y",
+    "a\u2028 b",
+    "1 2 3 = 6 .",
+    "( a ) [ b ] \\boxed{4} .",
+    "a\n b",
+    "a \n b",
+    "a\x0b b",
+]
+
+
+def test_segment_token_counts_equal_the_tokenizer(tmp_path):
+    """The word-gap cuts never change a byte-level BPE count: the builtin tiny model's tokenizer (Qwen's
+    pre-tokenizer regex) on tricky whitespace, Unicode and long CoTs, with the start-up check off."""
+    from infialign.pipeline.world import reasoning, tiny_model
+
+    path = str(tiny_model.resolve_model_uri("builtin://tiny")) + "/tokenizer.json"
+    tok = tokens._hf_tokenizer(path)
+    cots = reasoning.open_builtin("builtin://reasoning?n=200&seed=5").column("response").to_pylist()
+    texts = _TRICKY + cots
+    direct = [len(e.ids) for e in tok.encode_batch([t or "" for t in texts], add_special_tokens=False)]
+    counter = tokens._SegmentCounter(tok)
+    assert counter.enabled
+    counter.checked = True  # the cuts alone must be exact, without the fallback
+    assert counter.count(pa.array(texts)).tolist() == direct
+    tokens._segment_counter.cache_clear()
+    assert tokens.count_tokens(pa.array(texts), path, batch_rows=7).tolist() == direct
+    # A text that already holds the cut character sends its batch to the tokenizer directly.
+    odd = ["has a \x00 cut character", "a b"]
+    assert counter.count(pa.array(odd)).tolist() == [len(e.ids) for e in tok.encode_batch(odd, add_special_tokens=False)]
