@@ -262,4 +262,4 @@ async def test_one_run_from_apply_to_complete_over_s3_through_a_preemption(
     assert kubelet.preemptions == ["e2e-sft-phase1-a1"]
     assert cluster.posts("jobs") == ["e2e-curate-a1", "e2e-select-a1", "e2e-sft-phase1-a1", "e2e-sft-phase2-a1"]
     assert kubelet.runs.count("e2e-sft-phase1-a1") == 2  # the pod before the preemption and the one after
-    assert steps["sft-phase1"]["restarts"] == {"infra": 0, "app": 0, "hang": 0} and "lastFailure" not in steps["sft-phase1"]
+    assert steps["sft-phase1"]["restarts"] == {"infra": 0, "app": 0, "hang": 0, "disk": 0} and "lastFailure" not in steps["sft-phase1"]

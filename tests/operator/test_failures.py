@@ -27,7 +27,7 @@ async def test_disruption_restarts_without_using_the_budget(operator: Any, clust
         lambda: cluster.step("curate").get("attempt") == 2, what="attempt 2 in the status"
     )  # status lands after the Job
     step = cluster.step("curate")
-    assert step["restarts"] == {"infra": 1, "app": 0, "hang": 0}
+    assert step["restarts"] == {"infra": 1, "app": 0, "hang": 0, "disk": 0}
     failure = step["lastFailure"]
     assert (failure["class"], failure["reason"], failure["attempt"]) == ("Infrastructure", "Disruption", 1)
     assert "PreemptionByScheduler" in failure["message"] and failure["nodes"] == ["node-0"]
@@ -47,7 +47,7 @@ async def test_app_failures_retry_up_to_the_limit_then_fail(operator: Any, clust
     status = cluster.status()
     step = cluster.step("curate")
     assert step["phase"] == "Failed" and step["reason"] == "RetriesExhausted"
-    assert step["restarts"] == {"infra": 0, "app": 2, "hang": 0}
+    assert step["restarts"] == {"infra": 0, "app": 2, "hang": 0, "disk": 0}
     assert step["lastFailure"]["exitCode"] == 1 and step["lastFailure"]["class"] == "Application"
     assert "ValueError: bad shard 3" in step["lastFailure"]["message"]  # the tail of the termination message
     assert "failed 3 times" in status["message"]
@@ -96,7 +96,7 @@ async def test_stalled_heartbeat_kills_and_restarts_the_attempt(
     await cluster.eventually(lambda: cluster.step("curate").get("attempt") == 2, what="attempt 2 in the status")
     assert cluster.job("r1-curate-a1") is None  # killed
     step = cluster.step("curate")
-    assert step["restarts"] == {"infra": 0, "app": 0, "hang": 1}
+    assert step["restarts"] == {"infra": 0, "app": 0, "hang": 1, "disk": 0}
     assert (step["lastFailure"]["class"], step["lastFailure"]["reason"]) == ("Hang", "HeartbeatTimeout")
     assert step["lastFailure"]["nodes"] == ["node-0"]  # where the hung pod ran
     # the new attempt must not inherit the old heartbeat: it is judged from its own start

@@ -108,4 +108,4 @@ async def test_a_preempted_attempt_is_not_killed_as_a_hang_when_kueue_admits_it_
     await cluster.complete(job)
     await cluster.eventually(lambda: cluster.step("curate").get("phase") == "Succeeded", what="curate Succeeded")
     step = cluster.step("curate")
-    assert (step["attempt"], step["restarts"]) == (1, {"infra": 0, "app": 0, "hang": 0})
+    assert (step["attempt"], step["restarts"]) == (1, {"infra": 0, "app": 0, "hang": 0, "disk": 0})

@@ -152,7 +152,7 @@ async def test_suspend_stops_the_step_and_resume_starts_a_new_attempt(operator: 
     assert cluster.job("r1-curate-a1") is None  # stopped: the Job was deleted
     assert [r.params.get("propagationPolicy") for r in cluster.operator_requests("DELETE")] == ["Background"]
     step = cluster.step("curate")
-    assert (step["phase"], step["reason"], step["restarts"]) == ("Pending", "SuspendedBySpec", {"infra": 0, "app": 0, "hang": 0})
+    assert (step["phase"], step["reason"], step["restarts"]) == ("Pending", "SuspendedBySpec", {"infra": 0, "app": 0, "hang": 0, "disk": 0})
     conditions = {c["type"]: (c["status"], c["reason"]) for c in cluster.status()["conditions"]}
     assert conditions["Suspended"] == ("True", "SuspendedBySpec")
     assert cluster.status()["observedGeneration"] == 2

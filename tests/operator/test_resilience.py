@@ -108,7 +108,7 @@ async def test_a_job_left_by_an_earlier_run_of_the_same_name_is_not_adopted(oper
     await cluster.eventually(lambda: cluster.step("curate").get("phase") == "Running", what="our own attempt")
     job = cluster.job("r1-curate-a1")
     assert job["metadata"]["ownerReferences"][0]["uid"] == cluster.run()["metadata"]["uid"]
-    assert cluster.step("curate")["restarts"] == {"infra": 0, "app": 0, "hang": 0}
+    assert cluster.step("curate")["restarts"] == {"infra": 0, "app": 0, "hang": 0, "disk": 0}
 
 
 async def test_a_deleted_job_is_an_infrastructure_failure_after_a_grace_period(
@@ -125,7 +125,7 @@ async def test_a_deleted_job_is_an_infrastructure_failure_after_a_grace_period(
     await cluster.eventually(lambda: cluster.step("curate").get("attempt") == 2, what="a new attempt")
     step = cluster.step("curate")
     assert (step["lastFailure"]["class"], step["lastFailure"]["reason"]) == ("Infrastructure", "JobMissing")
-    assert step["restarts"] == {"infra": 1, "app": 0, "hang": 0}
+    assert step["restarts"] == {"infra": 1, "app": 0, "hang": 0, "disk": 0}
 
 
 async def test_deletion_while_running_leaves_no_finalizer_and_stops_reconciling(
