@@ -16,6 +16,7 @@ import posixpath
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pyarrow as pa
@@ -51,16 +52,25 @@ def _read_file(uri: str, data: bytes) -> pa.Table:
     raise SourceError(f"{uri}: unknown file type; use .parquet, .jsonl or .json")
 
 
-def _open_files(uri: str, store: StorageConfig | None) -> pa.Table:
+_DATA_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json")
+
+
+def _data_files(uri: str, store: StorageConfig | None) -> tuple[Any, list[str]]:
+    """The filesystem and the files a dataset URI names: a glob, a folder's data files, or one file."""
     fs, path = storage.filesystem(uri, store)
     if any(ch in path for ch in "*?["):
         paths = sorted(fs.glob(path))
     elif fs.isdir(path):
-        paths = sorted(p for p in fs.find(path) if p.lower().endswith((".parquet", ".jsonl", ".ndjson", ".json")))
+        paths = sorted(p for p in fs.find(path) if p.lower().endswith(_DATA_SUFFIXES))
     else:
         paths = [path]
     if not paths:
         raise SourceError(f"{uri}: no files found")
+    return fs, paths
+
+
+def _open_files(uri: str, store: StorageConfig | None) -> pa.Table:
+    fs, paths = _data_files(uri, store)
     tables = []
     for p in paths:
         with fs.open(p, "rb") as f:
@@ -150,17 +160,9 @@ def iter_dataset(uri: str, store: StorageConfig | None = None, batch_rows: int =
             yield pa.Table.from_batches([batch])
         return
     try:
-        fs, path = storage.filesystem(uri, store)
-        if any(ch in path for ch in "*?["):
-            paths = sorted(fs.glob(path))
-        elif fs.isdir(path):
-            paths = sorted(p for p in fs.find(path) if p.lower().endswith((".parquet", ".jsonl", ".ndjson", ".json")))
-        else:
-            paths = [path]
-        if not paths:
-            raise SourceError(f"{uri}: no files found")
+        fs, paths = _data_files(uri, store)
         for p in paths:
-            if not p.lower().endswith((".parquet", ".jsonl", ".ndjson", ".json")):
+            if not p.lower().endswith(_DATA_SUFFIXES):
                 raise SourceError(f"{uri}: unknown file type; use .parquet, .jsonl or .json")
             yield from _iter_file(fs, p, batch_rows)
     except SourceError:
