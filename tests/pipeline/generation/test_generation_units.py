@@ -142,3 +142,50 @@ def test_interrupted_local_writes_are_not_parts(tmp_path: Path) -> None:
     out.mkdir()
     (out / ".part-00000.parquet.1a2b3c4d.tmp").write_bytes(b"half a file")
     assert store.next_part_index(out.as_uri(), None) == 0 and store.read_parts(out.as_uri(), None, "fp").num_rows == 0
+
+
+# ---------------------------------------------------------------- finished prompts are handed on at once
+
+
+class _FakeEngine:
+    """Finishes one request per step, in the order they were added (enough to drive `generate`'s loop)."""
+
+    identity = "fake-model"
+
+    def __init__(self) -> None:
+        self.queue: list[str] = []
+
+    def render(self, conversation: list[dict[str, str]]) -> list[int]:
+        return [1, 2, 3]
+
+    def sampling_params(self, sampling: generation.Sampling, prompt_id: str) -> object:
+        return sampling
+
+    def add(self, request_id: str, token_ids: list[int], params: object) -> None:
+        self.queue.append(request_id)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.queue)
+
+    def step(self) -> list[object]:
+        from types import SimpleNamespace
+
+        rid = self.queue.pop(0)
+        outputs = [SimpleNamespace(index=k, text=f"r{rid}/{k}", finish_reason="stop", token_ids=[7, 8], cumulative_logprob=None) for k in range(2)]
+        return [SimpleNamespace(request_id=rid, finished=True, prompt_token_ids=[1, 2, 3], outputs=outputs)]
+
+    def abort(self, request_ids: list[str]) -> None:
+        pass
+
+
+def test_each_finished_prompt_is_handed_on_once_and_resumed_ones_are_not(tmp_path: Path) -> None:
+    out = tmp_path.as_uri()
+    store.write_part(out, 0, _rows(["a"]), store.fingerprint("fake-model", _prompts(["a", "b", "c"]), SAMPLING, None), None)
+    seen: list[list[tuple[str, int]]] = []
+    result = generation.generate(
+        _FakeEngine(), _prompts(["a", "b", "c"]), SAMPLING, out=out, storage=None, chunk_prompts=1,
+        on_finished=lambda rows: seen.append([(r["id"], r["sample"]) for r in rows]),
+    )
+    assert seen == [[("b", 0), ("b", 1)], [("c", 0), ("c", 1)]]  # "a" came back from the earlier part
+    assert sorted(zip(result.column("id").to_pylist(), result.column("sample").to_pylist(), strict=True)) == [
+        ("a", 0), ("a", 1), ("b", 0), ("b", 1), ("c", 0), ("c", 1)]

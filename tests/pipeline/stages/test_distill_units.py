@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 import pyarrow as pa
 import pytest
 
-from infialign.pipeline import generation, records, rejection
+from infialign.pipeline import generation, records, rejection, verifiers
 from infialign.pipeline.api import DistillStage
 from infialign.pipeline.generation import store
 from infialign.pipeline.stages import distill
@@ -117,3 +119,40 @@ def test_greedy_distillation_takes_one_sample() -> None:
     with pytest.raises(ValidationError, match="samples: 1 or a temperature above 0"):
         DistillStage(temperature=0.0, samples=2)
     assert DistillStage(temperature=0.0, samples=1).samples == 1
+
+
+class _RecordingVerifier:
+    """Stands in for `verifiers.Verifier`: passes every task and remembers the batches it was given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def submit(self, tasks: list[verifiers.Task]) -> Future:
+        self.batches.append([t.response for t in tasks])
+        done: Future = Future()
+        done.set_result([verifiers.Verdict("pass", "math", "ok", t.reference_source) for t in tasks])
+        return done
+
+
+def test_samples_are_verified_in_batches_while_generating_and_resumed_ones_at_the_end(monkeypatch) -> None:
+    monkeypatch.setattr(distill._RoundVerification, "BATCH", 4)
+    by_id = {r["id"]: r for r in (_row("a", None, "1"), _row("b", None, "2"), _row("c", None, "3"), _row("self", None, "5", "response"))}
+    checks = distill._RoundVerification(by_id, _RecordingVerifier())
+
+    def out(rid: str, sample: int, finish: str = "stop") -> dict:
+        return {"id": rid, "sample": sample, "text": f"{rid}{sample}", "finish_reason": finish, "prompt_tokens": 1, "completion_tokens": 2}
+
+    checks.add([out("a", 0), out("a", 1)])
+    assert checks.verifier.batches == []  # below one batch: nothing handed off yet
+    checks.add([out("b", 0), out("b", 1, "length"), out("self", 0)])
+    assert checks.verifier.batches == []  # a cut-off sample and a self-referenced record are never checked
+    checks.add([out("c", 0), out("c", 1)])
+    assert checks.verifier.batches == [["a0", "a1", "b0", "c0", "c1"]]  # a prompt's samples go together, while the engine runs
+    # the round's table also holds rows read back from an earlier attempt's parts (never passed to add)
+    table = store.rows_to_table([out("a", 0), out("a", 1), out("b", 0), out("b", 1, "length"), out("self", 0), out("c", 0), out("c", 1),
+                                 out("c", 2)])
+    statuses = checks.statuses(table)
+    assert checks.verifier.batches[1:] == [["c2"]]
+    assert statuses == {("a", 0): "pass", ("a", 1): "pass", ("b", 0): "pass", ("c", 0): "pass", ("c", 1): "pass", ("c", 2): "pass"}
+    samples = distill._teacher_samples(table, statuses, 0)
+    assert [s.status for s in samples["b"]] == ["pass", "unknown"] and [s.status for s in samples["self"]] == ["unknown"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -12,7 +13,12 @@ def slow(item: str) -> str:
     if item == "RAISE":
         raise RuntimeError("boom")
     if item == "DIE":
-        import os
-
         os._exit(3)
     return item.upper()
+
+
+def pid_of(item: str) -> tuple[str, int]:
+    """Which worker process took the item (a pool that keeps its workers answers with the same pids)."""
+    if item == "HANG":
+        time.sleep(60)
+    return item, os.getpid()

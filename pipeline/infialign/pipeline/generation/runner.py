@@ -106,11 +106,16 @@ def generate(
     system_prompt: str | None = None,
     on_progress: Callable[[GenProgress], None] | None = None,
     chunk_prompts: int = DEFAULT_CHUNK_PROMPTS,
+    on_finished: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> pa.Table:
     """Generate `sampling.n` samples per prompt into `out` and return all of them (GENERATION_SCHEMA).
 
     Idempotent: a shard whose `_DONE.json` matches is read back without generating; otherwise the
     prompts already in parts are skipped and only the rest is generated.
+
+    `on_finished` gets the rows of each prompt as soon as its last sample is done (not those read back
+    from earlier parts), on the engine's thread: it must hand heavy work off (e.g. `Verifier.submit`)
+    so generation does not wait for it.
     """
     ids = _check(prompts)
     fp = store.fingerprint(engine.identity, prompts.select(["id", "messages"]), sampling, system_prompt)
@@ -175,6 +180,8 @@ def generate(
                     continue
                 pending.discard(output.request_id)
                 rows = _rows(output, ids[int(output.request_id)])
+                if on_finished is not None:
+                    on_finished(rows)
                 buffer += rows
                 buffered += 1
                 state["done"] += 1

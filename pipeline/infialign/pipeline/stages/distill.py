@@ -28,6 +28,7 @@ import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,37 +203,64 @@ def funnel_and_metrics(shards: Sequence[ShardStats]) -> tuple[Funnel, dict[str, 
 # ---------------------------------------------------------------- verification glue
 
 
-def _verify_existing(rows: list[dict[str, Any]], settings: DistillStage) -> list[str | None]:
+def _verify_existing(rows: list[dict[str, Any]], settings: DistillStage, verifier: verifiers.Verifier) -> list[str | None]:
     """Verdicts of the pool's own responses; only those with a real reference are checked (others cannot pass)."""
     out: list[str | None] = [None] * len(rows)
     if settings.regenerate:
         return out
     todo = [i for i, r in enumerate(rows) if (r.get("response") or "").strip() and rejection.has_real_reference(r)]
     if todo:
-        verdicts = verifiers.verify_all([verifiers.task_from_record(rows[i]) for i in todo], settings.verification)
-        for i, verdict in zip(todo, verdicts, strict=True):
+        for i, verdict in zip(todo, verifier.verify([verifiers.task_from_record(rows[i]) for i in todo]), strict=True):
             out[i] = verdict.status
     return out
 
 
-def _teacher_samples(
-    by_id: Mapping[str, dict[str, Any]], generated: pa.Table, settings: DistillStage, round_index: int
-) -> dict[str, list[rejection.TeacherSample]]:
-    """One round's samples with their verdicts against each record's real reference (none for self-referenced ones)."""
+class _RoundVerification:
+    """Verifies a round's samples while the teacher still generates: finished prompts are batched and
+    handed to the verifier's background thread, so on a multi-core node the checks overlap generation
+    instead of following it. Samples of records without a real reference, or cut off, are not checked."""
+
+    BATCH: Final = 64
+    """Samples per background batch: big enough to keep every worker busy, small enough to finish soon
+    after the last prompt does."""
+
+    def __init__(self, by_id: Mapping[str, dict[str, Any]], verifier: verifiers.Verifier) -> None:
+        self.by_id, self.verifier = by_id, verifier
+        self.pending: list[tuple[tuple[str, int], verifiers.Task]] = []
+        self.submitted: list[tuple[list[tuple[str, int]], Future[list[verifiers.Verdict]]]] = []
+        self.seen: set[tuple[str, int]] = set()
+
+    def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        for row in rows:
+            key = (str(row["id"]), int(row["sample"]))
+            self.seen.add(key)
+            record = self.by_id[key[0]]
+            if row["finish_reason"] not in rejection.UNUSABLE_FINISH and rejection.has_real_reference(record):
+                self.pending.append((key, verifiers.task_from_record(record, response=row["text"])))
+        if len(self.pending) >= self.BATCH:
+            self._submit()
+
+    def _submit(self) -> None:
+        if self.pending:
+            keys, tasks = zip(*self.pending, strict=True)
+            self.submitted.append((list(keys), self.verifier.submit(tasks)))
+            self.pending = []
+
+    def statuses(self, generated: pa.Table) -> dict[tuple[str, int], str]:
+        """Every checked sample's status; rows read back from earlier parts (a resumed round) are checked now."""
+        self.add([r for r in generated.to_pylist() if (str(r["id"]), int(r["sample"])) not in self.seen])
+        self._submit()
+        out: dict[tuple[str, int], str] = {}
+        for keys, future in self.submitted:
+            out.update(zip(keys, (v.status for v in future.result()), strict=True))
+        return out
+
+
+def _teacher_samples(generated: pa.Table, statuses: Mapping[tuple[str, int], str], round_index: int) -> dict[str, list[rejection.TeacherSample]]:
+    """One round's samples per record, in sample order, with their verdicts (``unknown`` when not checked)."""
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in generated.to_pylist():
         grouped[row["id"]].append(row)
-    keys: list[tuple[str, int]] = []
-    tasks: list[verifiers.Task] = []
-    for rid, outs in grouped.items():
-        outs.sort(key=lambda r: r["sample"])
-        if not rejection.has_real_reference(by_id[rid]):
-            continue
-        for out in outs:
-            if out["finish_reason"] not in rejection.UNUSABLE_FINISH:
-                keys.append((rid, out["sample"]))
-                tasks.append(verifiers.task_from_record(by_id[rid], response=out["text"]))
-    statuses = dict(zip(keys, (v.status for v in verifiers.verify_all(tasks, settings.verification)), strict=True)) if tasks else {}
     return {
         rid: [
             rejection.TeacherSample(
@@ -240,10 +268,10 @@ def _teacher_samples(
                 finish_reason=out["finish_reason"] or "",
                 round=round_index,
                 index=int(out["sample"]),
-                status=statuses.get((rid, out["sample"]), "unknown"),
+                status=statuses.get((rid, int(out["sample"])), "unknown"),
                 logprob_per_token=generation.logprob_per_token(out),
             )
-            for out in outs
+            for out in sorted(outs, key=lambda r: r["sample"])
         ]
         for rid, outs in grouped.items()
     }
@@ -304,8 +332,8 @@ def _read_result(ctx: StageContext, shard: generation.Shard, fingerprint: str) -
 
 
 def _distill_shard(
-    ctx: StageContext, settings: DistillStage, teacher: _Teacher, engine: _LazyEngine, shard: generation.Shard,
-    rows: list[dict[str, Any]], on_progress: Callable[[str, generation.GenProgress], None],
+    ctx: StageContext, settings: DistillStage, teacher: _Teacher, engine: _LazyEngine, verifier: verifiers.Verifier,
+    shard: generation.Shard, rows: list[dict[str, Any]], on_progress: Callable[[str, generation.GenProgress], None],
 ) -> None:
     """Verify, run the rounds, write `rows.parquet` then `result.json` (the shard's done marker)."""
     fingerprint = _shard_fingerprint(teacher, settings, rows)
@@ -313,7 +341,8 @@ def _distill_shard(
         log.info("distill: %s finished before; skipped", shard.name)
         return
     by_id = {r["id"]: r for r in rows}
-    verdicts = _verify_existing(rows, settings)
+    verifier.start()  # the workers warm up while the pool is checked and the engine loads
+    verdicts = _verify_existing(rows, settings, verifier)
     work = open_work(rows, verdicts, settings.regenerate)
     log.info("distill %s: %d of %d records need the teacher %s", shard.name, len(work), len(rows), dict(Counter(work.values())))
     samples: dict[str, list[rejection.TeacherSample]] = defaultdict(list)
@@ -327,16 +356,17 @@ def _distill_shard(
             break
         prompts = pa.table({"id": open_ids, "messages": pa.array([by_id[i]["messages"] for i in open_ids], records.RECORD_SCHEMA.field("messages").type)})
         out = f"{_shard_dir(ctx, 'generations', shard)}/round-{r:02d}"
+        checks = _RoundVerification(by_id, verifier)
         generated = generation.generate(
             engine.get(), prompts, round_sampling(settings, r), out=out, storage=ctx.config.storage,
             system_prompt=settings.system_prompt or None, on_progress=lambda p, r=r: on_progress(f"{shard.name} round {r}", p),
-            chunk_prompts=CHUNK_PROMPTS,
+            chunk_prompts=CHUNK_PROMPTS, on_finished=checks.add,
         )
         tokens += sum(n or 0 for n in generated.column("completion_tokens").to_pylist())
         done = generation.read_done(out, ctx.config.storage)
         if done is not None:
             timed.append([float(done.generated_tokens), done.seconds])
-        for rid, items in _teacher_samples(by_id, generated, settings, r).items():
+        for rid, items in _teacher_samples(generated, checks.statuses(generated), r).items():
             samples[rid].extend(items)
         still_open: list[str] = []
         for rid in open_ids:
@@ -439,8 +469,9 @@ def run(ctx: StageContext) -> None:
     options = generation.EngineOptions(tensor_parallel=settings.tensor_parallel, max_model_len=settings.max_model_len)
     with ExitStack() as stack:
         engine = _LazyEngine(teacher, options, stack)
+        verifier = stack.enter_context(verifiers.Verifier(settings.verification))
         for shard in shards:
-            _distill_shard(ctx, settings, teacher, engine, shard, parts[shard], on_progress)
+            _distill_shard(ctx, settings, teacher, engine, verifier, shard, parts[shard], on_progress)
             offset["done"] += len(parts[shard])
     if not leader:
         return

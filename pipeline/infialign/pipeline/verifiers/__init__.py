@@ -20,7 +20,7 @@ Layering: stages → verifiers → curation (answer extraction, step plumbing) �
 
 from infialign.pipeline.verifiers import choice, codecheck, dispatch, judge, mathcheck, sandbox, step
 from infialign.pipeline.verifiers._types import ANSWER_TYPES, STATUSES, AnswerType, Status, Task, Verdict
-from infialign.pipeline.verifiers.dispatch import infer_answer_type, task_from_record, verify_all
+from infialign.pipeline.verifiers.dispatch import Verifier, infer_answer_type, task_from_record, verify_all
 from infialign.pipeline.verifiers.step import verify_records
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Status",
     "Task",
     "Verdict",
+    "Verifier",
     "choice",
     "codecheck",
     "dispatch",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["PoolFailure", "PoolStartError", "available_cpus", "run_pool"]
+__all__ = ["PoolFailure", "PoolStartError", "WorkerPool", "available_cpus", "run_pool"]
 
 _STARTUP_TIMEOUT_S = 120.0
 
@@ -92,27 +93,44 @@ def available_cpus() -> int:
     return max(1, count)
 
 
-def run_pool(
-    items: Sequence[Any],
-    fn: Callable[[Any], Any],
-    *,
-    timeout_s: float,
-    workers: int,
-    start_method: str = "spawn",
-    warmup: Callable[[], None] | None = None,
-    start_hint: str = "",
-) -> list[Any]:
-    """``fn(item)`` for every item in worker processes, in input order; an item that timed out, crashed its
-    worker or raised gets a :class:`PoolFailure` instead of a result. ``fn`` and ``warmup`` must be
-    module-level (picklable). ``start_hint`` is appended to the error raised when no worker starts."""
-    out: list[Any] = [None] * len(items)
-    if not items:
-        return out
-    ctx = mp.get_context(start_method)
-    n_workers = max(1, min(workers, len(items), os.cpu_count() or 1))
-    queue = deque(range(len(items)))
-    pool = [_Worker(ctx, fn, warmup) for _ in range(n_workers)]
-    try:
+class WorkerPool:
+    """Worker processes that outlive one batch: :meth:`map` runs a batch with the guarantees of
+    :func:`run_pool`, and the workers stay for the next one.
+
+    Why: a stage that verifies while it generates (``distill``) starts the workers once, before its model
+    loads, so their warm-up (importing math-verify and sympy) overlaps the engine start, and each batch
+    then costs only its checks. Not thread-safe: one caller at a time (``verifiers.Verifier`` serialises).
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        *,
+        timeout_s: float,
+        workers: int,
+        start_method: str = "spawn",
+        warmup: Callable[[], None] | None = None,
+        start_hint: str = "",
+    ) -> None:
+        self.fn, self.timeout_s, self.warmup, self.start_hint = fn, timeout_s, warmup, start_hint
+        self.ctx = mp.get_context(start_method)
+        self.workers: list[_Worker] = [self._spawn() for _ in range(max(1, min(workers, os.cpu_count() or 1)))]
+
+    def _spawn(self) -> _Worker:
+        return _Worker(self.ctx, self.fn, self.warmup)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def map(self, items: Sequence[Any]) -> list[Any]:
+        """``fn(item)`` for every item, in input order; a :class:`PoolFailure` for an item that timed out,
+        crashed its worker or raised."""
+        out: list[Any] = [None] * len(items)
+        queue = deque(range(len(items)))
+        pool, timeout_s = self.workers, self.timeout_s
         while queue or any(w.task is not None for w in pool):
             now = time.monotonic()
             for w in pool:
@@ -131,7 +149,7 @@ def run_pool(
                     if w.task is not None:
                         out[w.task] = PoolFailure("crash", f"worker exited with {w.proc.exitcode}")
                     w.kill()
-                    pool[pool.index(w)] = _Worker(ctx, fn, warmup)
+                    pool[pool.index(w)] = self._spawn()
                     continue
                 if kind == "ready":
                     w.ready = True
@@ -143,18 +161,54 @@ def run_pool(
                 if w.task is not None and now >= w.deadline:
                     out[w.task] = PoolFailure("timeout", f"no result within {timeout_s:g} s")
                     w.kill()
-                    pool[k] = _Worker(ctx, fn, warmup)
+                    pool[k] = self._spawn()
                 elif not w.ready and now >= w.started + _STARTUP_TIMEOUT_S:
-                    raise PoolStartError(f"a verification worker did not start within {_STARTUP_TIMEOUT_S:.0f} s{start_hint}")
-    finally:
-        for w in pool:
+                    raise PoolStartError(f"a verification worker did not start within {_STARTUP_TIMEOUT_S:.0f} s{self.start_hint}")
+        return out
+
+    def close(self, *, wait: bool = True) -> None:
+        """Stop every worker: idle ones are asked to exit, and any still alive a second later are killed.
+
+        ``wait=False`` leaves the joining to a daemon thread, so the caller does not wait for the
+        workers' interpreters to shut down (about half a second with sympy loaded).
+        """
+        for w in self.workers:
             try:
                 if w.proc.is_alive() and w.task is None:
                     w.conn.send(None)
             except (BrokenPipeError, OSError):
                 pass
-        for w in pool:
-            w.proc.join(1)
-            if w.proc.is_alive():
-                w.kill()
-    return out
+        workers, self.workers = self.workers, []
+        if wait:
+            _reap(workers)
+        else:
+            threading.Thread(target=_reap, args=(workers,), name="verify-reaper", daemon=True).start()
+
+
+def _reap(workers: Sequence[_Worker]) -> None:
+    for w in workers:
+        w.proc.join(1)
+        if w.proc.is_alive():
+            w.kill()
+
+
+def run_pool(
+    items: Sequence[Any],
+    fn: Callable[[Any], Any],
+    *,
+    timeout_s: float,
+    workers: int,
+    start_method: str = "spawn",
+    warmup: Callable[[], None] | None = None,
+    start_hint: str = "",
+) -> list[Any]:
+    """``fn(item)`` for every item in worker processes started for this call, in input order; an item that
+    timed out, crashed its worker or raised gets a :class:`PoolFailure` instead of a result. ``fn`` and
+    ``warmup`` must be module-level (picklable). ``start_hint`` is appended to the error raised when no
+    worker starts."""
+    if not items:
+        return []
+    with WorkerPool(
+        fn, timeout_s=timeout_s, workers=min(workers, len(items)), start_method=start_method, warmup=warmup, start_hint=start_hint
+    ) as pool:
+        return pool.map(items)

@@ -13,14 +13,15 @@ against (no reference, no tests, no judge) gives ``unverified``; an empty respon
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from infialign.pipeline.api import VerificationSettings
 from infialign.pipeline.verifiers import _pool, choice, codecheck, judge, mathcheck, sandbox
 from infialign.pipeline.verifiers._types import ANSWER_TYPES, AnswerType, Task, Verdict
 
-__all__ = ["code_limits", "infer_answer_type", "judge_config", "task_from_record", "verify_all"]
+__all__ = ["Verifier", "code_limits", "infer_answer_type", "judge_config", "task_from_record", "verify_all"]
 
 VERIFIER_OF: dict[str, str] = {"math": "math", "code": "code", "choice": "choice", "open": "judge"}
 
@@ -123,48 +124,112 @@ def _math_verdict(result: Any, task: Task, settings: VerificationSettings) -> Ve
     return Verdict(status, "math", reason, task.reference_source)
 
 
+class Verifier:
+    """Verifies batches of tasks with one math worker pool for its whole life, now or in the background.
+
+    ``verify(tasks)`` is :func:`verify_all`. ``start()`` spawns the math workers at once, so their warm-up
+    overlaps what the caller does next (loading a model). ``submit(tasks)`` verifies on a background thread
+    and returns a future, so a stage can check the samples that are finished while its engine keeps
+    generating; batches run one after another in submission order. Close it (or use ``with``) to stop the
+    workers.
+    """
+
+    def __init__(self, settings: VerificationSettings) -> None:
+        self.settings = settings
+        self._judge = judge_config(settings)
+        self._math: _pool.WorkerPool | None = None
+        self._lock = threading.Lock()
+        self._background: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _width(self) -> int:
+        return self.settings.workers or _pool.available_cpus()
+
+    def _math_pool(self, batch: int) -> _pool.WorkerPool:
+        if self._math is None:
+            self._math = _pool.WorkerPool(
+                mathcheck.check,
+                timeout_s=self.settings.timeout_seconds,
+                workers=min(self._width(), batch),
+                warmup=mathcheck.warmup,
+                start_hint="; is math-verify installed in this image (`pip install 'infialign[cpu]'`)?",
+            )
+        return self._math
+
+    def start(self) -> Verifier:
+        """Spawn the math workers now (they warm up while the caller goes on)."""
+        with self._lock:
+            self._math_pool(self._width())
+        return self
+
+    def submit(self, tasks: Sequence[Task]) -> Future[list[Verdict]]:
+        """Verify ``tasks`` on the background thread; the future holds what :meth:`verify` would return."""
+        if self._background is None:
+            self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify")
+        return self._background.submit(self.verify, list(tasks))
+
+    def verify(self, tasks: Sequence[Task]) -> list[Verdict]:
+        """One verdict per task, in order. Never raises for an item: a crash is ``error``, a hang ``timeout``."""
+        with self._lock:
+            return self._verify(tasks)
+
+    def _verify(self, tasks: Sequence[Task]) -> list[Verdict]:
+        settings, jcfg = self.settings, self._judge
+        out: list[Verdict | None] = [_precheck(t, jcfg is not None) for t in tasks]
+        todo = [i for i, v in enumerate(out) if v is None]
+        by_kind: dict[str, list[int]] = {k: [i for i in todo if tasks[i].answer_type == k] for k in ANSWER_TYPES}
+        for i in by_kind["choice"]:
+            status, reason = choice.check(tasks[i].response, tasks[i].reference or "")
+            out[i] = Verdict(status, "choice", reason, tasks[i].reference_source)  # type: ignore[arg-type]
+        math_ix = by_kind["math"]
+        if math_ix:
+            results = self._math_pool(len(math_ix)).map([(tasks[i].response, tasks[i].reference or "") for i in math_ix])
+            for i, r in zip(math_ix, results, strict=True):
+                out[i] = _math_verdict(r, tasks[i], settings)
+        limits = code_limits(settings)
+
+        def run_code(i: int) -> Verdict:
+            try:
+                status, reason = codecheck.check(tasks[i].response, tasks[i].tests or "", limits)
+            except Exception as e:  # noqa: BLE001 - a sandbox failure is this item's error, not the batch's
+                status, reason = "error", f"sandbox failed: {type(e).__name__}: {str(e)[:150]}"
+            return Verdict(status, "code", reason, "tests")  # type: ignore[arg-type]
+
+        def run_judge(i: int) -> Verdict:
+            assert jcfg is not None
+            status, reason = judge.check(tasks[i].prompt or "", tasks[i].response, tasks[i].reference, jcfg)
+            return Verdict(status, "judge", reason, tasks[i].reference_source if tasks[i].reference else "none")  # type: ignore[arg-type]
+
+        for kind, fn, width in (("code", run_code, self._width()), ("open", run_judge, settings.judge.concurrency)):
+            ix = by_kind[kind]
+            if ix:
+                with ThreadPoolExecutor(max_workers=min(width, len(ix))) as ex:
+                    for i, v in zip(ix, ex.map(fn, ix), strict=True):
+                        out[i] = v
+        missing = [i for i, v in enumerate(out) if v is None]
+        if missing:  # a routing bug, not a bad item
+            raise RuntimeError(f"no verdict for tasks {missing[:5]} of answer types {[tasks[i].answer_type for i in missing[:5]]}")
+        return out  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Wait for submitted batches, then stop the workers."""
+        if self._background is not None:
+            self._background.shutdown(wait=True)
+            self._background = None
+        with self._lock:
+            if self._math is not None:
+                self._math.close(wait=False)  # nothing is left to check; the stage need not wait for exits
+                self._math = None
+
+
 def verify_all(tasks: Sequence[Task], settings: VerificationSettings) -> list[Verdict]:
-    """One verdict per task, in order. Never raises for an item: a crash is ``error``, a hang ``timeout``."""
-    jcfg = judge_config(settings)
-    out: list[Verdict | None] = [_precheck(t, jcfg is not None) for t in tasks]
-    todo = [i for i, v in enumerate(out) if v is None]
-    by_kind: dict[str, list[int]] = {k: [i for i in todo if tasks[i].answer_type == k] for k in ANSWER_TYPES}
-    for i in by_kind["choice"]:
-        status, reason = choice.check(tasks[i].response, tasks[i].reference or "")
-        out[i] = Verdict(status, "choice", reason, tasks[i].reference_source)  # type: ignore[arg-type]
-    math_ix = by_kind["math"]
-    if math_ix:
-        results = _pool.run_pool(
-            [(tasks[i].response, tasks[i].reference or "") for i in math_ix],
-            mathcheck.check,
-            timeout_s=settings.timeout_seconds,
-            workers=settings.workers or _pool.available_cpus(),
-            warmup=mathcheck.warmup,
-            start_hint="; is math-verify installed in this image (`pip install 'infialign[cpu]'`)?",
-        )
-        for i, r in zip(math_ix, results):
-            out[i] = _math_verdict(r, tasks[i], settings)
-    limits = code_limits(settings)
+    """One verdict per task, in order. Never raises for an item: a crash is ``error``, a hang ``timeout``.
 
-    def run_code(i: int) -> Verdict:
-        try:
-            status, reason = codecheck.check(tasks[i].response, tasks[i].tests or "", limits)
-        except Exception as e:  # noqa: BLE001 - a sandbox failure is this item's error, not the batch's
-            status, reason = "error", f"sandbox failed: {type(e).__name__}: {str(e)[:150]}"
-        return Verdict(status, "code", reason, "tests")  # type: ignore[arg-type]
-
-    def run_judge(i: int) -> Verdict:
-        assert jcfg is not None
-        status, reason = judge.check(tasks[i].prompt or "", tasks[i].response, tasks[i].reference, jcfg)
-        return Verdict(status, "judge", reason, tasks[i].reference_source if tasks[i].reference else "none")  # type: ignore[arg-type]
-
-    for kind, fn, width in (("code", run_code, settings.workers or _pool.available_cpus()), ("open", run_judge, settings.judge.concurrency)):
-        ix = by_kind[kind]
-        if ix:
-            with ThreadPoolExecutor(max_workers=min(width, len(ix))) as ex:
-                for i, v in zip(ix, ex.map(fn, ix)):
-                    out[i] = v
-    missing = [i for i, v in enumerate(out) if v is None]
-    if missing:  # a routing bug, not a bad item
-        raise RuntimeError(f"no verdict for tasks {missing[:5]} of answer types {[tasks[i].answer_type for i in missing[:5]]}")
-    return out  # type: ignore[return-value]
+    Starts and stops its own workers; a caller with many batches keeps one :class:`Verifier` instead."""
+    with Verifier(settings) as verifier:
+        return verifier.verify(tasks)
