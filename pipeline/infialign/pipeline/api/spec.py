@@ -1030,12 +1030,19 @@ class SageSettings(ApiModel):
     competence: float = Field(
         default=0.7, gt=0, le=1, description="κ: admit the next tier when this share of the pool has u > 0 [RECON] §2.4. Default: 0.7."
     )
-    refresh_steps: int = Field(
-        default=50, ge=1, le=1_000_000,
-        description="R: optimizer steps between pool refreshes, the first at step R (at step 0 every margin is 0) [RECON] §2.4. Default: 50.",
+    refresh_steps: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="R: optimizer steps between pool refreshes, the first at step R (at step 0 every margin is 0). Empty: a third of "
+        "an epoch, ceil(pairs / (3 × globalBatchSize)): 53 at the reconstruction's scale (10K pairs, batch 64; §2.5 says R = 50), 11 "
+        "for 254 pairs of 8. A refresh scores the pool with forward passes, about a third of an epoch's training compute, so R "
+        "must scale with the epoch: a fixed 50 steps is 1.6 epochs of a small run, whose selection then goes stale (benchmarks/"
+        "results/sage) [RECON] §2.4. Default: empty.",
     )
     select_fraction: float = Field(
-        default=0.5, gt=0, le=1, description="ρ: share of the stable pool trained on until the next refresh, top by score [RECON] §2.4. Default: 0.5."
+        default=0.75, gt=0, le=1,
+        description="ρ: share of the stable pool trained on until the next refresh, top by score [RECON] §2.4. Default: 0.75, not "
+        "§2.5's 0.5: the score's job is to drop trivial pairs (negligible gradient); the top half alone concentrated training on the "
+        "most confidently wrong pairs and generalised worse to held-out pairs (benchmarks/results/sage).",
     )
     tiers: int = Field(default=3, ge=1, le=16, description="K difficulty tiers [RECON] §2.4. Default: 3.")
     tier_pass_rates: list[Annotated[float, Field(ge=0, le=1)]] = Field(
