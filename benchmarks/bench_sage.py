@@ -1,7 +1,7 @@
 """SAGE against uniform DPO on the built-in world: steps (and wall time) to reach uniform's final held-out accuracy.
 
     cd <repo> && PYTHONPATH=pipeline:operator OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/bench_sage.py \
-        --pairs 256 --held-out 128 --steps 120 --every 5 --seeds 0 1 2 --variants uniform sage-defaults sage-r10 sage
+        --pairs 256 --held-out 128 --steps 120 --every 5 --seeds 0 1 2 --variants uniform sage-old-defaults sage-r10 sage
 
 Issue 10: "SAGE against uniform DPO on the built-in world: steps to reach the uniform run's final accuracy. Target
 <= 50% of the steps. Plot and report the curves."
@@ -50,7 +50,7 @@ OLD_DEFAULTS: dict[str, Any] = {"enabled": True, "refresh_steps": 50, "select_fr
                                 "tier_pass_rates": [0.5, 0.125], "explore_fraction": 0.1, "sampling": "top"}
 
 # SAGE settings per variant name. `sage-old-defaults`: the old defaults; `sage-r10`: them with R = 10 (the earlier
-# attempt's fix); `sage`: the shipped SageSettings defaults at the time of the run, with R from --refresh; the
+# attempt's fix); `sage`: the shipped SageSettings defaults at the time of the run (R: a third of an epoch); the
 # `sage-*` ablations: one change each against `sage-r10`, to explain the differences (README).
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "uniform": None,
@@ -64,18 +64,14 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
 }
 
 
-def sage_for(name: str, refresh: int) -> dict[str, Any] | None:
+def sage_for(name: str) -> dict[str, Any] | None:
     base = VARIANTS[name]
-    if base is None:
-        return None
-    sage = dict(base)
-    sage.setdefault("refresh_steps", refresh)
-    return sage
+    return None if base is None else dict(base)
 
 
 def run_one(name: str, seed: int, *, model: Path, train: Any, tokenizer: Any, held_out: Any, reference: _pe.PairLogps, ns: argparse.Namespace,
             work: Path) -> dict[str, Any]:
-    sage = sage_for(name, ns.refresh)
+    sage = sage_for(name)
     settings = bench_dpo._settings(ns.steps, seed=seed, **({"sage": sage} if sage else {}))
     curve = _pe.curve_callback(tokenizer, held_out, reference, beta=settings.beta, every=ns.every, batch_size=ns.eval_batch)
     started = time.perf_counter()
@@ -213,6 +209,8 @@ def plot(analysis: dict[str, Any], runs: list[dict[str, Any]], path: Path) -> No
 
 
 def readme(analysis: dict[str, Any], runs: list[dict[str, Any]], ns: argparse.Namespace, command: str, pairs: int, held: int) -> str:
+    """The tables and the command, then ``<out>/findings.md`` verbatim (the hand-written analysis) when it exists."""
+    findings = ns.out / "findings.md"
     refresh_lines = []
     for v in analysis["variants"]:
         rs = [r for r in runs if r["variant"] == v]
@@ -229,8 +227,8 @@ def readme(analysis: dict[str, Any], runs: list[dict[str, Any]], ns: argparse.Na
         "```",
         "",
         f"{pairs} training pairs per seed (world seed = training seed), {held} fixed held-out pairs, `builtin://tiny`, "
-        f"{ns.steps} optimizer steps of 8 pairs, lr 3e-3 cosine to 0 without warm-up, beta 0.1 (bench_dpo.py's settings); "
-        f"held-out implicit-reward preference accuracy every {ns.every} steps; seeds {analysis['seeds']}.",
+        f"{runs[0]['points'][-1]['step']} optimizer steps of 8 pairs, lr 3e-3 cosine to 0 without warm-up, beta 0.1 (bench_dpo.py's settings); "
+        f"held-out implicit-reward preference accuracy every {runs[0]['points'][1]['step']} steps; seeds {analysis['seeds']}.",
         "",
         "`reach`: first curve point at or above the target (the issue's measure). `stays`: first point from which the curve",
         "never drops below the target again. Ratios are against uniform's whole run: its step budget (step ratio), its compute",
@@ -250,6 +248,7 @@ def readme(analysis: dict[str, Any], runs: list[dict[str, Any]], ns: argparse.Na
         "",
         "![curves](curves.png)",
         "",
+        *([findings.read_text()] if findings.is_file() else []),
     ])
 
 
@@ -259,21 +258,19 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=128, help="world records to draw the held-out pairs from")
     parser.add_argument("--steps", type=int, default=120, help="optimizer steps, the same for every variant")
     parser.add_argument("--every", type=int, default=5, help="held-out curve interval in steps")
-    parser.add_argument("--refresh", type=int, default=10, help="SAGE R for the variants that do not set their own")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=["uniform", "sage-defaults", "sage-r10", "sage"], choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["uniform", "sage-old-defaults", "sage-r10", "sage"], choices=list(VARIANTS))
     parser.add_argument("--eval-batch", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "sage")
     parser.add_argument("--runs-json", type=Path, nargs="+", default=None,
                         help="re-analyse (and merge) the curves.json of earlier calls, e.g. seeds run in parallel, instead of training")
     ns = parser.parse_args()
-    if "uniform" not in ns.variants:
-        parser.error("the ratios are against uniform: keep `uniform` in --variants")
     command = "PYTHONPATH=pipeline:operator OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/bench_sage.py " + shlex.join(sys.argv[1:])
 
     if ns.runs_json:
         saved = [json.loads(p.read_text()) for p in ns.runs_json]
         runs, pairs, held = [r for d in saved for r in d["runs"] if r["variant"] in ns.variants], saved[0]["pairs"], saved[0]["held_out"]
+        command = "\n".join([*dict.fromkeys(c for d in saved for c in d["command"].split("\n")), f"# merged: {command}"])
     else:
         from transformers import AutoTokenizer
 
@@ -293,6 +290,11 @@ def main() -> None:
                 for name in ns.variants:
                     runs.append(run_one(name, seed, model=model, train=train, tokenizer=tokenizer, held_out=held_out, reference=reference,
                                         ns=ns, work=work))
+                    ns.out.mkdir(parents=True, exist_ok=True)  # after every run: an interrupted call keeps what it measured
+                    (ns.out / "runs.partial.json").write_text(json.dumps({"command": command, "pairs": pairs, "held_out": held, "runs": runs}))
+    if not any(r["variant"] == "uniform" for r in runs):  # e.g. SAGE seeds run in parallel with the uniform runs
+        print(f"no uniform run to compare against: runs kept in {ns.out / 'runs.partial.json'}; merge them with --runs-json")
+        return
     analysis = analyse(runs)
     ns.out.mkdir(parents=True, exist_ok=True)
     (ns.out / "curves.json").write_text(json.dumps({"command": command, "pairs": pairs, "held_out": held, "runs": runs,
