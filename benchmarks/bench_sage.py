@@ -57,6 +57,7 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "sage-old-defaults": OLD_DEFAULTS,
     "sage-r10": {**OLD_DEFAULTS, "refresh_steps": 10},
     "sage": {"enabled": True},
+    "sage-auto-rho0.75": {"enabled": True, "refresh_steps": None, "select_fraction": 0.75},  # a candidate default, not kept
     "sage-rho1": {**OLD_DEFAULTS, "refresh_steps": 10, "select_fraction": 1.0},
     "sage-no-retire": {**OLD_DEFAULTS, "refresh_steps": 10, "margin_tau": 100.0},
     "sage-one-tier": {**OLD_DEFAULTS, "refresh_steps": 10, "tiers": 1, "tier_pass_rates": []},
@@ -149,7 +150,8 @@ def analyse(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for v in variants:
         per_seed[v] = {s: compare(arrays(by["uniform", s]), arrays(by[v, s])) for s in seeds if (v, s) in by and ("uniform", s) in by}
     means = {v: mean_curve([by[v, s] for s in seeds if (v, s) in by]) for v in variants}
-    averaged = {v: compare(means["uniform"], means[v]) for v in variants}
+    # the seed-averaged comparison of a variant uses uniform's mean over the same seeds (ablations may have fewer)
+    averaged = {v: compare(mean_curve([by["uniform", s] for s in seeds if (v, s) in by]), means[v]) for v in variants}
     refresh_s = {v: float(np.mean([sum(x["refresh_s"] for x in by[v, s]["refreshes"]) for s in seeds if (v, s) in by])) for v in variants}
     return {"variants": variants, "seeds": seeds, "per_seed": per_seed, "averaged": averaged, "refresh_s": refresh_s,
             "mean_curves": {v: {k: a.tolist() for k, a in c.items()} for v, c in means.items()}}
