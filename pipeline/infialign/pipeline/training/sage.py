@@ -119,7 +119,9 @@ def refresh_interval(refresh_steps: int | None, pairs: int, global_batch_size: i
     Why a third of an epoch [RECON]: a refresh scores the pool with forward passes, about a third of the compute of
     training it once, so R sets the refresh overhead (≈ pool / (3·R·batch), 100% at a third of an epoch); and a
     selection kept for much longer than an epoch trains the same pairs over and over on stale scores. At the
-    reconstruction's scale (10K pairs, batch 64) this is 53 steps, close to §2.5's R = 50.
+    reconstruction's scale (10K pairs, batch 64) this is 53 steps, close to §2.5's R = 50. Measured on the built-in
+    world (benchmarks/results/sage, 254 pairs, 80 steps, 3 seeds): R = 11 reached uniform DPO's final held-out accuracy
+    at 0.25 of the steps on the seed-averaged curve against 0.38 with a fixed R = 50, for about +70% compute over the run.
     """
     if refresh_steps is not None:
         return refresh_steps
