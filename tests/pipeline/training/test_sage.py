@@ -12,7 +12,7 @@ from infialign.pipeline.training import sage
 
 
 def settings(**overrides) -> spec.SageSettings:
-    return spec.SageSettings(enabled=True, **overrides)
+    return spec.SageSettings(enabled=True, **{"refresh_steps": 10, **overrides})
 
 
 # ---- score
@@ -108,6 +108,20 @@ def test_refresh_schedule_on_a_fake_step_counter() -> None:
             fired.append(step)
             last = step
     assert fired == [10, 20]  # not at step 0: the policy equals the reference there, every margin is 0
+
+
+def test_refresh_interval_is_the_setting_or_a_third_of_an_epoch() -> None:
+    assert sage.refresh_interval(7, 10_000, 64) == 7
+    assert sage.refresh_interval(None, 10_000, 64) == 53  # the reconstruction's scale: close to §2.5's R = 50
+    assert sage.refresh_interval(None, 254, 8) == 11
+    assert sage.refresh_interval(None, 5, 64) == 1  # never 0: a refresh at least every step
+
+
+def test_an_empty_refresh_interval_needs_the_batch_size() -> None:
+    with pytest.raises(ValueError, match="global batch size"):
+        sage.SageSelector(spec.SageSettings(enabled=True), tiers=np.zeros(30, dtype=np.int64), seed=1)
+    sel = sage.SageSelector(spec.SageSettings(enabled=True), tiers=np.zeros(30, dtype=np.int64), seed=1, global_batch_size=2)
+    assert sel.refresh_steps == 5 and not sel.due(4) and sel.due(5)
 
 
 # ---- the selector

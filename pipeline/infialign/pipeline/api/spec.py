@@ -1030,12 +1030,17 @@ class SageSettings(ApiModel):
     competence: float = Field(
         default=0.7, gt=0, le=1, description="κ: admit the next tier when this share of the pool has u > 0 [RECON] §2.4. Default: 0.7."
     )
-    refresh_steps: int = Field(
-        default=50, ge=1, le=1_000_000,
-        description="R: optimizer steps between pool refreshes, the first at step R (at step 0 every margin is 0) [RECON] §2.4. Default: 50.",
+    refresh_steps: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="R: optimizer steps between pool refreshes, the first at step R (at step 0 every margin is 0). Empty: a third of "
+        "an epoch, ceil(pairs / (3 × globalBatchSize)): 53 at the reconstruction's scale (10K pairs, batch 64, where §2.5 says 50), "
+        "11 for 254 pairs of 8, where a fixed 50 is 1.6 epochs on one stale selection. A refresh scores the pool with forward "
+        "passes (about a third of an epoch's training compute), so a third of an epoch roughly doubles a run's compute; raise R "
+        "when compute matters more than steps (benchmarks/results/sage) [RECON] §2.4. Default: empty.",
     )
     select_fraction: float = Field(
-        default=0.5, gt=0, le=1, description="ρ: share of the stable pool trained on until the next refresh, top by score [RECON] §2.4. Default: 0.5."
+        default=0.5, gt=0, le=1, description="ρ: share of the stable pool trained on until the next refresh, top by score [RECON] §2.4. "
+        "Default: 0.5 (0.75 and 1 were tried and did not do better on the held-out curve; benchmarks/results/sage).",
     )
     tiers: int = Field(default=3, ge=1, le=16, description="K difficulty tiers [RECON] §2.4. Default: 3.")
     tier_pass_rates: list[Annotated[float, Field(ge=0, le=1)]] = Field(

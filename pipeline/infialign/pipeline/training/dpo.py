@@ -440,7 +440,9 @@ def _train(
     if settings.sage.enabled:
         difficulty = data.table.column("difficulty").to_pylist()
         tiers = _sage.assign_tiers(difficulty, data.chosen_tokens, settings.sage.tier_pass_rates, settings.sage.tiers)
-        selector = _sage.SageSelector(settings.sage, tiers=tiers, seed=settings.seed)
+        selector = _sage.SageSelector(settings.sage, tiers=tiers, seed=settings.seed, global_batch_size=settings.global_batch_size)
+        if facts.rank == 0:
+            log.info("SAGE: %d pairs in %d tiers, refresh every %d steps", selector.n, settings.sage.tiers, selector.refresh_steps)
     sage_cb: SageCallback | None = None
     cbs_holder: dict[str, _runner.Callbacks] = {}
 
