@@ -119,6 +119,37 @@ def open_dataset(uri: str, store: StorageConfig | None = None) -> pa.Table:
 _JSONL_CHUNK_BYTES = 64 * 2**20
 
 
+def _parse_jsonl_chunk(data: bytes, schema: pa.Schema | None, path: str) -> pa.Table:
+    """One chunk of JSON Lines, typed like the chunks before it.
+
+    Each chunk would otherwise infer its own types: a column that is null or absent in a whole chunk
+    would come out as ``null`` or be missing there, and its batches would map differently from the
+    rest of the file. The columns seen so far keep their type (null where a chunk lacks them), unless a
+    chunk needs a wider one (floats after integers); a new column is inferred and kept from then on; a
+    column first seen only as null takes the type of its first values.
+    """
+    if schema is None:
+        return pajson.read_json(io.BytesIO(data))
+    known = pa.schema([f for f in schema if not pa.types.is_null(f.type)])
+    options = pajson.ParseOptions(explicit_schema=known, unexpected_field_behavior="infer")
+    try:
+        table = pajson.read_json(io.BytesIO(data), parse_options=options)
+    except pa.ArrowInvalid:
+        # A wider type here (2.5 after integers): promote this chunk's column, as one read of the file would.
+        table = pajson.read_json(io.BytesIO(data))
+        try:
+            pa.unify_schemas([known, table.schema], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise SourceError(
+                f"{path}: a column changes type partway through the file ({e}); "
+                "write that column with one JSON type throughout (for example always a string)"
+            ) from e
+    # The columns of earlier chunks first, in their order, then the new ones.
+    names = list(schema.names) + [n for n in table.column_names if n not in schema.names]
+    columns = [table.column(n) if n in table.column_names else pa.nulls(table.num_rows, schema.field(n).type) for n in names]
+    return pa.Table.from_arrays(columns, names=names)
+
+
 def _iter_file(fs: object, path: str, batch_rows: int) -> Iterator[pa.Table]:
     """One file as tables of at most ``batch_rows`` rows, reading only what each table needs."""
     name = path.lower()
@@ -128,9 +159,10 @@ def _iter_file(fs: object, path: str, batch_rows: int) -> Iterator[pa.Table]:
                 yield pa.Table.from_batches([batch])
         return
     if name.endswith((".jsonl", ".ndjson")):
-        # Whole lines, ~64 MiB at a time, each parsed on its own: memory follows the chunk, not the file.
+        # Whole lines, ~64 MiB at a time: memory follows the chunk, not the file.
         with fs.open(path, "rb") as f:  # type: ignore[attr-defined]
             tail = b""
+            schema: pa.Schema | None = None
             while True:
                 block = f.read(_JSONL_CHUNK_BYTES)
                 data = tail + block
@@ -138,7 +170,9 @@ def _iter_file(fs: object, path: str, batch_rows: int) -> Iterator[pa.Table]:
                     cut = data.rfind(b"\n") + 1
                     data, tail = data[:cut], data[cut:]
                 if data.strip():
-                    for batch in pajson.read_json(io.BytesIO(data)).to_batches(max_chunksize=batch_rows):
+                    table = _parse_jsonl_chunk(data, schema, path)
+                    schema = table.schema
+                    for batch in table.to_batches(max_chunksize=batch_rows):
                         yield pa.Table.from_batches([batch])
                 if not block:
                     return
