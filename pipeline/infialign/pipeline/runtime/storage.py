@@ -114,12 +114,30 @@ def bytes_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+# Rows per record batch of a table digest: one batch up to this size, as before (same digests for small
+# tables); beyond it, windows, so a column past 2 GiB is never combined into one array (offset overflow)
+# and the stream is hashed as it is written, never held whole.
+_DIGEST_ROWS = 8192
+
+
+class _Discard:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
 def table_digest(table: pa.Table) -> str:
-    """A digest of an in-memory table (inputs that come without a marker): the Arrow IPC stream of its rows."""
-    sink = io.BytesIO()
+    """A digest of an in-memory table (inputs that come without a marker): the Arrow IPC stream of its rows,
+    in batches of ``_DIGEST_ROWS`` rows, so it depends on the rows and not on how the table is chunked."""
+    sink = _HashingFile(_Discard())
     with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table.combine_chunks())
-    return bytes_digest(sink.getvalue())
+        for start in range(0, max(table.num_rows, 1), _DIGEST_ROWS):
+            window = table.slice(start, _DIGEST_ROWS)
+            # A copy: the IPC bytes of a sliced array carry its parent's buffers, so slices would hash differently.
+            writer.write_table(window.take(pa.array(range(window.num_rows), pa.int64())).combine_chunks())
+    return sink.digest()
 
 
 def write_parquet(uri: str, table: pa.Table, storage: StorageConfig | None = None) -> str:
