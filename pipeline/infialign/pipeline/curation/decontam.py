@@ -100,7 +100,7 @@ class DecontamConfig(_config.CurationConfig):
     embedding: embed.EmbedConfig | None = Field(
         None, description="Embedding check (off by default: it needs the model and is slow on CPU). [RECON]"
     )
-    embedding_threshold: float = Field(0.9, gt=COSINE_FLOOR, le=1.0, description="Cosine that makes a leak. [SRC] seeds §1.7 (>0.9).")
+    embedding_threshold: float = Field(0.9, gt=COSINE_FLOOR, le=1.0, description="A cosine strictly above this makes a leak. [SRC] seeds §1.7 (>0.9).")
     number_aware: bool = Field(
         True,
         description="Evidence against an item counts only if the text contains every number of the item (as a "
@@ -582,7 +582,7 @@ def _is_hit(method: str, value: float, cfg: DecontamConfig) -> bool:
     if method == "fuzzy":
         return cfg.fuzzy_ratio is not None and value >= cfg.fuzzy_ratio
     if method == "cosine":
-        return cfg.embedding is not None and value >= cfg.embedding_threshold
+        return cfg.embedding is not None and value > cfg.embedding_threshold  # strictly above: the source's "> 0.9"
     if method == "numwords":
         return cfg.word_overlap is not None and value >= cfg.word_overlap
     return False
