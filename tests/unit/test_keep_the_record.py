@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from types import SimpleNamespace
 
 from infialign.pipeline import executor, planner
 from infialign.pipeline.api import StepPhase
-from infialign.pipeline.runtime import entrypoint, markers
+from infialign.pipeline.runtime import entrypoint, markers, storage
 from infialign.pipeline.runtime.config import config_digest
 
 T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)  # the attempt that did the work started
@@ -79,3 +80,32 @@ def test_the_stage_entrypoint_records_when_the_work_started(tmp_path: Path) -> N
     assert marker is not None and marker.started_at is not None
     assert before <= marker.started_at <= marker.finished_at
     assert marker.duration_seconds is not None and marker.duration_seconds >= 0
+
+
+def _beat_at(config, when: dt.datetime) -> None:
+    progress = markers.Progress(step=1, total=1, time=when)
+    storage.write_json(f"{config.output.rstrip('/')}/{markers.PROGRESS_FILE}", progress.model_dump(mode="json"), config.storage)
+
+
+def _observed(make_run, tmp_path: Path, beat: dt.datetime, now: dt.datetime) -> list[planner.Action]:
+    """A re-run's new curate attempt started at SKIP, observed at ``now`` with a progress.json written at ``beat``."""
+    run = make_run().set("spec.storage", {"local": {"path": str(tmp_path / "artifacts")}}).set("spec.tracking", {"enabled": False}).run()
+    local = executor.LocalExecutor(run, tmp_path, clock=lambda: now)
+    config = local._config("curate", 1)
+    _beat_at(config, beat)
+    status = planner.apply(planner.initial_status(run.spec), planner.StartAttempt("curate", attempt=1), SKIP)
+    local.launcher.attempts["curate"] = SimpleNamespace(attempt=1, process=SimpleNamespace(poll=lambda: None))  # still running
+    return planner.plan(run.spec, local._observe(status), now)
+
+
+def test_an_earlier_runs_heartbeat_does_not_kill_the_re_run_of_a_changed_step(make_run, tmp_path: Path) -> None:
+    # The last run wrote progress.json at DONE, days ago; the new attempt has not beaten yet. Not a hang.
+    actions = _observed(make_run, tmp_path, beat=DONE, now=SKIP + dt.timedelta(seconds=5))
+    assert actions == [planner.Wait()]
+
+
+def test_the_local_executor_still_stops_an_attempt_whose_own_heartbeat_went_stale(make_run, tmp_path: Path) -> None:
+    stall = make_run().spec().failure_policy.stall_timeout_seconds
+    actions = _observed(make_run, tmp_path, beat=SKIP + dt.timedelta(seconds=1), now=SKIP + dt.timedelta(seconds=stall + 60))
+    assert len(actions) == 1 and isinstance(actions[0], planner.StopAttempt)
+    assert actions[0].reason == "HeartbeatTimeout"

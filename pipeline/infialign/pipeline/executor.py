@@ -136,10 +136,18 @@ class LocalExecutor:
                 continue
             config = self.configs[step.name]
             code = attempt.process.poll()
-            progress = markers.read_progress(config.output, self.storage)
-            beat = markers.status_progress(progress) if progress is not None else None
-            if progress is not None and beat is not None:
-                status = planner.heartbeat(status, step.name, step.attempt, now=now, progress=beat, last_checkpoint=progress.last_checkpoint)
+            # The same reducer as the operator's: a progress.json older than this attempt (an earlier run's, left
+            # in the output folder) is no heartbeat of it, and must not arm the stall clock before the stage beats.
+            try:
+                progress, error = markers.load_progress(config.output, self.storage), None
+            except markers.ProgressUnreadable as e:
+                progress, error = None, str(e)
+            status = planner.heartbeat_read(
+                status, step.name, step.attempt, now,
+                progress=markers.status_progress(progress) if progress is not None else None,
+                last_checkpoint=progress.last_checkpoint if progress is not None else None,
+                error=error,
+            )
             if code is None:
                 continue
             marker = markers.read_success(config.output, self.storage) if code == entrypoint.EXIT_SUCCESS else None

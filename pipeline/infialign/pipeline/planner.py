@@ -50,7 +50,6 @@ __all__ = [
     "attempt_succeeded",
     "attempt_cached",
     "record_results",
-    "heartbeat",
     "heartbeat_read",
     "pods_observed",
     "set_condition",
@@ -447,14 +446,6 @@ def record_results(status: AlignmentRunStatus, step_name: str, results: list[Eva
     if step is None or step.phase != StepPhase.SUCCEEDED or not results:
         return status
     return status.model_copy(update={"results": list(results)})
-
-
-def heartbeat(status: AlignmentRunStatus, step_name: str, attempt: int, now: dt.datetime | None = None, **update: object) -> AlignmentRunStatus:
-    """An observation: progress, waiting pods or a checkpoint of the running attempt."""
-    step = status.step(step_name)
-    if step is None or step.phase != StepPhase.RUNNING or step.attempt != attempt:
-        return status
-    return summarize(_replace_step(status, step_name, **update), now)
 
 
 def heartbeat_read(
