@@ -3,6 +3,8 @@ with global steps between row steps and with windows and spill batches far small
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -238,3 +240,22 @@ def test_available_cpus_respects_affinity_and_cgroup_quota(tmp_path, monkeypatch
     quota.write_text("50000 100000\n")
     assert executor.available_cpus(quota) == 1
     assert executor.available_cpus(tmp_path / "absent") == 4
+
+
+_WS = "\t\n\x0b\x0c\r\x85 \u00a0\u1680\u2000\u2001\u2005\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def test_word_gap_pieces_cut_before_every_single_space_between_non_whitespace():
+    """The NumPy cut finds exactly the gaps the _WORD_GAP regex describes, every one of them, in every text
+    (Unicode separators on either side, spaces at a text's edges, empty and null texts)."""
+    texts = [*_TRICKY, "a b c d e", " a b ", "x" + "".join(f"{w} y" for w in _WS), "ü ß 日 本", "\u200b z", "a  b", "é\u00a0 b c"]
+    arr = pa.array(texts).fill_null("")
+    pieces, parents = tokens._word_gap_pieces(arr)
+    got: list[list[str]] = [[] for _ in texts]
+    for p, d in zip(pieces.to_pylist(), parents.tolist()):
+        got[d].append(p)
+    for text, parts in zip(arr.to_pylist(), got):
+        assert "".join(parts) == text
+        cuts = [i for i in range(1, len(text) - 1) if text[i] == " " and text[i - 1] not in _WS and text[i + 1] not in _WS]
+        bounds = list(itertools.accumulate(len(p) for p in parts))[:-1]
+        assert bounds == cuts, text
