@@ -140,15 +140,24 @@ class _Spill:
 
 
 def _windows(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
-    """Regroup a stream of tables into tables of about ``rows`` rows (whole input tables, in order)."""
+    """Regroup a stream of tables into tables of ``rows`` rows (the last one shorter), in order.
+
+    Input tables are cut where a window ends (row steps are row-independent, so the cuts change no
+    value), so a window never grows to a whole source batch (8,192 rows in curate) and a worker pool
+    gets windows of the configured size to spread."""
     buf: list[pa.Table] = []
     n = 0
+    yielded = False
     for t in tables:
-        buf.append(t)
-        n += t.num_rows
-        if n >= rows:
+        while n + t.num_rows >= rows:
+            take = rows - n
+            buf.append(t.slice(0, take))
             yield pa.concat_tables(buf)
-            buf, n = [], 0
+            buf, n, yielded = [], 0, True
+            t = t.slice(take)
+        if t.num_rows or not (buf or yielded):  # an empty table only when nothing else carries the schema
+            buf.append(t)
+            n += t.num_rows
     if buf:
         yield pa.concat_tables(buf)
 
