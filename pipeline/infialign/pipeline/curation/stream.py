@@ -174,9 +174,11 @@ def _row_segment(
         for st in st_list:
             funnel.add(st)
         yield out
-        # Windows come and go; without this, freed Arrow buffers stay with the allocator (jemalloc/mimalloc
-        # keep them for reuse) and the driver's RSS ratchets up window by window.
-        pa.default_memory_pool().release_unused()
+        _release_arrow_memory()
+
+
+def _release_arrow_memory() -> None:
+    executor.release_arrow_memory()
 
 
 def _global_step(step: steps.Step, rows: Rows, funnel: stats.Funnel) -> Rows:
