@@ -169,19 +169,10 @@ def _pool_init(blob: bytes) -> None:
     _worker_steps = pickle.loads(blob)
 
 
-def release_arrow_memory() -> None:
-    """Hand the Arrow allocator's freed pages back to the OS. Called between windows (driver and workers):
-    windows come and go, and the allocator (mimalloc or jemalloc) otherwise keeps what they freed."""
-    pa.default_memory_pool().release_unused()
-
-
 def _pool_task(start: int, stop: int, ipc: bytes) -> tuple[bytes, list[stats.StepStats]]:
     """Run steps ``start:stop`` of the pool's step list over one window of rows (Arrow IPC both ways)."""
     out, st = _run_row_steps(_worker_steps[start:stop], _from_ipc(ipc))
-    blob = _to_ipc(out)
-    del out
-    release_arrow_memory()
-    return blob, st
+    return _to_ipc(out), st
 
 
 class RowPool:

@@ -174,11 +174,6 @@ def _row_segment(
         for st in st_list:
             funnel.add(st)
         yield out
-        _release_arrow_memory()
-
-
-def _release_arrow_memory() -> None:
-    executor.release_arrow_memory()
 
 
 def _global_step(step: steps.Step, rows: Rows, funnel: stats.Funnel) -> Rows:
