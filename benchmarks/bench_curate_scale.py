@@ -2,12 +2,16 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_curate_scale.py --sizes 100000 300000 \
         --baseline-src /work/main --baseline-sizes 20000
+    # curate alone, this branch at 20k against main at 20k, outputs kept to compare:
+    ... bench_curate_scale.py --sizes 20000 --baseline-src /work/main --baseline-sizes 20000 --steps curate --keep /tmp/k
 
 For each size N the script writes N records (NuminaMath layout: ``problem`` / ``solution`` / ``answer``,
 ~3.3 KB each, an R1-style ``<think>`` block and a ``\\boxed{}`` answer; 2 % exact and 2 % near
 duplicates) to a Parquet file, then runs ``curate`` and ``select`` through the real stage runtime
 (``entrypoint.run_stage``, the same call the local executor makes) in a child process, and samples the
-summed RSS of that child and all its descendants (verification workers) every 0.2 s.
+summed RSS of that child and all its descendants (curate's row workers, select's verification workers)
+every 0.2 s. CPU seconds are the child's user + system time plus that of its joined children, per stage:
+less sensitive to other load on the machine than wall time.
 
 The baseline is named by ``--baseline-src``: the same measurement with another checkout's ``pipeline/``
 first on ``PYTHONPATH`` (landed main: the non-streaming path), at the sizes it survives. Both run in
@@ -101,39 +105,52 @@ def generate(path: Path, n: int, seed: int = 0, chunk: int = 20_000) -> int:
     return text_bytes
 
 
-def _spec(data: Path) -> dict:
+def _spec(data: Path, local_workers: int | None = None) -> dict:
     off = {"enabled": False}
+    curate: dict = {"embeddings": {"model": "hashed"}}
+    if local_workers is not None:  # else the stage's default (a baseline checkout may not know the field)
+        curate["localWorkers"] = local_workers
     return {
         "model": {"uri": "builtin://tiny"},
         "sources": [{"name": "longcot", "uri": str(data), "preset": "numina"}],
         "benchmarks": [{"name": "bench", "uri": "builtin://reasoning-bench?n=200", "preset": "records"}],
         "stages": {
-            "curate": {"embeddings": {"model": "hashed"}},
+            "curate": curate,
             "select": {"targetFraction": 0.2},
             "distill": off, "sft": off, "prefs": off, "dpo": off, "eval": off,
         },
     }
 
 
-def _child(data: Path, workdir: Path) -> None:
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of its children that have been waited for (the curate stage
+    joins its worker pool, select its verification workers, before they return)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _child(data: Path, workdir: Path, local_workers: int | None = None, steps: tuple[str, ...] = ("curate", "select")) -> None:
     """Run curate then select in this process; print one JSON line of timings."""
     from infialign.pipeline import stages
     from infialign.pipeline.api import AlignmentRunSpec
     from infialign.pipeline.runtime import entrypoint, markers
     from infialign.pipeline.runtime.config import RunIdentity, TrackingConfig, artifacts_root, build_stage_config
 
-    spec = AlignmentRunSpec.model_validate(_spec(data))
+    spec = AlignmentRunSpec.model_validate(_spec(data, local_workers))
     storage = artifacts_root(spec, workdir)
     run = RunIdentity(name="scale")
     out: dict[str, float] = {}
-    for step in ("curate", "select"):
+    for step in steps:
         config = build_stage_config(spec, run, step, 1, storage, TrackingConfig(enabled=False))
-        started = time.perf_counter()
+        started, cpu0 = time.perf_counter(), _cpu_seconds()
         code = entrypoint.run_stage(config, stages.load(step))
         if code != 0:
             print(json.dumps({"failed": step, "code": code}), flush=True)
             return
         out[f"{step}_seconds"] = time.perf_counter() - started
+        out[f"{step}_cpu_seconds"] = _cpu_seconds() - cpu0
         marker = markers.read_success(config.output, storage)
         out[f"{step}_rows_out"] = sum(o.rows or 0 for o in marker.outputs if o.name in ("pool", "sft-phase2"))
         print(json.dumps({"done": step, **out}), flush=True)
@@ -157,13 +174,20 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def measure(src: Path, data: Path, rows: int, label: str, limit_gb: float) -> dict:
-    """One child run with ``src/pipeline`` first on the path; the peak of the process tree's summed RSS."""
+def measure(
+    src: Path, data: Path, rows: int, label: str, limit_gb: float, local_workers: int | None = None, steps: tuple[str, ...] = ("curate", "select"),
+    keep: Path | None = None,
+) -> dict:
+    """One child run with ``src/pipeline`` first on the path; the peak of the process tree's summed RSS.
+    ``keep``: a folder to keep the run's artifacts in (to compare outputs), instead of a temporary one."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{src / 'pipeline'}{os.pathsep}{src / 'operator'}")
+    extra = ["--local-workers", str(local_workers)] if local_workers is not None else []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        workdir = str(keep) if keep is not None else tmp
         started = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, str(_HERE), "--child", str(data), "--workdir", tmp], env=env, stdout=subprocess.PIPE, text=True
+            [sys.executable, str(_HERE), "--child", str(data), "--workdir", workdir, "--steps", *steps, *extra],
+            env=env, stdout=subprocess.PIPE, text=True,
         )
         peak, lines, killed = 0, [], False
         import threading
@@ -197,13 +221,22 @@ def measure(src: Path, data: Path, rows: int, label: str, limit_gb: float) -> di
 
 
 def _row(r: dict) -> str:
-    cur, sel = r.get("curate_seconds"), r.get("select_seconds")
+    cur, sel, cpu = r.get("curate_seconds"), r.get("select_seconds"), r.get("curate_cpu_seconds")
     rate = f"{r['rows'] / cur:,.0f}" if cur else "-"
+    cpu_rate = f"{r['rows'] / cpu:,.0f}" if cpu else "-"
     status = "killed at limit" if r["killed"] else ("failed in " + r["failed"] if "failed" in r else "ok")
     return (
-        f"| {r['label']} | {r['rows']:,} | {cur or float('nan'):.1f} | {rate} | {sel or float('nan'):.1f} | "
+        f"| {r['label']} | {r['rows']:,} | {cur or float('nan'):.1f} | {cpu or float('nan'):.1f} | {rate} | {cpu_rate} | "
+        f"{sel or float('nan'):.1f} | {r.get('select_cpu_seconds') or float('nan'):.1f} | "
         f"{r.get('curate_rows_out', 0):,.0f} | {r.get('select_rows_out', 0):,.0f} | {r['curate_peak_gb']:.2f} | {r['peak_gb']:.2f} | {status} |"
     )
+
+
+_HEADER = (
+    "| run | rows | curate s | curate CPU s | curate rows/s | curate rows/CPU s | select s | select CPU s | pool | selected "
+    "| curate peak RSS GiB | peak RSS GiB (curate + select) | status |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+)
 
 
 def main() -> None:
@@ -213,11 +246,14 @@ def main() -> None:
     parser.add_argument("--baseline-sizes", type=int, nargs="*", default=[20_000])
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "bench-curate-scale")
     parser.add_argument("--limit-gb", type=float, default=12.0, help="kill a run whose process tree passes this RSS")
+    parser.add_argument("--local-workers", type=int, default=None, help="curate's localWorkers for this branch (default: the stage's)")
+    parser.add_argument("--steps", nargs="+", default=["curate", "select"], choices=["curate", "select"], help="stages to run (select needs curate)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep each run's artifacts under this folder (<label>-<rows>/)")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        _child(args.child, args.workdir)
+        _child(args.child, args.workdir, args.local_workers, tuple(args.steps))
         return
     args.data_dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -229,18 +265,25 @@ def main() -> None:
             text = generate(data, n)
             print(f"generated {n:,} records, {text / 2**30:.2f} GiB of responses, in {time.perf_counter() - started:.0f} s", flush=True)
         src = args.baseline_src if label == "baseline" else _REPO
-        r = measure(src, data, n, f"{label} ({src})", args.limit_gb)
+        workers = args.local_workers if label != "baseline" else None
+        keep = None
+        if args.keep is not None:
+            keep = args.keep / f"{label.replace(' ', '-')}-{n}"
+            keep.mkdir(parents=True, exist_ok=True)
+        r = measure(src, data, n, f"{label} ({src})", args.limit_gb, workers, tuple(args.steps), keep)
         results.append(r)
         print(_row(r), flush=True)
-    print("\n| run | rows | curate s | curate rows/s | select s | pool | selected | curate peak RSS GiB | peak RSS GiB (curate + select) | status |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("\n" + _HEADER)
     for r in results:
         print(_row(r))
     base = {r["rows"]: r for r in results if r["label"].startswith("baseline") and r.get("curate_seconds")}
     for r in results:
         b = base.get(r["rows"])
         if b and not r["label"].startswith("baseline") and r.get("curate_seconds"):
-            print(f"at {r['rows']:,} rows: curate {b['curate_seconds'] / r['curate_seconds']:.2f}x faster, peak RSS {r['peak_gb'] / b['peak_gb']:.2f}x the baseline's")
+            print(
+                f"at {r['rows']:,} rows: curate {b['curate_seconds'] / r['curate_seconds']:.2f}x faster in wall time, "
+                f"{b['curate_cpu_seconds'] / r['curate_cpu_seconds']:.2f}x fewer CPU s, peak RSS {r['peak_gb'] / b['peak_gb']:.2f}x the baseline's"
+            )
 
 
 if __name__ == "__main__":

@@ -49,6 +49,17 @@ _ALGEBRA_COT = (
 )
 
 
+def test_curate_runs_row_steps_on_a_run_long_pool_unless_one_cpu_or_ray(monkeypatch) -> None:
+    monkeypatch.setattr(curation, "available_cpus", lambda: 2)
+    cfg = curate.executor_config(CurateStage())
+    assert (cfg.backend, cfg.workers) == ("processes", 2)  # streaming uses one RowPool of 2 workers
+    assert curate.executor_config(CurateStage.model_validate({"localWorkers": 1})).backend == "local"
+    assert curate.executor_config(CurateStage.model_validate({"localWorkers": 3})).workers == 3
+    monkeypatch.setattr(curation, "available_cpus", lambda: 1)
+    assert curate.executor_config(CurateStage()).backend == "local"
+    assert curate.executor_config(CurateStage.model_validate({"ray": {"workers": 2}})).backend == "ray"
+
+
 def test_math_without_a_box_is_dropped_for_a_source_without_a_domain_column() -> None:
     """NuminaMath layout (problem/solution, no domain column): the labeller names the domain before the
     rules run, so the [SRC] "math must have \\boxed" rule applies; a labelled source keeps its label."""

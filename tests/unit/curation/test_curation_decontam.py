@@ -171,3 +171,18 @@ def test_competition_fixture_clean_near_misses_pass_and_verbatim_or_reformatted_
     flagged = {t for t in fx.CLEAN if hits(t)}
     assert flagged <= same_setup, flagged
     assert hits(fx.CLEAN[-2]) == set()  # same numbers 10 and 21, another question: the item's 3 is missing
+
+
+def test_ngrams_from_shared_match_tokens_equal_those_of_each_match_form():
+    """evidence() hashes n-grams from one pass of match_form's regexes for both forms; the hashes must be
+    those of word_ngrams over each joined form, on long CoTs, Greek-letter math, Unicode and empty texts."""
+    from infialign.pipeline.curation import _ngrams
+    from realistic_text import GREEK_MATH_PROMPTS, LONG_COTS
+
+    texts = [*AIME, *GREEK_MATH_PROMPTS, *LONG_COTS.values(), None, "", "  ", "日本 語 テキスト", "a\u00a0 b x\u3000y", "\\frac{1}{2}+x^2=7"]
+    tokens = decontam._match_tokens(texts)
+    for n in (1, 8, 13):
+        for placeholder in (True, False):
+            got = _ngrams.token_ngrams(decontam._with_placeholders(tokens) if placeholder else tokens, n)
+            want = _ngrams.word_ngrams(decontam.match_form(texts, placeholder), n)
+            assert all((a == b).all() for a, b in zip(got, want)) and got[0].size > 0

@@ -3,6 +3,8 @@ with global steps between row steps and with windows and spill batches far small
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -194,3 +196,66 @@ def test_segment_token_counts_equal_the_tokenizer(tmp_path):
     # A text that already holds the cut character sends its batch to the tokenizer directly.
     odd = ["has a \x00 cut character", "a b"]
     assert counter.count(pa.array(odd)).tolist() == [len(e.ids) for e in tok.encode_batch(odd, add_special_tokens=False)]
+
+
+def test_run_long_pool_equals_local(tmp_path):
+    """The curate stage's default without Ray: one RowPool for the whole run, windows shipped as Arrow
+    IPC. Same rows, values, order and funnel as the local backend over the same windows."""
+    table = _duplicated(300)
+    local_rows, f_local = stream.run_steps_streaming(_batches(table, 13), _pipeline(), executor.ExecutorConfig(window_rows=40), scratch=tmp_path)
+    cfg = executor.ExecutorConfig(backend="processes", workers=2, window_rows=40)
+    pool_rows, f_pool = stream.run_steps_streaming(_batches(table, 13), _pipeline(), cfg, scratch=tmp_path)
+    assert pool_rows.table().equals(local_rows.table())
+    assert _summary(f_pool) == _summary(f_local)
+    assert [s.counters for s in f_pool.steps] == [s.counters for s in f_local.steps]
+
+
+def test_row_pool_workers_live_for_the_run():
+    """Every window of every segment runs on the same (at most two) worker processes: no pool per window."""
+    step_list = _steps()
+    row_segments = [seg for scope, seg in executor.segments(step_list) if scope == "row"]
+    table = _table(200)
+    with executor.RowPool(step_list, workers=2) as pool:
+        outs = []
+        for seg in row_segments:
+            outs += [out for out, _ in pool.map_windows(seg, _batches(table, 20))]
+        pids = {f.pid for f in pool._pool._processes.values()}  # noqa: SLF001  the pool's own record
+    assert len(pids) <= 2
+    expected = [executor.map_segment(seg, w, executor.ExecutorConfig())[0][0] for seg in row_segments for w in _batches(table, 20)]
+    assert len(outs) == len(expected) and all(a.equals(b) for a, b in zip(outs, expected))
+
+
+def test_row_pool_rejects_a_foreign_segment():
+    with executor.RowPool(_steps()[:1], workers=2) as pool, pytest.raises(ValueError, match="not a run"):
+        list(pool.map_windows(_steps()[1:2], [_table(3)]))
+
+
+def test_available_cpus_respects_affinity_and_cgroup_quota(tmp_path, monkeypatch):
+    monkeypatch.setattr(executor.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    quota = tmp_path / "cpu.max"
+    quota.write_text("max 100000\n")
+    assert executor.available_cpus(quota) == 4
+    quota.write_text("250000 100000\n")
+    assert executor.available_cpus(quota) == 2
+    quota.write_text("50000 100000\n")
+    assert executor.available_cpus(quota) == 1
+    assert executor.available_cpus(tmp_path / "absent") == 4
+
+
+_WS = "\t\n\x0b\x0c\r\x85 \u00a0\u1680\u2000\u2001\u2005\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def test_word_gap_pieces_cut_before_every_single_space_between_non_whitespace():
+    """The NumPy cut finds exactly the gaps the _WORD_GAP regex describes, every one of them, in every text
+    (Unicode separators on either side, spaces at a text's edges, empty and null texts)."""
+    texts = [*_TRICKY, "a b c d e", " a b ", "x" + "".join(f"{w} y" for w in _WS), "ü ß 日 本", "\u200b z", "a  b", "é\u00a0 b c"]
+    arr = pa.array(texts).fill_null("")
+    pieces, parents = tokens._word_gap_pieces(arr)
+    got: list[list[str]] = [[] for _ in texts]
+    for p, d in zip(pieces.to_pylist(), parents.tolist()):
+        got[d].append(p)
+    for text, parts in zip(arr.to_pylist(), got):
+        assert "".join(parts) == text
+        cuts = [i for i in range(1, len(text) - 1) if text[i] == " " and text[i - 1] not in _WS and text[i + 1] not in _WS]
+        bounds = list(itertools.accumulate(len(p) for p in parts))[:-1]
+        assert bounds == cuts, text

@@ -434,7 +434,9 @@ def _gpu_resources() -> Resources:
 class RayWorkers(ApiModel):
     """Run `curate`/`select` on Ray Data (KubeRay in clusters) instead of one process."""
 
-    workers: int = Field(default=0, ge=0, le=1024, description="Ray workers. 0 runs in one process with multiprocessing. Default: 0.")
+    workers: int = Field(
+        default=0, ge=0, le=1024, description="Ray workers. 0 runs on the stage's own pod (for `curate`: see `localWorkers`). Default: 0."
+    )
     address: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="An existing Ray cluster (`ray://host:10001`). Empty starts a local Ray."
     )
@@ -591,6 +593,16 @@ class CurateStage(ApiModel):
     domains: DomainLabelling = Field(default_factory=DomainLabelling, description="Domain labelling.")
     embeddings: Embeddings = Field(default_factory=Embeddings, description="Embeddings and clusters.")
     ray: RayWorkers = Field(default_factory=RayWorkers, description="Scale out on Ray Data.")
+    local_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Without Ray (`ray.workers` 0): worker processes for the row steps (domain labels, token counts, "
+        "rule filters, decontamination scores). They live for the whole stage and take windows of rows while the "
+        "stage process reads the sources and writes the spill. Empty: the CPUs the stage may use (its CPU affinity, "
+        "capped by the pod's CPU limit); 1 runs everything in the stage process. The output is the same either way. "
+        "Default: empty [RECON] (measured in benchmarks/results/curate_scale.md).",
+    )
     resources: Resources = Field(default_factory=Resources, description="Pod resources (CPU by default).")
 
 

@@ -25,8 +25,8 @@ Dedup runs before it, so its choice of representative uses only what is known at
 run ``rule_steps`` again with ``FinalAnswerRule(require_boxed_response=True)`` and ``EmptyRule(
 require_response=True)``.
 
-The ``processes`` executor starts worker processes with ``spawn``: a script that
-calls them needs the ``if __name__ == "__main__":`` guard (console-script entry points have it).
+The ``processes`` executor (and the streaming path's run-long ``RowPool``, which the curate stage uses
+when it has more than one CPU and no Ray) starts worker processes with ``spawn``: a script that calls them needs the ``if __name__ == "__main__":`` guard (console-script entry points have it).
 
 This package imports only pyarrow, numpy, pydantic and the standard library at import time; torch,
 sentence-transformers, scikit-learn, faiss, rapidfuzz and Ray load inside the functions
@@ -60,7 +60,7 @@ from infialign.pipeline.curation.domains import (
     label_domains_llm,
 )
 from infialign.pipeline.curation.embed import ClusterConfig, EmbedConfig, KMeansConfig, cluster_prompts, embed_texts
-from infialign.pipeline.curation.executor import ExecutorConfig, run_steps
+from infialign.pipeline.curation.executor import ExecutorConfig, RowPool, available_cpus, run_steps
 from infialign.pipeline.curation.filters import RuleFilterConfig, filter_rules, rule_steps, score_rules
 from infialign.pipeline.curation.ingest import FieldMapping, records_from_rows
 from infialign.pipeline.curation.normalize import normalize_array, normalize_text
@@ -94,6 +94,7 @@ __all__ = [
     "MinHashConfig",
     "OpenAIChatLabeller",
     "OpenAIChatLabellerConfig",
+    "RowPool",
     "Rows",
     "RuleFilterConfig",
     "Selection",
@@ -104,6 +105,7 @@ __all__ = [
     "TokenCountConfig",
     # modules
     "answers",
+    "available_cpus",
     "challenge_pool",
     "cluster_prompts",
     "count_response_tokens",

@@ -238,7 +238,12 @@ def word_ngrams(normalized: pa.Array, n: int, *, whole_if_short: bool = True) ->
     """Word n-gram hashes of already-normalised texts (see ``normalize.normalize_array``)."""
     from infialign.pipeline.curation import normalize
 
-    units, offsets = token_units(normalize.tokenize_array(normalized))
+    return token_ngrams(normalize.tokenize_array(normalized), n, whole_if_short=whole_if_short)
+
+
+def token_ngrams(tokens: pa.ListArray, n: int, *, whole_if_short: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`word_ngrams` of texts already split into tokens (a list<string> array)."""
+    units, offsets = token_units(tokens)
     return ngram_hashes(units, offsets, n, whole_if_short=whole_if_short)
 
 

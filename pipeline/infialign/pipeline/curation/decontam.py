@@ -197,6 +197,14 @@ def match_form(texts: Sequence[str | None] | pa.Array, placeholder: bool = True)
     Items with digits are matched in the placeholder form (renamed variables still match; their numbers keep
     other problems apart). Items without digits are matched with their letters: there the formula's variables
     are most of what tells "prove a^a b^b c^c >= a^b b^c c^a" from "prove (a+b)(b+c)(c+a) >= 8abc"."""
+    tokens = _match_tokens(texts)
+    return pc.binary_join(_with_placeholders(tokens) if placeholder else tokens, " ")
+
+
+def _match_tokens(texts: Sequence[str | None] | pa.Array) -> pa.ListArray:
+    """The tokens of :func:`match_form` without placeholders. Both forms come from these (one pass of the
+    regexes instead of two), and n-grams are hashed from them directly: splitting the joined form on
+    whitespace gives the same tokens back (a token holds no whitespace and is never empty)."""
     arr = texts if isinstance(texts, pa.Array) else pa.array([t or "" for t in texts], pa.string())
     # After normalising: the instruction boilerplate it strips is matched with its \\boxed{} in place.
     norm = normalize.normalize_array(arr.fill_null(""))
@@ -204,12 +212,14 @@ def match_form(texts: Sequence[str | None] | pa.Array, placeholder: bool = True)
     norm = pc.replace_substring_regex(norm, r"[^\p{L}\p{N}\p{M}\s]", " ")
     norm = pc.replace_substring_regex(norm, r"(\p{N})(\p{L})", r"\1 \2")
     norm = pc.replace_substring_regex(norm, r"(\p{L})(\p{N})", r"\1 \2")
-    tokens = normalize.tokenize_array(norm)
+    return normalize.tokenize_array(norm)
+
+
+def _with_placeholders(tokens: pa.ListArray) -> pa.ListArray:
+    """Every single-letter token (a variable) written ``_``."""
     flat = pc.list_flatten(tokens)
     single = pc.and_(pc.equal(pc.utf8_length(flat), 1), pc.utf8_is_alpha(flat))
-    flat = pc.if_else(single, pa.scalar("_"), flat) if placeholder else flat
-    rebuilt = pa.ListArray.from_arrays(tokens.offsets, flat)
-    return pc.binary_join(rebuilt, " ")
+    return pa.ListArray.from_arrays(tokens.offsets, pc.if_else(single, pa.scalar("_"), flat))
 
 
 def _content_words(text: str) -> frozenset[str]:
@@ -499,25 +509,30 @@ class DecontamIndex:
         """Per method, ``(texts, items, values)`` for every item a text matches (numbers permitting)."""
         n = len(prompts)
         doc_keys = _ngrams.digit_keys(list(prompts), brackets_subtract=True) if self.cfg.number_aware else []
-        norm = match_form(list(prompts))
-        plain = match_form(list(prompts), False)
+        # One pass of match_form's regexes per text for both forms; n-grams straight from the tokens
+        # (the same hashes as word_ngrams of the joined form, without joining and splitting again).
+        plain_tokens = _match_tokens(list(prompts))
+        plain = pc.binary_join(plain_tokens, " ")
         norm_list = plain.to_pylist()
         out: dict[str, Evidence] = {}
-        h, o = _ngrams.word_ngrams(norm, self.cfg.prompt_ngram)
-        ph, po = _ngrams.word_ngrams(plain, self.cfg.prompt_ngram)
+        h, o = _ngrams.token_ngrams(_with_placeholders(plain_tokens), self.cfg.prompt_ngram)
+        ph, po = _ngrams.token_ngrams(plain_tokens, self.cfg.prompt_ngram)
         found = _concat(_lookup(self.prompt_h, self.prompt_item, h, o), _lookup(self.prompt_h_plain, self.prompt_item_plain, ph, po))
         found = self._numbers_permit(found, doc_keys)
         out["ngram"] = self._share_permits(found, self.prompt_count, self.item_numbers, self.cfg.min_ngram_hits)
         if self.cfg.full_ngram is not None:
             resp = list(responses) if responses is not None else [None] * n
             full = [(p or "") if not r else f"{p or ''}\n{r}" for p, r in zip(prompts, resp)]
-            fh, fo = _ngrams.word_ngrams(match_form(full), self.cfg.full_ngram)
-            gh, go = _ngrams.word_ngrams(match_form(full, False), self.cfg.full_ngram)
+            full_tokens = _match_tokens(full)
+            fh, fo = _ngrams.token_ngrams(_with_placeholders(full_tokens), self.cfg.full_ngram)
+            gh, go = _ngrams.token_ngrams(full_tokens, self.cfg.full_ngram)
+            del full_tokens
             found = _concat(_lookup(self.full_h, self.full_item, fh, fo), _lookup(self.full_h_plain, self.full_item_plain, gh, go))
             found = self._numbers_permit(found, doc_keys)
             found = self._numbers_permit(found, _ngrams.digit_keys(full, brackets_subtract=True) if self.cfg.number_aware else [], full=True)
             out["full"] = self._share_permits(found, self.full_count, self.item_full_numbers, self.cfg.min_full_hits)
-        out["fuzzy"] = self._fuzzy(norm_list, _ngrams.word_counts(plain), doc_keys)
+        words = pc.list_value_length(plain_tokens).to_numpy(zero_copy_only=False).astype(np.int64)  # = word_counts(plain)
+        out["fuzzy"] = self._fuzzy(norm_list, words, doc_keys)
         if self.cfg.number_aware:
             out["numwords"] = self._numbers_and_words(norm_list, doc_keys)
         if self.cfg.embedding is not None and self.emb is not None and n:

@@ -9,6 +9,9 @@ returns the same rows in the same order with the same counts.
 - ``local``: everything in this process (the laptop default; measured faster than Ray on 2 cores,
   curation-anchors.md §5.3).
 - ``processes``: row segments on a ``ProcessPoolExecutor`` (``spawn`` by default, safe next to threads).
+  The streaming path (``curation.stream``) keeps one :class:`RowPool` for the whole run instead: its
+  workers are started (spawn + imports) once, get the step list once, and take windows of rows as Arrow
+  IPC while the driver reads the sources and writes the spill.
 - ``ray``: ``ray.data.from_arrow(shards).map_batches(fn, batch_format="pyarrow")``. Each output row
   packs one shard's result (Arrow IPC bytes) with its stats (JSON), so stats come back without a side
   channel; the driver sorts by shard index. ``ray.init`` is called only when Ray is not initialised.
@@ -16,18 +19,23 @@ returns the same rows in the same order with the same counts.
 
 from __future__ import annotations
 
+import collections
 import json
+import math
 import multiprocessing as mp
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from typing import Literal
+import os
+import pickle
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from infialign.pipeline.curation import _config, stats, steps
 from pydantic import Field
 
-__all__ = ["ExecutorConfig", "map_segment", "run_steps", "segments"]
+__all__ = ["ExecutorConfig", "RowPool", "available_cpus", "map_segment", "run_steps", "segments"]
 
 _SHARD_COL = "__infialign_shard"
 
@@ -43,8 +51,26 @@ class ExecutorConfig(_config.CurationConfig):
         ge=1,
         description="Streaming only (curation.stream): rows a row-scope segment takes at once. Bounds the memory of "
         "row steps: decontamination's n-gram evidence needs ~1 GB of temporaries per 20k long CoTs (measured). "
-        "Give the processes and ray backends at least shard_rows x workers, so each window fills every worker.",
+        "Give the ray backend at least shard_rows x workers, so each window fills every worker. With the processes "
+        "backend, each window is one task of the run-long RowPool.",
     )
+
+
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity mask (``taskset``, a cpuset), capped by a cgroup v2 CPU
+    quota when one is set (a pod's CPU limit: ``cpu.max`` = ``"200000 100000"`` is 2 CPUs, rounded down,
+    at least 1). ``os.cpu_count()`` counts the node's CPUs, which a pod with a limit cannot use."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    try:
+        quota, period = cgroup.read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.floor(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
 
 
 def segments(step_list: Sequence[steps.Step]) -> list[tuple[str, list[steps.Step]]]:
@@ -130,6 +156,74 @@ def map_segment(step_list: Sequence[steps.Step], table: pa.Table, cfg: ExecutorC
         with ProcessPoolExecutor(max_workers=min(cfg.workers, len(shards)), mp_context=mp.get_context(cfg.start_method)) as pool:
             return list(pool.map(_run_row_steps, [step_list] * len(shards), shards))
     return _map_ray(step_list, shards, cfg)
+
+
+# -- the run-long pool of the streaming path ---------------------------------------------------------
+
+_worker_steps: list[steps.Step] = []
+
+
+def _pool_init(blob: bytes) -> None:
+    global _worker_steps
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _worker_steps = pickle.loads(blob)
+
+
+def _pool_task(start: int, stop: int, ipc: bytes) -> tuple[bytes, list[stats.StepStats]]:
+    """Run steps ``start:stop`` of the pool's step list over one window of rows (Arrow IPC both ways)."""
+    out, st = _run_row_steps(_worker_steps[start:stop], _from_ipc(ipc))
+    return _to_ipc(out), st
+
+
+class RowPool:
+    """Worker processes that live for a whole streaming run and run row segments window by window.
+
+    Each worker is spawned once, imports once and unpickles the run's step list once (the initializer),
+    so caches that live in a worker (the tokenizer, its segment counts) last the whole run. A window goes
+    to a worker as Arrow IPC bytes and comes back the same way with its stats. :meth:`map_windows` keeps
+    up to ``in_flight`` windows queued and yields results in input order, so the rows, their order and the
+    funnel equal the ``local`` backend's, while the driver keeps reading and writing between results.
+    """
+
+    def __init__(self, step_list: Sequence[steps.Step], workers: int, start_method: str = "spawn", in_flight: int | None = None) -> None:
+        self.step_list = list(step_list)
+        self.workers = workers
+        self.in_flight = in_flight or 2 * workers
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=mp.get_context(start_method), initializer=_pool_init, initargs=(pickle.dumps(self.step_list),)
+        )
+
+    def __enter__(self) -> RowPool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _span(self, seg: Sequence[steps.Step]) -> tuple[int, int]:
+        n = len(seg)
+        for start in range(len(self.step_list) - n + 1):
+            if all(a is b for a, b in zip(self.step_list[start : start + n], seg)):
+                return start, start + n
+        raise ValueError("RowPool.map_windows: the segment is not a run of the pool's step list")
+
+    def map_windows(self, seg: Sequence[steps.Step], windows: Iterable[pa.Table]) -> Iterator[tuple[pa.Table, list[stats.StepStats]]]:
+        """Run ``seg`` (consecutive steps of the pool's step list) over each window; results in input order."""
+        start, stop = self._span(seg)
+        pending: collections.deque[Future] = collections.deque()
+        for window in windows:
+            pending.append(self._pool.submit(_pool_task, start, stop, _to_ipc(window)))
+            while len(pending) >= self.in_flight:
+                yield self._result(pending.popleft())
+        while pending:
+            yield self._result(pending.popleft())
+
+    @staticmethod
+    def _result(future: Future) -> tuple[pa.Table, list[stats.StepStats]]:
+        ipc, st = future.result()
+        return _from_ipc(ipc), st
 
 
 def run_steps(table: pa.Table, step_list: Sequence[steps.Step], cfg: ExecutorConfig | None = None) -> tuple[pa.Table, stats.Funnel]:

@@ -320,7 +320,9 @@ def _word_units(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     after_backslash = np.zeros(len(starts), dtype=bool)
     inner = starts > 0
     after_backslash[inner] = data[starts[inner] - 1] == _BACKSLASH
-    keep = ~after_backslash | np.isin(starts, text_starts)
+    at_text_start = np.zeros(len(data) + 1, dtype=bool)
+    at_text_start[text_starts] = True
+    keep = ~after_backslash | at_text_start[starts]  # = np.isin(starts, text_starts), without its sort
     run_of_byte = np.cumsum(begins) - 1
     token_bytes = np.flatnonzero(word & keep[np.maximum(run_of_byte, 0)]) if len(starts) else np.zeros(0, np.int64)
     lens = np.bincount(run_of_byte[token_bytes], minlength=len(starts))[keep]
@@ -332,7 +334,11 @@ def _word_units(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     docs = np.searchsorted(doc_off, starts[keep], side="right") - 1
     offsets = np.zeros(len(arr) + 1, dtype=np.int64)
     np.cumsum(np.bincount(docs, minlength=len(arr)), out=offsets[1:])
-    return _ngrams.hash_strings(tokens), offsets
+    if len(tokens) == 0:
+        return np.zeros(0, dtype=np.uint64), offsets
+    # Hash each distinct word once (a CoT repeats its words): the same hashes, a fraction of the bytes.
+    enc = pc.dictionary_encode(tokens)
+    return _ngrams.hash_strings(enc.dictionary)[enc.indices.to_numpy(zero_copy_only=False)], offsets
 
 
 def _compression_ratio(text: str) -> float:

@@ -22,6 +22,7 @@ input (``tests/unit/curation/test_curation_stream.py`` checks it for every backe
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -139,26 +140,40 @@ class _Spill:
 
 
 def _windows(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
-    """Regroup a stream of tables into tables of about ``rows`` rows (whole input tables, in order)."""
+    """Regroup a stream of tables into tables of ``rows`` rows (the last one shorter), in order.
+
+    Input tables are cut where a window ends (row steps are row-independent, so the cuts change no
+    value), so a window never grows to a whole source batch (8,192 rows in curate) and a worker pool
+    gets windows of the configured size to spread."""
     buf: list[pa.Table] = []
     n = 0
+    yielded = False
     for t in tables:
-        buf.append(t)
-        n += t.num_rows
-        if n >= rows:
+        while n + t.num_rows >= rows:
+            take = rows - n
+            buf.append(t.slice(0, take))
             yield pa.concat_tables(buf)
-            buf, n = [], 0
+            buf, n, yielded = [], 0, True
+            t = t.slice(take)
+        if t.num_rows or not (buf or yielded):  # an empty table only when nothing else carries the schema
+            buf.append(t)
+            n += t.num_rows
     if buf:
         yield pa.concat_tables(buf)
 
 
-def _row_segment(seg: list[steps.Step], tables: Iterable[pa.Table], cfg: executor.ExecutorConfig, funnel: stats.Funnel) -> Iterator[pa.Table]:
-    for window in _windows(tables, cfg.window_rows):
-        parts = executor.map_segment(seg, window, cfg)
-        for out, st_list in parts:
-            for st in st_list:
-                funnel.add(st)
-            yield out
+def _row_segment(
+    seg: list[steps.Step], tables: Iterable[pa.Table], cfg: executor.ExecutorConfig, funnel: stats.Funnel, pool: executor.RowPool | None
+) -> Iterator[pa.Table]:
+    windows = _windows(tables, cfg.window_rows)
+    if pool is not None:
+        parts: Iterable[tuple[pa.Table, list[stats.StepStats]]] = pool.map_windows(seg, windows)
+    else:
+        parts = (part for window in windows for part in executor.map_segment(seg, window, cfg))
+    for out, st_list in parts:
+        for st in st_list:
+            funnel.add(st)
+        yield out
 
 
 def _global_step(step: steps.Step, rows: Rows, funnel: stats.Funnel) -> Rows:
@@ -190,16 +205,30 @@ def run_steps_streaming(
     """Run ``step_list`` over a stream of record tables; returns the output rows (read them with
     ``Rows.batches()``; they live under ``scratch`` until it is removed) and the funnel."""
     cfg = cfg or executor.ExecutorConfig()
+    segs = executor.segments(step_list)
+    # processes backend: one pool of workers for every row segment of the run (spawned and importing once)
+    use_pool = cfg.backend == "processes" and cfg.workers > 1 and any(scope == "row" for scope, _ in segs)
+    with executor.RowPool(step_list, cfg.workers, cfg.start_method) if use_pool else contextlib.nullcontext() as pool:
+        return _run(tables, segs, cfg, scratch, pool)
+
+
+def _run(
+    tables: Iterable[pa.Table],
+    segs: list[tuple[str, list[steps.Step]]],
+    cfg: executor.ExecutorConfig,
+    scratch: Path | None,
+    pool: executor.RowPool | None,
+) -> tuple[Rows, stats.Funnel]:
     folder = Path(tempfile.mkdtemp(prefix="curate-spill-", dir=scratch))
     spill = _Spill(folder)
     funnel = stats.Funnel()
     rows: Rows | None = None
     source: Iterable[pa.Table] = tables
-    for scope, seg in executor.segments(step_list):
+    for scope, seg in segs:
         if scope == "row":
             if rows is not None:
                 source = rows.batches()
-            new = spill.write(_row_segment(seg, source, cfg, funnel), rows.schema if rows is not None else None)
+            new = spill.write(_row_segment(seg, source, cfg, funnel, pool), rows.schema if rows is not None else None)
             if rows is not None:
                 rows.path.unlink(missing_ok=True)
             if new is None:

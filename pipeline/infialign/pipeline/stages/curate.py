@@ -96,6 +96,10 @@ def executor_config(settings: CurateStage | Any) -> curation.ExecutorConfig:
     if ray.workers > 0:
         # A window fills every worker twice (shard_rows 5,000 each); the local default window is one shard.
         return curation.ExecutorConfig(backend="ray", workers=ray.workers, ray_address=ray.address, window_rows=10_000 * ray.workers)
+    # No Ray: a run-long pool of worker processes (curation.RowPool) when more than one CPU is ours.
+    workers = settings.local_workers or curation.available_cpus()
+    if workers > 1:
+        return curation.ExecutorConfig(backend="processes", workers=workers)
     return curation.ExecutorConfig(backend="local")
 
 
