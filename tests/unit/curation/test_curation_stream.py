@@ -225,6 +225,17 @@ def test_row_pool_workers_live_for_the_run():
     assert len(outs) == len(expected) and all(a.equals(b) for a, b in zip(outs, expected))
 
 
+def test_row_pool_runs_a_single_window_in_process():
+    """A dataset that fits one window (the quickstart, most tests) never spawns the workers."""
+    step_list = _steps()
+    seg = next(seg for scope, seg in executor.segments(step_list) if scope == "row")
+    table = _table(30)
+    with executor.RowPool(step_list, workers=2) as pool:
+        outs = [out for out, _ in pool.map_windows(seg, [table])]
+        assert not pool._pool._processes  # noqa: SLF001  no worker was started
+    assert len(outs) == 1 and outs[0].equals(executor.map_segment(seg, table, executor.ExecutorConfig())[0][0])
+
+
 def test_row_pool_rejects_a_foreign_segment():
     with executor.RowPool(_steps()[:1], workers=2) as pool, pytest.raises(ValueError, match="not a run"):
         list(pool.map_windows(_steps()[1:2], [_table(3)]))

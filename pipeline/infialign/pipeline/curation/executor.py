@@ -20,6 +20,7 @@ returns the same rows in the same order with the same counts.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -183,6 +184,7 @@ class RowPool:
     to a worker as Arrow IPC bytes and comes back the same way with its stats. :meth:`map_windows` keeps
     up to ``in_flight`` windows queued and yields results in input order, so the rows, their order and the
     funnel equal the ``local`` backend's, while the driver keeps reading and writing between results.
+    Workers start with the first submitted window, and a segment of a single window never submits one.
     """
 
     def __init__(self, step_list: Sequence[steps.Step], workers: int, start_method: str = "spawn", in_flight: int | None = None) -> None:
@@ -212,8 +214,17 @@ class RowPool:
     def map_windows(self, seg: Sequence[steps.Step], windows: Iterable[pa.Table]) -> Iterator[tuple[pa.Table, list[stats.StepStats]]]:
         """Run ``seg`` (consecutive steps of the pool's step list) over each window; results in input order."""
         start, stop = self._span(seg)
+        stream = iter(windows)
+        first = next(stream, None)
+        if first is None:
+            return
+        second = next(stream, None)
+        if second is None:
+            # One window (a small dataset): spawning the workers and their imports costs more than it saves.
+            yield _run_row_steps(seg, first)
+            return
         pending: collections.deque[Future] = collections.deque()
-        for window in windows:
+        for window in itertools.chain((first, second), stream):
             pending.append(self._pool.submit(_pool_task, start, stop, _to_ipc(window)))
             while len(pending) >= self.in_flight:
                 yield self._result(pending.popleft())
