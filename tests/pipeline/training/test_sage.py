@@ -179,6 +179,25 @@ def test_all_unstable_falls_back_to_the_live_pool() -> None:
     assert report.fallback == "all live pairs unstable" and sel.selection.size > 0
 
 
+def test_when_every_pair_is_mastered_training_goes_on_over_all_pairs() -> None:
+    """Found on the quickstart at lr 5e-4 for 3 epochs: every pair retired, every tier admitted, to_score() empty."""
+    sel = selector(competence=0.5, margin_tau=1.0)
+    for step in (10, 20, 30):  # each refresh masters the pool and admits the next tier
+        idx = sel.to_score()
+        sel.refresh(step, idx, np.full(idx.size, 5.0))
+    assert sel.retired.all() and sel.to_score().size == 0
+    report = sel.refresh(40, np.empty(0, dtype=np.int64), np.empty(0))
+    assert report.fallback == "every pair mastered: uniform over all pairs"
+    assert sel.selection.tolist() == list(range(30)) and report.scored == 0
+
+
+def test_nothing_to_score_runs_no_forward_pass() -> None:
+    from infialign.pipeline.training import dpo
+
+    margins = dpo.pair_margins(object(), np.empty(0, dtype=np.int64), beta=0.1, length_scale=None, batch_size=4)
+    assert margins.shape == (0,)
+
+
 def test_top_rho_prefers_confident_errors() -> None:
     sel = selector(select_fraction=0.3)
     idx = sel.to_score()

@@ -152,6 +152,8 @@ def pair_margins(
     Collective: every rank must call it with the same ``indices``; each scores a strided share and the margins are
     exchanged, so every rank ends with all of them (the SAGE selection must be the same on every rank).
     """
+    if len(indices) == 0:  # every pair mastered: nothing to score (the same on every rank, so no collective is skipped unevenly)
+        return np.empty(0, dtype=np.float64)
     import torch
 
     dataset = trainer.train_dataset.select_columns(list(_MODEL_INPUTS))

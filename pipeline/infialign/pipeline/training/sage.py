@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 SCORE_QUANTILES: Final = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+_ALL_MASTERED: Final = "every pair mastered: uniform over all pairs"
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -321,10 +322,16 @@ class SageSelector:
             eligible, fallback = np.flatnonzero(live), "all live pairs unstable"
             if eligible.size == 0:
                 eligible, fallback = np.flatnonzero(~np.isnan(u)), "pool empty (all mastered or unscored)"
+            if eligible.size == 0:
+                # Every pair retired as mastered and every tier admitted: nothing is left to score. Training goes on
+                # over all pairs (uniform DPO) rather than stopping or crashing; the report says so.
+                eligible, fallback = np.arange(self.n), _ALL_MASTERED
 
         scores = sage_score(np.nan_to_num(u, nan=0.0), s.stability_delta)
         rng = np.random.default_rng([self.seed, 1, self.refreshes])
-        self.selection = select_pairs(eligible, scores, s.select_fraction, sampling=s.sampling, gamma=s.gamma, rng=rng)
+        self.selection = (
+            eligible if fallback == _ALL_MASTERED else select_pairs(eligible, scores, s.select_fraction, sampling=s.sampling, gamma=s.gamma, rng=rng)
+        )
 
         pool_now = self.in_pool & ~self.retired
         report = RefreshReport(
