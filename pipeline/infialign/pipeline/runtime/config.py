@@ -30,6 +30,7 @@ __all__ = [
     "artifacts_root",
     "step_prefix",
     "output_uri",
+    "benchmarks_for",
     "build_stage_config",
     "config_digest",
     "load_stage_config",
@@ -149,6 +150,25 @@ def _image(spec: AlignmentRunSpec, stage: str, resources: Resources) -> str:
     return spec.images.pipeline
 
 
+# Benchmark fields only `eval` reads. Every field a step receives is in its config digest, so a step that got them
+# would re-run (curation, SFT, DPO: GPU hours) when a user only asks eval for more samples.
+_EVAL_ONLY_BENCHMARK_FIELDS = frozenset({"evaluate", "samples", "maxTokens"})
+
+
+def benchmarks_for(spec: AlignmentRunSpec, stage: str) -> list[dict[str, Any]]:
+    """The `spec.benchmarks` a stage reads, as it reads them. Pure.
+
+    `eval` gets them whole; `curate` and `prefs` decontaminate against them, and `sft` reads the first for its
+    `quickEval` (when set): they get them without the eval-only fields; every other stage gets none.
+    """
+    dumped = [b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in spec.benchmarks]
+    if stage == "eval":
+        return dumped
+    if stage in ("curate", "prefs") or (stage == "sft" and spec.stages.sft.quick_eval > 0):
+        return [{k: v for k, v in b.items() if k not in _EVAL_ONLY_BENCHMARK_FIELDS} for b in dumped]
+    return []
+
+
 def build_stage_config(
     spec: AlignmentRunSpec,
     run: RunIdentity,
@@ -204,7 +224,7 @@ def build_stage_config(
         inputs=inputs,
         input_steps=input_steps,
         sources=[s.model_dump(mode="json", by_alias=True, exclude_none=True) for s in spec.sources] if step.stage == "curate" else [],
-        benchmarks=[b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in spec.benchmarks],
+        benchmarks=benchmarks_for(spec, step.stage),
         output=step_prefix(storage.root, run, step_name),
         storage=storage,
         tracking=tracking,
