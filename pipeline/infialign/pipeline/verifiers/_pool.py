@@ -21,10 +21,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["PoolFailure", "PoolStartError", "WorkerPool", "available_cpus", "run_pool"]
+__all__ = ["PoolFailure", "PoolStartError", "WorkerPool", "run_pool"]
 
 _STARTUP_TIMEOUT_S = 120.0
 
@@ -76,21 +75,6 @@ class _Worker:
         self.proc.kill()
         self.proc.join(5)
         self.conn.close()
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: the cgroup v2 quota (a pod's CPU limit) when set, else the affinity mask."""
-    try:
-        count = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        count = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            count = min(count, max(1, int(int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, count)
 
 
 class WorkerPool:

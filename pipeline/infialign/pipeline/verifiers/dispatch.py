@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from infialign.pipeline.api import VerificationSettings
+from infialign.pipeline.curation.executor import available_cpus
 from infialign.pipeline.verifiers import _pool, choice, codecheck, judge, mathcheck, sandbox
 from infialign.pipeline.verifiers._types import ANSWER_TYPES, AnswerType, Task, Verdict
 
@@ -148,7 +149,7 @@ class Verifier:
         self.close()
 
     def _width(self) -> int:
-        return self.settings.workers or _pool.available_cpus()
+        return self.settings.workers or available_cpus()
 
     def _math_pool(self, batch: int) -> _pool.WorkerPool:
         if self._math is None:
