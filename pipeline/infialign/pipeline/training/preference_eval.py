@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from infialign.pipeline import pairs as _pairs
+from infialign.pipeline.training import sage as _sage
 
 __all__ = [
     "CurvePoint",
@@ -92,7 +93,7 @@ def preference_from_logps(policy: PairLogps, reference: PairLogps, *, beta: floa
         raise ValueError(f"policy ({pc.shape}, {pr.shape}) and reference ({rc.shape}, {rr.shape}) log-probs differ in shape")
     if pc.size == 0:
         raise ValueError("no pairs to evaluate")
-    margins = beta * ((pc - rc) - (pr - rr))
+    margins = _sage.dpo_margins(pc, pr, rc, rr, beta=beta)
     return PreferenceEval(accuracy=float(np.mean(margins > 0)), mean_margin=float(np.mean(margins)), margins=margins)
 
 
