@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--pretrain-seq", type=int, default=None, help="TinyModelSpec.pretrain.seq_len")
     p.add_argument("--pretrain-lr", type=float, default=None, help="TinyModelSpec.pretrain.learning_rate")
     p.add_argument("--pretrain-share", type=float, default=None, help="TinyModelSpec.pretrain.statement_share")
+    p.add_argument("--pretrain-echo", type=float, default=None, help="TinyModelSpec.pretrain.echo_share")
     p.add_argument("--base", default=None, help="train this model directory instead of building builtin://tiny")
     p.add_argument("--base-eval", action="store_true", help="also score the base model before training")
     p.add_argument("--bench-items", type=int, default=100)
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "seq_len": args.pretrain_seq,
             "learning_rate": args.pretrain_lr,
             "statement_share": args.pretrain_share,
+            "echo_share": args.pretrain_echo,
         }.items()
         if v is not None
     }
