@@ -260,9 +260,11 @@ class SageCallback(TrainerCallback):
         metrics["sage.refresh_s"] = time.perf_counter() - started
         self.reports.append({**dataclasses.asdict(result), "refresh_s": metrics["sage.refresh_s"]})
         log.info(
-            "SAGE refresh %d at step %d: pool %d %s, competence %.2f, unstable %.0f%%, retired %d, selected %d%s",
+            "SAGE refresh %d at step %d: pool %d %s, competence %.2f, unstable %.0f%%, retired %d, selected %d%s%s",
             result.refresh, step, result.pool, result.pool_by_tier, result.competence, 100 * result.unstable_fraction,
-            result.retired_total, result.selected, f" ({result.fallback})" if result.fallback else "",
+            result.retired_total, result.selected,
+            f" ({result.topped_up} of them least-mastered others, to fill one global batch)" if result.topped_up else "",
+            f" ({result.fallback})" if result.fallback else "",
         )
         self.report(metrics, step)
 

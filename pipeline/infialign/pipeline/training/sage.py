@@ -40,6 +40,7 @@ __all__ = [
     "sage_score",
     "select_pairs",
     "sigmoid",
+    "top_up",
     "sign_flips",
 ]
 
@@ -174,6 +175,27 @@ def select_pairs(
     return np.sort(eligible[chosen])
 
 
+def top_up(selection: np.ndarray, latest: np.ndarray, floor: int, delta: float, *, unstable: np.ndarray | None = None) -> np.ndarray:
+    """``selection`` grown to ``floor`` pairs with the least-mastered others, by the SAGE score of their latest margin.
+
+    Why: once most pairs are retired, top-ρ of the few left can be a single pair, and every batch until the next
+    refresh would repeat it (measured: 198 of 200 pairs retired, one selected, eval below the SFT model). The floor
+    keeps each optimizer step's batch made of distinct pairs, and the pairs added are the ones the policy is least
+    sure of. ``latest`` holds each pair's last known margin (NaN: never scored, taken last); pairs flagged in
+    ``unstable`` come after the stable ones; ties by index.
+    """
+    selection = np.asarray(selection, dtype=np.int64)
+    need = min(floor, latest.size) - selection.size
+    if need <= 0:
+        return selection
+    others = np.setdiff1d(np.arange(latest.size), selection)
+    known = ~np.isnan(latest[others])
+    score = sage_score(np.nan_to_num(latest[others], nan=0.0), delta)
+    shaky = np.zeros(others.size, dtype=bool) if unstable is None else np.asarray(unstable, dtype=bool)[others]
+    order = np.lexsort((others, -score, shaky, ~known))
+    return np.sort(np.concatenate([selection, others[order[:need]]]))
+
+
 @dataclass(frozen=True)
 class RefreshReport:
     """What one refresh saw and decided; logged to MLflow and the heartbeat."""
@@ -194,6 +216,8 @@ class RefreshReport:
     unstable_variance: int
     selected: int
     fallback: str | None
+    topped_up: int = 0
+    """Pairs added to reach one global batch (``top_up``)."""
     score_quantiles: dict[str, float] = field(default_factory=dict)
     margin_mean: float = float("nan")
 
@@ -225,7 +249,8 @@ class SageSelector:
         seed: int,
         global_batch_size: int | None = None,
     ) -> None:
-        """``global_batch_size`` (pairs per optimizer step) resolves an empty ``refresh_steps`` (``refresh_interval``)."""
+        """``global_batch_size`` (pairs per optimizer step) resolves an empty ``refresh_steps`` (``refresh_interval``)
+        and is the smallest selection (``top_up``)."""
         self.settings = settings
         self.tiers = np.asarray(tiers, dtype=np.int64)
         self.n = int(self.tiers.size)
@@ -235,6 +260,7 @@ class SageSelector:
         if settings.refresh_steps is None and global_batch_size is None:
             raise ValueError("sage.refreshSteps is empty (a third of an epoch): the selector needs the global batch size to derive it")
         self.refresh_steps = refresh_interval(settings.refresh_steps, self.n, global_batch_size or 1)
+        self.min_selection = global_batch_size or 1
         self.refreshes = 0
         self.last_step: int | None = None
         self.admitted = 1  # tiers 0 .. admitted-1 are in the pool
@@ -329,9 +355,8 @@ class SageSelector:
 
         scores = sage_score(np.nan_to_num(u, nan=0.0), s.stability_delta)
         rng = np.random.default_rng([self.seed, 1, self.refreshes])
-        self.selection = (
-            eligible if fallback == _ALL_MASTERED else select_pairs(eligible, scores, s.select_fraction, sampling=s.sampling, gamma=s.gamma, rng=rng)
-        )
+        picked = eligible if fallback == _ALL_MASTERED else select_pairs(eligible, scores, s.select_fraction, sampling=s.sampling, gamma=s.gamma, rng=rng)
+        self.selection = top_up(picked, np.where(np.isnan(u), self.ema, u), self.min_selection, s.stability_delta, unstable=unstable)
 
         pool_now = self.in_pool & ~self.retired
         report = RefreshReport(
@@ -351,6 +376,7 @@ class SageSelector:
             unstable_variance=int(variance.sum()),
             selected=int(self.selection.size),
             fallback=fallback,
+            topped_up=int(self.selection.size - picked.size),
             score_quantiles=(
                 {f"q{int(q * 100)}": float(v) for q, v in zip(SCORE_QUANTILES, np.quantile(scores[eligible], SCORE_QUANTILES), strict=True)}
                 if eligible.size
