@@ -182,7 +182,8 @@ def response_lengths(table: pa.Table) -> np.ndarray:
     """Response length for ranking: ``response_tokens`` where measured, else characters / 4 (a rough
     token proxy); NaN where there is no response."""
     tokens = column(table, "response_tokens").to_numpy(zero_copy_only=False).astype(np.float64)
-    chars = pc.utf8_length(column(table, "response")).to_numpy(zero_copy_only=False).astype(np.float64)
+    # The response chunk by chunk: combining would copy every CoT onto the heap for one length each.
+    chars = pc.utf8_length(table.column("response")).to_numpy().astype(np.float64)
     return np.where(np.isnan(tokens), chars / 4.0, tokens)
 
 
@@ -217,14 +218,14 @@ def provenance_values(table: pa.Table, key: str) -> list[str | None]:
 _SURELY_NOT_BLANK: Final = r"[\p{L}\p{N}]"
 
 
-def has_text(values: pa.Array) -> np.ndarray:
+def has_text(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """``bool(v and v.strip())`` per value, without turning every string into a Python object: a letter
     or digit settles it in one Arrow kernel; only the rare rest (symbols or whitespace only) goes
     through ``str.strip`` itself, so the answer is Python's exactly."""
     n = len(values)
     if n == 0:
         return np.zeros(0, dtype=bool)
-    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
     sure = pc.match_substring_regex(values, _SURELY_NOT_BLANK).fill_null(False).to_numpy(zero_copy_only=False)
     out = sure.copy()
     rest = np.flatnonzero(valid & ~sure)
@@ -245,7 +246,7 @@ def representative_tier(table: pa.Table) -> np.ndarray:
     - 5: no response (the problem alone, for ``distill``).
     """
     verif = column(table, "verification")
-    has_response = has_text(column(table, "response"))
+    has_response = has_text(table.column("response"))  # chunk by chunk, as in response_lengths
     has_answer = has_text(column(table, "answer"))
     from_response = pc.equal(map_values(table, "provenance", "answer_source"), "response").fill_null(False)
     tests = map_values(table, "provenance", "tests")
