@@ -168,11 +168,18 @@ def dedup_texts(normalized: Sequence[str] | pa.Array, rank: np.ndarray) -> np.nd
     return keep_of
 
 
+def _summarised(cfg: ExactDedupConfig | MinHashConfig) -> tuple[str, ...]:
+    """Comparing prompts, dedup reads the response only to rank duplicates (has it text, how long is it),
+    so the streaming executor may pass its summary; comparing prompt + response it needs the text."""
+    return ("response",) if cfg.text == "prompt" else ()
+
+
 @steps.step(
     "dedup_exact",
     kind="filter",
     scope="global",
     reads=("id", "messages", "response", "response_tokens", "answer", "verification", "provenance"),
+    summarised=_summarised,
 )
 def dedup_exact(table: pa.Table, cfg: ExactDedupConfig) -> tuple[pa.Table, stats.StepStats]:
     """Drop rows whose normalised prompt equals a better-ranked row's (reason ``exact_duplicate``)."""
@@ -469,6 +476,7 @@ def find_near_duplicates(texts: pa.Array | Sequence[str | None], cfg: MinHashCon
     kind="filter",
     scope="global",
     reads=("id", "messages", "response", "response_tokens", "answer", "verification", "provenance"),
+    summarised=_summarised,
 )
 def dedup_near(table: pa.Table, cfg: MinHashConfig) -> tuple[pa.Table, stats.StepStats]:
     """Drop near-duplicates (reason ``near_duplicate``), keeping each cluster's best-ranked row."""
