@@ -183,3 +183,18 @@ def test_hash_strings_blocks_do_not_change_hashes(monkeypatch: pytest.MonkeyPatc
         assert (_ngrams.hash_strings(pa.chunked_array([arr.slice(0, 20), arr.slice(20)])) == whole).all()
         assert (_ngrams.hash_strings(arr.cast(pa.large_string())) == whole).all()
     assert len(set(whole[[0, 1, 2, 4]].tolist())) == 4  # distinct texts, distinct hashes
+
+
+def test_shingles_do_not_depend_on_row_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Near-dup shingles a block of documents at a time (issue 12: every prompt's tokens and n-gram passes
+    at once held ~3 KB a prompt); word and character shingles come out the same for every block size."""
+    rng = random.Random(5)
+    texts = [" ".join(_doc(rng, k)) for k in (0, 3, 9, 12, 40)] * 3 + [None, "", "Ünïcödé ｆｕｌｌ width words here"]
+    cfg = dedup.MinHashConfig()
+    monkeypatch.setattr(dedup, "_SHINGLE_BLOCK_ROWS", 10_000)
+    whole = dedup.shingle_texts(texts, cfg)
+    assert (whole.counts > 0).sum() >= 10
+    for rows in (1, 4, 7):
+        monkeypatch.setattr(dedup, "_SHINGLE_BLOCK_ROWS", rows)
+        got = dedup.shingle_texts(pa.array(texts, pa.string()), cfg)
+        assert np.array_equal(got.hashes, whole.hashes) and np.array_equal(got.offsets, whole.offsets)
