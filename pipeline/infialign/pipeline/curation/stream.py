@@ -11,7 +11,8 @@ more than 3 GB of response text, and one ``string`` column past 2 GiB cannot eve
   (``reads`` and ``writes``) plus a row number. What it returns becomes a row *selection* (the row
   numbers it kept) and column *overrides* (the values it wrote), applied lazily; the spill is not
   rewritten for a filter. A later step, or the final output, reads the rows batch by batch through the
-  selection and the overrides.
+  selection and the overrides. A text column the step declares ``summarised`` (``steps.StepSpec``; dedup's
+  response) is read batch by batch and passed as its two summary columns (``_arrow.summary_columns``).
 - The spill is rewritten only where a later row segment (or a global step that reads the response)
   needs the current rows, and then batch by batch.
 
