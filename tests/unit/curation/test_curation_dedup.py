@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from curation_helpers import make_record, make_table
 from infialign.pipeline.curation import dedup
@@ -165,3 +166,35 @@ def test_empty_and_tiny_inputs():
     assert len(res.keep) == 0
     res = dedup.find_near_duplicates(["", "", None], dedup.MinHashConfig())
     assert res.keep.all()  # empty prompts are the empty filter's business, not near-dup's
+
+
+def test_hash_strings_blocks_do_not_change_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hash_strings works in blocks of bounded bytes (its temporaries are ~40 bytes per byte of text, issue 12):
+    every block size, and chunked input, give the hashes of one pass over everything."""
+    from infialign.pipeline.curation import _ngrams
+
+    values = ["", None, "a", "Let x be 2.", "é" * 40, "x" * 300, "two words", None, "", "√2 ≈ 1.414"] * 7
+    arr = pa.array(values, pa.string()).slice(3)
+    monkeypatch.setattr(_ngrams, "_HASH_BLOCK_BYTES", 1 << 40)
+    whole = _ngrams.hash_strings(arr)
+    for block in (1, 7, 64, 301):  # below, around and above the longest string (300 bytes)
+        monkeypatch.setattr(_ngrams, "_HASH_BLOCK_BYTES", block)
+        assert (_ngrams.hash_strings(arr) == whole).all()
+        assert (_ngrams.hash_strings(pa.chunked_array([arr.slice(0, 20), arr.slice(20)])) == whole).all()
+        assert (_ngrams.hash_strings(arr.cast(pa.large_string())) == whole).all()
+    assert len(set(whole[[0, 1, 2, 4]].tolist())) == 4  # distinct texts, distinct hashes
+
+
+def test_shingles_do_not_depend_on_row_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Near-dup shingles a block of documents at a time (issue 12: every prompt's tokens and n-gram passes
+    at once held ~3 KB a prompt); word and character shingles come out the same for every block size."""
+    rng = random.Random(5)
+    texts = [" ".join(_doc(rng, k)) for k in (0, 3, 9, 12, 40)] * 3 + [None, "", "Ünïcödé ｆｕｌｌ width words here"]
+    cfg = dedup.MinHashConfig()
+    monkeypatch.setattr(dedup, "_SHINGLE_BLOCK_ROWS", 10_000)
+    whole = dedup.shingle_texts(texts, cfg)
+    assert (whole.counts > 0).sum() >= 10
+    for rows in (1, 4, 7):
+        monkeypatch.setattr(dedup, "_SHINGLE_BLOCK_ROWS", rows)
+        got = dedup.shingle_texts(pa.array(texts, pa.string()), cfg)
+        assert np.array_equal(got.hashes, whole.hashes) and np.array_equal(got.offsets, whole.offsets)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from curation_helpers import make_record, make_table
 from infialign.pipeline.curation import embed
@@ -60,3 +61,15 @@ def test_bundled_minilm_embeds_offline():
     assert e.shape == (3, 384)
     assert np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-4)
     assert e[0] @ e[1] > e[0] @ e[2] + 0.3
+
+
+def test_hash_embeddings_do_not_depend_on_row_blocks(monkeypatch):
+    """The hashing backend tokenises and hashes a block of rows at a time (issue 12: all rows' features at
+    once held ~3 KB a prompt); every block size, and an Arrow array, give the one-pass embeddings."""
+    texts = ["Solve x^2 = 4 for x.", "", None, "Ünïcödé ｆｕｌｌ width text", "a", "Find the sum of 2 and 3, then double it."] * 3
+    monkeypatch.setattr(embed, "_HASH_BLOCK_ROWS", 10_000)
+    whole = embed.embed_texts(texts, HASHING)
+    for rows in (1, 4, 7):
+        monkeypatch.setattr(embed, "_HASH_BLOCK_ROWS", rows)
+        assert np.array_equal(embed.embed_texts(texts, HASHING), whole)
+        assert np.array_equal(embed.embed_texts(pa.array(texts, pa.string()), HASHING), whole)

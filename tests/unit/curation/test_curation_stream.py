@@ -75,6 +75,57 @@ def test_global_step_sees_only_its_columns_and_filters_lazily(tmp_path):
     assert funnel["drop_odd"].dropped == {"odd": 5}
 
 
+@pytest.mark.parametrize("text", ["prompt", "prompt_response"])
+def test_dedup_gets_the_response_as_a_summary_not_the_text(tmp_path, text):
+    """Streaming, dedup ranks duplicates from the response's summary (12 bytes a row) instead of holding
+    every CoT (issue 12); comparing prompt + response, it gets the text. Same rows and funnel either way."""
+    seen: list[list[str]] = []
+    real = dedup.dedup_exact
+
+    def spy(table, cfg):
+        seen.append(table.column_names)
+        return real(table, cfg)
+
+    spy.spec = real.spec  # type: ignore[attr-defined]
+    table = _duplicated()
+    # Duplicates that the response decides: blank, symbol-only, longer and shorter CoTs of one prompt.
+    extra = [make_record("Which prime follows 7?", id=f"x{i}", response=r) for i, r in enumerate([" \u00a0 ", "…", "<think>a b c</think> 11", None, "11"])]
+    table = pa.concat_tables([table, make_table(*extra).cast(table.schema)])
+    cfg = dedup.ExactDedupConfig(text=text)
+    expected, f_expected = executor.run_steps(table, [steps.Step(real, cfg)])
+    rows, funnel = stream.run_steps_streaming(_batches(table, 11), [steps.Step(spy, cfg)], scratch=tmp_path)
+    summary = set(_arrow.summary_columns("response"))
+    if text == "prompt":
+        assert "response" not in seen[0] and summary <= set(seen[0])
+    else:
+        assert "response" in seen[0] and not summary & set(seen[0])
+    assert rows.table().equals(expected)
+    assert _summary(funnel) == _summary(f_expected)
+
+
+def test_a_column_subset_is_copied_out_of_the_spill_batch(tmp_path):
+    """A plain read of a spill batch is one buffer that every column views; the card columns (or any subset)
+    kept from it would keep every batch's CoTs alive (6.2 GiB at 1M rows, issue 12). The subset owns its buffers."""
+    table = _table(40)
+    rows = stream.spill(_batches(table, 10), tmp_path)
+    raw = pa.ipc.open_file(pa.OSFile(str(rows.path), "rb")).get_batch(0)
+    assert any(b is not None and b.parent is not None for b in raw.column(0).buffers())  # what a read gives: views
+    rows.overrides["cluster"] = pa.array(np.arange(40, dtype=np.int32))  # pending, no selection: the card path
+    out = rows.table(["id", "cluster"])
+    assert all(b is None or b.parent is None for c in out.column("id").chunks for b in c.buffers())
+    assert out.column("id").to_pylist() == table.column("id").to_pylist()
+    assert out.column("cluster").to_pylist() == list(range(40))
+
+
+def test_text_summary_equals_the_text_helpers():
+    values = pa.chunked_array([pa.array(["  \n", None, "é…"]), pa.array(["", "ok", " \u00a0 "])])
+    table = pa.table({"response": values})
+    with_summary = pa.table({"response_tokens": pa.nulls(6, pa.int32()), **_arrow.text_summary(values, "response")})
+    assert np.array_equal(_arrow.text_chars(with_summary, "response"), _arrow.text_chars(table, "response"), equal_nan=True)
+    assert _arrow.text_has_text(with_summary, "response").tolist() == _arrow.text_has_text(table, "response").tolist()
+    assert _arrow.text_has_text(table, "response").tolist() == [False, False, True, False, True, False]
+
+
 def test_streaming_needs_a_table():
     with pytest.raises(ValueError, match="no input tables"):
         stream.run_steps_streaming([], [])

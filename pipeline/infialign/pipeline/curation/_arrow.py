@@ -182,8 +182,43 @@ def response_lengths(table: pa.Table) -> np.ndarray:
     """Response length for ranking: ``response_tokens`` where measured, else characters / 4 (a rough
     token proxy); NaN where there is no response."""
     tokens = column(table, "response_tokens").to_numpy(zero_copy_only=False).astype(np.float64)
-    chars = pc.utf8_length(column(table, "response")).to_numpy(zero_copy_only=False).astype(np.float64)
-    return np.where(np.isnan(tokens), chars / 4.0, tokens)
+    return np.where(np.isnan(tokens), text_chars(table, "response") / 4.0, tokens)
+
+
+# -- text summaries -------------------------------------------------------------------------------------
+# A global step that needs of a long text column only its length and whether it has text (dedup's
+# ranking of the response) may declare it ``summarised`` (steps.StepSpec): the streaming executor then
+# reads the text batch by batch and hands the step these two columns instead of the text, so a million
+# CoTs (3.4 GB) are never held, mapped or copied at once for two numbers per row (issue 12). Steps read
+# both through text_chars / text_has_text, which take the summary when present and the text otherwise.
+
+
+def summary_columns(name: str) -> tuple[str, str]:
+    """Names of the summary columns of text column ``name``: (characters, has text)."""
+    return f"__infialign_{name}_chars", f"__infialign_{name}_has_text"
+
+
+def text_summary(values: pa.Array | pa.ChunkedArray, name: str) -> dict[str, pa.Array | pa.ChunkedArray]:
+    """The summary columns of ``values`` (column ``name``): characters (null where null), :func:`has_text`."""
+    chars, has = summary_columns(name)
+    return {chars: pc.utf8_length(values).cast(pa.int64()), has: pa.array(has_text(values), pa.bool_())}
+
+
+def text_chars(table: pa.Table, name: str) -> np.ndarray:
+    """Characters of column ``name`` per row as float64, NaN where null (from its summary when present)."""
+    chars, _ = summary_columns(name)
+    if chars in table.column_names:
+        return table.column(chars).to_numpy().astype(np.float64)
+    # The text chunk by chunk: combining would copy every CoT onto the heap for one length each.
+    return pc.utf8_length(table.column(name)).to_numpy().astype(np.float64)
+
+
+def text_has_text(table: pa.Table, name: str) -> np.ndarray:
+    """:func:`has_text` of column ``name`` per row (from its summary when present)."""
+    _, has = summary_columns(name)
+    if has in table.column_names:
+        return table.column(has).to_numpy()
+    return has_text(table.column(name))  # chunk by chunk, as in text_chars
 
 
 def map_values(table: pa.Table, name: str, key: str) -> pa.Array:
@@ -217,14 +252,14 @@ def provenance_values(table: pa.Table, key: str) -> list[str | None]:
 _SURELY_NOT_BLANK: Final = r"[\p{L}\p{N}]"
 
 
-def has_text(values: pa.Array) -> np.ndarray:
+def has_text(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """``bool(v and v.strip())`` per value, without turning every string into a Python object: a letter
     or digit settles it in one Arrow kernel; only the rare rest (symbols or whitespace only) goes
     through ``str.strip`` itself, so the answer is Python's exactly."""
     n = len(values)
     if n == 0:
         return np.zeros(0, dtype=bool)
-    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
     sure = pc.match_substring_regex(values, _SURELY_NOT_BLANK).fill_null(False).to_numpy(zero_copy_only=False)
     out = sure.copy()
     rest = np.flatnonzero(valid & ~sure)
@@ -245,7 +280,7 @@ def representative_tier(table: pa.Table) -> np.ndarray:
     - 5: no response (the problem alone, for ``distill``).
     """
     verif = column(table, "verification")
-    has_response = has_text(column(table, "response"))
+    has_response = text_has_text(table, "response")
     has_answer = has_text(column(table, "answer"))
     from_response = pc.equal(map_values(table, "provenance", "answer_source"), "response").fill_null(False)
     tests = map_values(table, "provenance", "tests")

@@ -168,11 +168,18 @@ def dedup_texts(normalized: Sequence[str] | pa.Array, rank: np.ndarray) -> np.nd
     return keep_of
 
 
+def _summarised(cfg: ExactDedupConfig | MinHashConfig) -> tuple[str, ...]:
+    """Comparing prompts, dedup reads the response only to rank duplicates (has it text, how long is it),
+    so the streaming executor may pass its summary; comparing prompt + response it needs the text."""
+    return ("response",) if cfg.text == "prompt" else ()
+
+
 @steps.step(
     "dedup_exact",
     kind="filter",
     scope="global",
     reads=("id", "messages", "response", "response_tokens", "answer", "verification", "provenance"),
+    summarised=_summarised,
 )
 def dedup_exact(table: pa.Table, cfg: ExactDedupConfig) -> tuple[pa.Table, stats.StepStats]:
     """Drop rows whose normalised prompt equals a better-ranked row's (reason ``exact_duplicate``)."""
@@ -206,8 +213,28 @@ class Shingles:
         return np.diff(self.offsets)
 
 
-def shingle_texts(texts: pa.Array | Sequence[str | None], cfg: MinHashConfig) -> Shingles:
-    """Normalise and shingle texts: word n-grams, or character n-grams below ``short_doc_words`` words."""
+# Documents shingled at once. Normalised tokens, token hashes and the n-gram passes cost several times
+# the shingles they leave (~3 KB a prompt measured in dedup_near's peak at 150k rows, issue 12); per block
+# they stay bounded, and only the shingle hashes (8 bytes each) of all documents remain.
+_SHINGLE_BLOCK_ROWS: Final = 16_384
+
+
+def shingle_texts(texts: pa.Array | pa.ChunkedArray | Sequence[str | None], cfg: MinHashConfig) -> Shingles:
+    """Normalise and shingle texts: word n-grams, or character n-grams below ``short_doc_words`` words.
+
+    Every document is shingled on its own, so blocks of documents give the shingles of one pass."""
+    arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(list(texts), pa.string())
+    n = len(arr)
+    if n <= _SHINGLE_BLOCK_ROWS:
+        return _shingle_block(arr, cfg)
+    blocks = [_shingle_block(arr.slice(r0, _SHINGLE_BLOCK_ROWS), cfg) for r0 in range(0, n, _SHINGLE_BLOCK_ROWS)]
+    hashes = np.concatenate([b.hashes for b in blocks])
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.concatenate([b.counts for b in blocks]), out=offsets[1:])
+    return Shingles(hashes, offsets)
+
+
+def _shingle_block(texts: pa.Array | pa.ChunkedArray, cfg: MinHashConfig) -> Shingles:
     tokens = normalize.normalize_tokens(texts, strip_instructions=cfg.strip_instructions)
     n_words = pc.list_value_length(tokens).to_numpy(zero_copy_only=False).astype(np.int64)
     n = len(n_words)
@@ -301,7 +328,7 @@ def lsh_candidate_pairs(sig: np.ndarray, cfg: MinHashConfig, active: np.ndarray 
     docs = np.arange(n) if active is None else np.flatnonzero(active)
     if len(docs) < 2:
         return np.zeros((0, 2), dtype=np.int64)
-    keys = _band_keys(sig[:, docs], cfg)
+    keys = _band_keys(sig if len(docs) == n else sig[:, docs], cfg)  # no copy of every signature (512 B a row) when all are active
     found: list[np.ndarray] = []
     for band in range(cfg.bands):
         order = np.argsort(keys[band], kind="stable")
@@ -469,6 +496,7 @@ def find_near_duplicates(texts: pa.Array | Sequence[str | None], cfg: MinHashCon
     kind="filter",
     scope="global",
     reads=("id", "messages", "response", "response_tokens", "answer", "verification", "provenance"),
+    summarised=_summarised,
 )
 def dedup_near(table: pa.Table, cfg: MinHashConfig) -> tuple[pa.Table, stats.StepStats]:
     """Drop near-duplicates (reason ``near_duplicate``), keeping each cluster's best-ranked row."""

@@ -121,45 +121,46 @@ def _load_model(path: str, device: str, max_seq_length: int | None) -> Any:
 _HASH_BLOCK_ROWS = 8192  # rows embedded at once: the float64 work array stays ~16 MB at 256 dimensions
 
 
-def _hash_embed(texts: Sequence[str | None], cfg: EmbedConfig) -> np.ndarray:
-    tokens = normalize.normalize_tokens(texts)
-    units, offsets = _ngrams.token_units(tokens)
-    feats = [(_ngrams.ngram_hashes(units, offsets, 1, whole_if_short=False)), _ngrams.ngram_hashes(units, offsets, 2, whole_if_short=False)]
-    n = len(offsets) - 1
+def _hash_embed(texts: pa.Array | pa.ChunkedArray | Sequence[str | None], cfg: EmbedConfig) -> np.ndarray:
+    arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(list(texts), pa.string())
+    n = len(arr)
     salt = _ngrams.mix64(np.array([cfg.seed], dtype=np.uint64))[0]
-    mixed = []
-    for hashes, offs in feats:
-        h = _ngrams.mix64(hashes ^ salt) if hashes.size else hashes
-        mixed.append((h, offs))
-    # Row blocks: the same arithmetic per row as one (n, dim) float64 array, without that array and its
-    # three temporaries (2.4 GB at 300k prompts, 8 GB at 1M; issue 12).
+    # Row blocks from the tokens on: every feature is a function of its own row, so the result equals one
+    # pass over all rows, but only a block's tokens and unigram/bigram hashes (~3 KB a prompt, mixed
+    # copies included: 4 GB at 1M prompts, issue 12) and one (block, dim) float64 array exist at a time.
+    # What stays is the float32 result the k-means needs (1 KB a row at 256 dimensions).
     result = np.empty((n, cfg.dim), dtype=np.float32)
     for r0 in range(0, n, _HASH_BLOCK_ROWS):
         r1 = min(n, r0 + _HASH_BLOCK_ROWS)
-        out = np.zeros((r1 - r0, cfg.dim), dtype=np.float64)
-        for h, offs in mixed:
-            if h.size == 0:
-                continue
-            lo, hi = int(offs[r0]), int(offs[r1])
-            if hi == lo:
-                continue
-            hb = h[lo:hi]
-            bucket = (hb % np.uint64(cfg.dim)).astype(np.int64)
-            sign = np.where((hb >> np.uint64(63)) == 1, -1.0, 1.0)
-            np.add.at(out, (_ngrams.doc_ids(offs[r0 : r1 + 1] - lo), bucket), sign)
-        out = np.sign(out) * np.log1p(np.abs(out))
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        result[r0:r1] = out / np.where(norms == 0, 1.0, norms)
+        result[r0:r1] = _hash_embed_block(arr.slice(r0, r1 - r0), cfg, salt)
     return result
 
 
-def embed_texts(texts: Sequence[str | None], cfg: EmbedConfig) -> np.ndarray:
+def _hash_embed_block(texts: pa.Array | pa.ChunkedArray, cfg: EmbedConfig, salt: np.uint64) -> np.ndarray:
+    tokens = normalize.normalize_tokens(texts)
+    units, offsets = _ngrams.token_units(tokens)
+    out = np.zeros((len(texts), cfg.dim), dtype=np.float64)
+    for n in (1, 2):  # word unigrams, then bigrams
+        hashes, offs = _ngrams.ngram_hashes(units, offsets, n, whole_if_short=False)
+        if hashes.size == 0:
+            continue
+        h = _ngrams.mix64(hashes ^ salt)
+        bucket = (h % np.uint64(cfg.dim)).astype(np.int64)
+        sign = np.where((h >> np.uint64(63)) == 1, -1.0, 1.0)
+        np.add.at(out, (_ngrams.doc_ids(offs), bucket), sign)
+    out = np.sign(out) * np.log1p(np.abs(out))
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(norms == 0, 1.0, norms)
+
+
+def embed_texts(texts: pa.Array | pa.ChunkedArray | Sequence[str | None], cfg: EmbedConfig) -> np.ndarray:
     """``(len(texts), d)`` float32 L2-normalised embeddings."""
     if cfg.backend == "hashing":
         return _hash_embed(texts, cfg)
     model = _load_model(cfg.model_path or default_model_path(), cfg.device, cfg.max_seq_length)
+    values = texts.to_pylist() if isinstance(texts, (pa.Array, pa.ChunkedArray)) else texts
     emb = model.encode(
-        [t or "" for t in texts],
+        [t or "" for t in values],
         batch_size=cfg.batch_size,
         normalize_embeddings=True,
         convert_to_numpy=True,
@@ -220,8 +221,8 @@ def cluster_prompts(table: pa.Table, cfg: ClusterConfig) -> tuple[pa.Table, stat
     n = table.num_rows
     if n == 0:
         return table, stats.StepStats.passthrough("cluster_prompts", 0)
-    texts = _arrow.prompt_texts(table).to_pylist()
-    labels = kmeans_labels(embed_texts(texts, cfg.embed), cfg.kmeans)
+    # An Arrow array, not a list: a million prompts as Python strings cost ~350 MB.
+    labels = kmeans_labels(embed_texts(_arrow.prompt_texts(table), cfg.embed), cfg.kmeans)
     k = int(labels.max()) + 1
     out = _arrow.replace_column(table, "cluster", pa.array(labels, pa.int32()))
     return out, stats.StepStats.passthrough("cluster_prompts", n, {"clusters": k})

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 import pyarrow as pa
+from infialign.pipeline.curation import _arrow
 from infialign.pipeline.curation import stats as _stats
 
 __all__ = ["MissingColumnError", "Step", "StepContractError", "StepKind", "StepScope", "StepSpec", "step"]
@@ -39,7 +40,12 @@ class MissingColumnError(ValueError):
 
 @dataclass(frozen=True)
 class StepSpec:
-    """What a step function declares about itself. ``score_keys`` lists the ``scores{}`` keys it writes."""
+    """What a step function declares about itself. ``score_keys`` lists the ``scores{}`` keys it writes.
+
+    ``summarised`` (given the step's config) names text columns among ``reads`` that the step reads only
+    through ``_arrow.text_chars`` / ``_arrow.text_has_text``; the streaming executor passes their summary
+    columns (``_arrow.summary_columns``) instead of the text. None = every read column is read whole.
+    """
 
     name: str
     kind: StepKind
@@ -47,6 +53,7 @@ class StepSpec:
     reads: tuple[str, ...]
     writes: tuple[str, ...] = ()
     score_keys: tuple[str, ...] = ()
+    summarised: Callable[[Any], tuple[str, ...]] | None = None
 
 
 class StepFn(Protocol):
@@ -66,6 +73,7 @@ def step(
     reads: tuple[str, ...],
     writes: tuple[str, ...] = (),
     score_keys: tuple[str, ...] = (),
+    summarised: Callable[[Any], tuple[str, ...]] | None = None,
 ) -> Callable[[F], F]:
     """Declare a step function's contract; the function keeps its plain ``fn(table, cfg)`` signature."""
     if kind == "filter" and writes:
@@ -74,7 +82,7 @@ def step(
         raise StepContractError(f"step {name!r}: a transform must declare the columns it writes")
 
     def decorate(fn: F) -> F:
-        fn.spec = StepSpec(name, kind, scope, tuple(reads), tuple(writes), tuple(score_keys))  # type: ignore[attr-defined]
+        fn.spec = StepSpec(name, kind, scope, tuple(reads), tuple(writes), tuple(score_keys), summarised)  # type: ignore[attr-defined]
         return fn
 
     return decorate
@@ -100,10 +108,22 @@ class Step:
     def step_name(self) -> str:
         return self.name or self.spec.name
 
+    @property
+    def summarised(self) -> tuple[str, ...]:
+        """The read columns this step, with its config, may get as summaries (see :class:`StepSpec`)."""
+        cols = self.spec.summarised(self.cfg) if self.spec.summarised is not None else ()
+        bad = [c for c in cols if c not in self.spec.reads or c in self.spec.writes]
+        if bad:
+            raise StepContractError(f"step {self.step_name!r}: summarised columns {bad} must be read and not written")
+        return tuple(cols)
+
     def __call__(self, data: pa.Table | pa.RecordBatch) -> tuple[pa.Table | pa.RecordBatch, _stats.StepStats]:
         was_batch = isinstance(data, pa.RecordBatch)
         table = pa.Table.from_batches([data]) if was_batch else data
-        missing = [c for c in self.spec.reads if c not in table.column_names]
+        present = set(table.column_names)
+        missing = [
+            c for c in self.spec.reads if c not in present and not (c in self.summarised and set(_arrow.summary_columns(c)) <= present)
+        ]
         if missing:
             raise MissingColumnError(
                 f"step {self.step_name!r} reads columns {missing}, which the input lacks "

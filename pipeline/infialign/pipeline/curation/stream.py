@@ -11,7 +11,8 @@ more than 3 GB of response text, and one ``string`` column past 2 GiB cannot eve
   (``reads`` and ``writes``) plus a row number. What it returns becomes a row *selection* (the row
   numbers it kept) and column *overrides* (the values it wrote), applied lazily; the spill is not
   rewritten for a filter. A later step, or the final output, reads the rows batch by batch through the
-  selection and the overrides.
+  selection and the overrides. A text column the step declares ``summarised`` (``steps.StepSpec``; dedup's
+  response) is read batch by batch and passed as its two summary columns (``_arrow.summary_columns``).
 - The spill is rewritten only where a later row segment (or a global step that reads the response)
   needs the current rows, and then batch by batch.
 
@@ -82,6 +83,11 @@ class Rows:
             table = pa.Table.from_batches([batch]).select(names)
             if self.selection is None:
                 lo, hi = start, end
+                if len(names) < len(self.schema.names):
+                    # A plain read gives one buffer for the whole batch, and every column is a view into it:
+                    # a few columns kept would keep every batch's CoTs alive (the card columns, 10 MB at
+                    # 150k rows, held 0.59 GiB; the 1M run peaked there at 6.2 GiB). Copy them out.
+                    table = table.take(pa.array(np.arange(table.num_rows)))
             else:
                 lo, hi = taken, int(np.searchsorted(self.selection, end))
                 table = table.take(pa.array(self.selection[lo:hi] - start))
@@ -178,9 +184,17 @@ def _row_segment(
 
 def _global_step(step: steps.Step, rows: Rows, funnel: stats.Funnel) -> Rows:
     """Run ``step`` on the projection it declares; fold its result into a selection and overrides."""
-    wanted = set(step.spec.reads) | set(step.spec.writes)
+    summarised = step.summarised
+    wanted = (set(step.spec.reads) | set(step.spec.writes)) - set(summarised)
     names = [c for c in rows.schema.names if c in wanted]
     projection = rows.table(names)
+    for name in summarised:
+        # The text one spill batch at a time (plain reads), kept only as its two summary columns
+        # (12 bytes a row instead of ~3.5 KB of CoT mapped, then copied by the step's filter).
+        parts = [_arrow.text_summary(t.column(name), name) for t in rows.batches([name])]
+        for col, kind in zip(_arrow.summary_columns(name), (pa.int64(), pa.bool_())):
+            chunks = [c for p in parts for c in (p[col].chunks if isinstance(p[col], pa.ChunkedArray) else [p[col]])]
+            projection = projection.append_column(col, pa.chunked_array(chunks, kind))
     projection = projection.append_column(_ROW, pa.array(np.arange(projection.num_rows, dtype=np.int64)))
     out, st = step(projection)
     funnel.add(st)
@@ -240,7 +254,7 @@ def _run(
             if rows is None:
                 raise ValueError("run_steps_streaming got no input tables; pass at least one (it may be empty)")
         for s in seg:
-            if rows.pending and _HEAVY & set(s.spec.reads):
+            if rows.pending and _HEAVY & (set(s.spec.reads) - set(s.summarised)):
                 rows = spill.rewrite(rows)
             rows = _global_step(s, rows, funnel)
     if rows is None:
