@@ -103,7 +103,7 @@ def _manifest(tmp_path: Path, s3: str, mlflow: str) -> Path:
     for phase in stages["sft"]["phases"]:
         phase.update({"epochs": 1, "maxLength": 256})
     stages["prefs"].update({"samples": 2, "maxTokens": 64, "pairs": 20})
-    stages["dpo"].update({"maxLength": 256, "globalBatchSize": 4})
+    stages["dpo"].update({"maxLength": 256, "globalBatchSize": 4, "epochs": 1})
     stages["eval"]["maxModelLen"] = 512
     spec["storage"] = {"s3": {"endpoint": s3, "bucket": DATA_BUCKET, "prefix": "runs"}}
     spec["tracking"] = {"uri": mlflow, "experiment": "quickstart-s3"}
