@@ -1051,8 +1051,8 @@ class SageSettings(ApiModel):
         "when compute matters more than steps (benchmarks/results/sage) [RECON] §2.4. Default: empty.",
     )
     select_fraction: float = Field(
-        default=0.5, gt=0, le=1, description="ρ: share of the stable pool trained on until the next refresh, top by score [RECON] §2.4. "
-        "Default: 0.5 (0.75 and 1 were tried and did not do better on the held-out curve; benchmarks/results/sage).",
+        default=0.5, gt=0, le=1, description="ρ: share of the stable pool trained on until the next refresh, top by score [RECON] §2.4; never "
+        "fewer pairs than one global batch (the least-mastered others fill it). Default: 0.5 (0.75 and 1 were tried and did not do better on the held-out curve; benchmarks/results/sage).",
     )
     tiers: int = Field(default=3, ge=1, le=16, description="K difficulty tiers [RECON] §2.4. Default: 3.")
     tier_pass_rates: list[Annotated[float, Field(ge=0, le=1)]] = Field(

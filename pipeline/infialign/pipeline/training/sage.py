@@ -11,7 +11,7 @@ paper replaces one function, not the selector:
 * curriculum (§2.4): K difficulty tiers (SFT pass rate, else length of `chosen`), a pool that starts with
   tier 1 plus an exploration slice of later tiers, retires mastered pairs (u > τ_m) and admits the next tier
   once competence (share of the pool with u > 0) reaches κ; every R steps (default: a third of an epoch,
-  ``refresh_interval``); train on the top-ρ by score.
+  ``refresh_interval``); train on the top-ρ by score, never fewer pairs than one global batch (``top_up``).
 
 No torch here: margins come in as numbers (the trainer computes them with forward passes, dpo.py), so every
 decision is unit-tested on plain arrays and a fake step counter.
@@ -40,8 +40,8 @@ __all__ = [
     "sage_score",
     "select_pairs",
     "sigmoid",
-    "top_up",
     "sign_flips",
+    "top_up",
 ]
 
 SCORE_QUANTILES: Final = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
