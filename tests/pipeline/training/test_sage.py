@@ -235,8 +235,8 @@ def test_report_metrics_are_flat_numbers() -> None:
 def test_top_up_fills_one_batch_with_the_least_mastered_stable_pairs() -> None:
     latest = np.array([5.0, -2.0, 0.0, 3.0, np.nan, -0.5])
     unstable = np.array([False, False, True, False, False, False])
-    # pair 1 is selected; the rest by score of the latest margin: stable first (5, then 3 among the known),
-    # the boundary pair 2 after them, the never-scored pair 4 last
+    # pair 1 is selected; the others by score of the latest margin, lowest margin first: the stable known pairs
+    # 5 (-0.5), 3 (3.0), 0 (5.0), then the unstable pair 2, the never-scored pair 4 last
     got = sage.top_up(np.array([1]), latest, 4, 0.1, unstable=unstable).tolist()
     assert got == [0, 1, 3, 5]
     assert sage.top_up(np.array([1]), latest, 6, 0.1, unstable=unstable).tolist() == [0, 1, 2, 3, 4, 5]
