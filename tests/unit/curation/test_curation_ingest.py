@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from infialign.pipeline import records
 from infialign.pipeline.curation import answers, ingest
@@ -134,3 +135,78 @@ def test_metamathqa_types_are_math_domains_so_the_boxed_rule_applies():
     rec = _one([row], FM(prompt="query"))[0]
     assert rec["domain"] == "gsm_rephrased" and rec["answer"] == "7"
     assert {"gsm_rephrased", "gsm_fobar", "math_ansaug", "math_sv"} <= domains.MATH_DOMAINS
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the columnar path for flat layouts equals the row path
+
+_WS = "\x1c\x1f\x85\xa0\u2003\u3000\t\n "  # every kind of blank str.strip() removes, Unicode included
+
+
+def _flat_cases() -> list[tuple[str, list[dict], FM]]:
+    long_cot = "<think>\nLet x = 3. Then 2x = 6; check: 2 * 3 = 6.\n</think>\n\nThe answer is $\\boxed{6}$."
+    numina = [
+        {"problem": "Find 2x if x = 3.", "solution": long_cot, "answer": "6", "id": "a"},
+        {"problem": "Find 2x if x = 3.", "solution": long_cot, "answer": None, "id": "a"},  # repeated id
+        {"problem": _WS, "solution": "no prompt here \\boxed{1}", "answer": _WS, "id": None},
+        {"problem": "α+β=π/2; find sin α / cos β.", "solution": None, "answer": "$\\boxed{1}$", "id": "c"},
+        {"problem": "Parts.", "solution": "$\\boxed{13}$ and $\\boxed{6}$", "answer": None, "id": " "},
+        {"problem": "MetaMath.", "solution": "So x is 5.\nThe answer is: 5", "answer": None, "id": "e"},
+        {"problem": "No answer.", "solution": "Cut mid \\boxed{1", "answer": "see the text", "id": "f"},
+    ]
+    gsm8k = [
+        {"question": "Tom has 3 apples and buys 2. How many?", "answer": "3 + 2 = 5\n#### 5"},
+        {"question": "Only a number.", "answer": "#### 7"},
+        {"question": "Plain.", "answer": "42"},
+    ]
+    alpaca = [
+        {"instruction": "Sum the numbers.", "input": "1, 2, 3", "output": "6", "type": "Counting & Probability"},
+        {"instruction": _WS, "input": "only the input", "output": "x", "type": None},
+        {"instruction": "No input.", "input": "", "output": "\\boxed{2}", "type": "  Number Theory!! "},
+    ]
+    return [
+        ("numina", numina, FM(preset="problem_solution")),
+        ("numina-auto-typed", numina, FM(answer_type="math", default_domain="Algebra")),
+        ("gsm8k", gsm8k, FM(preset="question_answer")),
+        ("alpaca", alpaca, FM(preset="instruction_output", answer_last_line_fallback=False)),
+        ("explicit-prompt", [{**r, "query": r["problem"]} for r in numina], FM(prompt="query")),
+        ("none", numina, FM(preset="none", prompt="problem", response="solution")),
+        ("empty", [], FM(preset="problem_solution")),
+    ]
+
+
+@pytest.mark.parametrize("case", _flat_cases(), ids=lambda c: c[0])
+def test_flat_table_path_equals_row_path(case):
+    name, rows, mapping = case
+    columns = sorted({k for r in rows for k in r}) or ["problem", "solution"]
+    table = pa.table({c: pa.array([r.get(c) for r in rows], pa.string()) for c in columns})
+    seen_rows: set[str] = {"a"}  # an id seen in an earlier batch of the same source
+    seen_table: set[str] = {"a"}
+    if not rows:  # an empty batch: the row path has no columns to detect a layout from
+        empty = ingest.records_from_rows(table, mapping, "src")
+        assert empty.num_rows == 0 and empty.schema == records.RECORD_SCHEMA
+        return
+    by_rows = ingest.records_from_rows(table.to_pylist(), mapping, "src", start_index=10, seen_keys=seen_rows)
+    by_table = ingest.records_from_rows(table, mapping, "src", start_index=10, seen_keys=seen_table)
+    assert ingest._is_flat(ingest.resolve_mapping(mapping, table.column_names), table)
+    assert by_table.equals(by_rows), (records.to_records(by_table), records.to_records(by_rows))
+    assert seen_table == seen_rows
+
+
+def test_flat_path_large_string_and_non_string_columns():
+    rows = [{"problem": "Find x.", "solution": "x = 1, \\boxed{1}", "answer": 1}, {"problem": "Find y.", "solution": None, "answer": 2}]
+    typed = pa.table({"problem": ["Find x.", "Find y."], "solution": pa.array(["x = 1, \\boxed{1}", None], pa.large_string()), "answer": [1, 2]})
+    # an int answer column goes through str(value) row by row, as before
+    assert not ingest._is_flat(ingest.resolve_mapping(FM(), typed.column_names), typed)
+    assert ingest.records_from_rows(typed, FM(), "s").equals(ingest.records_from_rows(rows, FM(), "s"))
+    strings = typed.set_column(2, "answer", pa.array(["1", "2"]))
+    assert ingest._is_flat(ingest.resolve_mapping(FM(), strings.column_names), strings)
+    assert ingest.records_from_rows(strings, FM(), "s").equals(ingest.records_from_rows(strings.to_pylist(), FM(), "s"))
+
+
+def test_blank_pattern_is_str_strip():
+    """The columnar path blanks a value exactly when ``str.strip()`` leaves nothing, for every code point."""
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    arr = pa.array(chars, pa.string())
+    arrow_blank = pc.match_substring_regex(arr, ingest._BLANK).to_pylist()
+    assert [c for c, b in zip(chars, arrow_blank) if b != (not c.strip())] == []
