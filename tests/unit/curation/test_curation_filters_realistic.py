@@ -131,7 +131,8 @@ def test_word_tokens_are_letter_and_digit_runs_without_latex_command_names() -> 
     import pyarrow as pa
     from infialign.pipeline.curation import _ngrams
 
-    texts = [*text.LONG_COTS.values(), *text.DEGENERATE_COTS.values(), *text.CUT_ENDINGS.values(), "", "\\frac{a}{b}", "Ab\\Cd ef", "α+β=π/2"]
+    edges = ["\\alpha x", "", "x\\", "\\\\ab \\", "", "A\\B\\c9 Z"]  # a command at a text's start, empty texts, trailing backslash
+    texts = [*text.LONG_COTS.values(), *text.DEGENERATE_COTS.values(), *text.CUT_ENDINGS.values(), *edges, "", "\\frac{a}{b}", "Ab\\Cd ef", "α+β=π/2"]
 
     def reference(t: str) -> list[bytes]:
         b = t.encode()
@@ -144,3 +145,4 @@ def test_word_tokens_are_letter_and_digit_runs_without_latex_command_names() -> 
     assert list(offsets) == [0, *np.cumsum([len(t) for t in tokens])]
     flat = pa.array([x for ts in tokens for x in ts], pa.large_binary()).cast(pa.large_string())
     assert np.array_equal(hashes, _ngrams.hash_strings(flat))
+
