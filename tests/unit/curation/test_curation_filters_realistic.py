@@ -146,3 +146,16 @@ def test_word_tokens_are_letter_and_digit_runs_without_latex_command_names() -> 
     flat = pa.array([x for ts in tokens for x in ts], pa.large_binary()).cast(pa.large_string())
     assert np.array_equal(hashes, _ngrams.hash_strings(flat))
 
+
+def test_value_runs_match_a_per_document_count() -> None:
+    """The blocked row-wise sort behind the repetition scores against np.unique per document, on documents
+    of very different lengths (blocks, padding) and with many equal values."""
+    rng = np.random.default_rng(0)
+    lens = np.r_[0, rng.integers(0, 40, 50), 0, rng.integers(500, 3000, 5), 1, 7000]
+    offsets = np.r_[0, np.cumsum(lens)]
+    values = rng.integers(0, 30, int(offsets[-1])).astype(np.uint64) << np.uint64(39)
+    most, distinct = filters._value_runs(values, offsets)
+    for k in range(len(lens)):
+        _, counts = np.unique(values[offsets[k] : offsets[k + 1]], return_counts=True)
+        assert most[k] == (counts.max() if len(counts) else 0)
+        assert distinct[k] == len(counts)

@@ -348,6 +348,50 @@ def _word_units(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return _ngrams.hash_strings(enc.dictionary)[enc.indices.to_numpy(zero_copy_only=False)], offsets
 
 
+# A row-wise sort of documents padded to a common width beats one global sort of (document, value) keys:
+# 1.1M n-grams of 2,300 long CoTs sort in 0.011 s as rows vs 0.063 s flat (measured). Documents go into
+# blocks of similar length so that padding stays small.
+_PAD: Final = np.uint64(np.iinfo(np.uint64).max)  # above every value (hashes are shifted right first)
+_BLOCK_CELLS: Final = 1 << 20
+
+
+def _value_runs(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(largest number of equal values, number of distinct values) within each document's slice of
+    ``values`` (< 2**64 - 1); 0 and 0 for an empty slice."""
+    lens = np.diff(offsets)
+    max_run = np.zeros(len(lens), dtype=np.int64)
+    distinct = np.zeros(len(lens), dtype=np.int64)
+    order = np.argsort(lens, kind="stable")
+    order = order[lens[order] > 0]
+    sorted_lens = lens[order]
+    i = 0
+    while i < len(order):
+        # Documents up to 1.25x the block's shortest, and at most _BLOCK_CELLS cells in all.
+        limit = int(sorted_lens[i]) * 5 // 4 + 8
+        j = int(np.searchsorted(sorted_lens, limit, side="right"))
+        j = min(j, i + max(1, _BLOCK_CELLS // limit))
+        docs = order[i:j]
+        block_lens = lens[docs]
+        width = int(block_lens.max())
+        grid = np.full((len(docs), width), _PAD, dtype=np.uint64)
+        cols = _ngrams.ragged_arange(block_lens)
+        grid[np.repeat(np.arange(len(docs)), block_lens), cols] = values[np.repeat(offsets[:-1][docs], block_lens) + cols]
+        grid.sort(axis=1)
+        # A run starts at column 0 and wherever the value changes; the padding is one run at the end.
+        new = np.ones(grid.shape, dtype=bool)
+        new[:, 1:] = grid[:, 1:] != grid[:, :-1]
+        flat = grid.ravel()
+        run_at = np.flatnonzero(new.ravel())
+        run_len = np.diff(np.r_[run_at, flat.size])
+        real = flat[run_at] != _PAD
+        run_len[~real] = 0
+        row_first = np.flatnonzero(run_at % width == 0)
+        max_run[docs] = np.maximum.reduceat(run_len, row_first)
+        distinct[docs] = np.add.reduceat(real.astype(np.int64), row_first)
+        i = j
+    return max_run, distinct
+
+
 def _compression_ratio(text: str) -> float:
     raw = text.encode("utf-8", "surrogatepass")
     return len(raw) / len(zlib.compress(raw, 1))
@@ -374,20 +418,12 @@ def _repetition_scores(responses: list[str | None], cfg: RepetitionRule) -> dict
             for n_gram, out, kind in ((cfg.ngram, max_count, "max"), (cfg.dup_ngram, dup_frac, "frac")):
                 h, o = _ngrams.ngram_hashes(units, offsets, n_gram, whole_if_short=False)
                 total = np.diff(o)
-                res = np.zeros(len(chunk))
-                if h.size:
-                    # (document << 40 | 40 hash bits): one sort groups equal n-grams within each document.
-                    docs = _ngrams.doc_ids(o).astype(np.uint64)
-                    keys, count = _ngrams.sorted_unique((docs << np.uint64(40)) | (h >> np.uint64(24)))
-                    gdoc = (keys >> np.uint64(40)).astype(np.int64)
-                    if kind == "max":
-                        # keys are sorted, so each document's n-grams are one run: a reduceat per run
-                        # (np.maximum.at is an unbuffered loop, ~10x slower at a million n-grams).
-                        starts = np.flatnonzero(np.r_[True, gdoc[1:] != gdoc[:-1]])
-                        res[gdoc[starts]] = np.maximum.reduceat(count, starts)
-                    else:
-                        uniq = np.bincount(gdoc, minlength=len(chunk))
-                        res = np.where(total > 0, 1.0 - uniq / np.where(total == 0, 1, total), 0.0)
+                # Equal n-grams are equal in their top 40 hash bits, within a document.
+                most, uniq = _value_runs(h >> np.uint64(24), o)
+                if kind == "max":
+                    res = most.astype(np.float64)
+                else:
+                    res = np.where(total > 0, 1.0 - uniq / np.where(total == 0, 1, total), 0.0)
                 out[rows] = res
             chunk, size = [], 0
     return {"rep_max_ngram_count": max_count, "rep_dup_ngram_frac": dup_frac, "rep_compression_ratio": ratio}
