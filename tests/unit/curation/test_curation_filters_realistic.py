@@ -159,3 +159,24 @@ def test_value_runs_match_a_per_document_count() -> None:
         _, counts = np.unique(values[offsets[k] : offsets[k + 1]], return_counts=True)
         assert most[k] == (counts.max() if len(counts) else 0)
         assert distinct[k] == len(counts)
+
+
+@pytest.mark.parametrize(
+    "prompts",
+    [
+        ["", "the", "The of AND is", "the-of-and-is-the", "the,of,and", "of1the", "theof", "Le der el que yang", "x y z", "a\n\nb"],
+        [*text.GREEK_MATH_PROMPTS, "Find the value of $x$ if \\[x^2 = 4\\] and x > 0.", "Soit f la fonction définie pour tout x réel."],
+    ],
+)
+def test_ascii_language_counts_equal_the_regex_counts(prompts: list[str]) -> None:
+    """The NumPy path for ASCII prompts counts what the Unicode regexes count (non-ASCII rows are routed to
+    the regexes, so only ASCII rows are compared)."""
+    import pyarrow as pa
+
+    ascii_only = pa.array([p for p in prompts if p.isascii()], pa.string())
+    fast = filters._ascii_language_counts(ascii_only)
+    slow = filters._regex_language_counts(ascii_only)
+    for got, want in zip(fast[:3], slow[:3]):
+        assert np.array_equal(got, want)
+    for got, want in zip(fast[3], slow[3]):
+        assert np.array_equal(got, want)

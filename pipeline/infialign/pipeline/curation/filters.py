@@ -271,8 +271,9 @@ def _prose_text(prompts: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(text, _FORMULA_TOKEN, " ")
 
 
-def _language_scores(prompts: pa.Array) -> dict[str, np.ndarray]:
-    text = _prose_text(prompts)
+def _regex_language_counts(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(letters, Latin letters, words, stopword matches per list in ``[_EN, *_FOREIGN]``) of prose texts,
+    with the Unicode regexes that define them."""
     scripted = pc.replace_substring_regex(text, r"\p{Common}", " ")
     for _ in range(2):
         scripted = pc.replace_substring_regex(scripted, _SHORT_GREEK, r"\1 \2")
@@ -281,9 +282,72 @@ def _language_scores(prompts: pa.Array) -> dict[str, np.ndarray]:
     lower = pc.utf8_lower(text)
     # Words of two letters or more: single letters are variables, not evidence of a language.
     words = _count(lower, r"\p{L}{2,}")
+    return letters, latin, words, [_count_words(lower, ws) for ws in (_EN, *_FOREIGN.values())]
+
+
+_ASCII_LETTER: Final = np.zeros(256, dtype=bool)
+_ASCII_LETTER[[*range(65, 91), *range(97, 123)]] = True
+
+
+def _ascii_language_counts(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """:func:`_regex_language_counts` of ASCII texts, from their letter runs in NumPy: the same counts.
+
+    In ASCII, ``\\p{L}`` and ``\\p{Latin}`` are ``[A-Za-z]`` and nothing is Common-script or Greek, so letters
+    are letter bytes and words runs of two or more. A stopword match of :func:`_count_words` is a whole
+    letter run from the list (its words are letters) with the character on each side, and every such run
+    counts: the kernel resumes after a match with ``^`` matching there, so a consumed boundary character
+    does not hide the next word (measured: "the-of-and" counts 3). The regex passes ran at ~3 MB/s over
+    250-character prompts (0.41 s per 5k, measured)."""
+    n = len(text)
+    offsets, data = _ngrams._string_buffers(text)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    body = data[lo:hi]
+    doc_off = offsets - lo
+    letter = _ASCII_LETTER[body]
+    begins = letter.copy()
+    begins[1:] &= ~letter[:-1]
+    text_starts = doc_off[:-1][doc_off[:-1] < len(body)]
+    begins[text_starts] = letter[text_starts]
+    ends_mask = letter.copy()
+    ends_mask[:-1] &= ~letter[1:] | begins[1:]
+    starts, ends = np.flatnonzero(begins), np.flatnonzero(ends_mask) + 1
+    run_doc = np.searchsorted(doc_off, starts, side="right") - 1
+    letter_total = np.zeros(len(body) + 1, dtype=np.int64)
+    np.cumsum(letter, out=letter_total[1:])
+    letters = (letter_total[doc_off[1:]] - letter_total[doc_off[:-1]]).astype(np.float64)
+    words = np.bincount(run_doc, weights=(ends - starts >= 2).astype(np.float64), minlength=n).astype(np.float64)
+    lens = ends - starts
+    tok_off = np.zeros(len(starts) + 1, dtype=np.int64)
+    np.cumsum(lens, out=tok_off[1:])
+    run_bytes = _ASCII_FOLD[body[letter]]  # letters only, runs back to back, lowercased
+    runs = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(tok_off), pa.py_buffer(run_bytes))
+    enc = pc.dictionary_encode(runs)
+    vocab = enc.dictionary.to_pylist()
+    idx = enc.indices.to_numpy(zero_copy_only=False)
+    stop_counts = []
+    for ws in (_EN, *_FOREIGN.values()):
+        word_set = set(ws)
+        listed = np.fromiter((w in word_set for w in vocab), dtype=bool, count=len(vocab))[idx]
+        stop_counts.append(np.bincount(run_doc, weights=listed.astype(np.float64), minlength=n))
+    return letters, letters.copy(), words, stop_counts
+
+
+def _language_scores(prompts: pa.Array) -> dict[str, np.ndarray]:
+    text = _arrow.combine(_prose_text(prompts))
+    n = len(text)
+    ascii_rows = pc.string_is_ascii(text).fill_null(False).to_numpy(zero_copy_only=False)
+    letters, latin, words = np.zeros(n), np.zeros(n), np.zeros(n)
+    stop = [np.zeros(n) for _ in range(1 + len(_FOREIGN))]
+    for rows, count in ((ascii_rows, _ascii_language_counts), (~ascii_rows, _regex_language_counts)):
+        if rows.any():
+            part = text if rows.all() else text.filter(pa.array(rows))
+            got_letters, got_latin, got_words, got_stop = count(part)
+            letters[rows], latin[rows], words[rows] = got_letters, got_latin, got_words
+            for out, got in zip(stop, got_stop):
+                out[rows] = got
     safe = np.where(words == 0, 1.0, words)
-    en = _count_words(lower, _EN) / safe
-    foreign = np.max([_count_words(lower, ws) / safe for ws in _FOREIGN.values()], axis=0)
+    en = stop[0] / safe
+    foreign = np.max([c / safe for c in stop[1:]], axis=0)
     return {
         "lang_latin_ratio": np.where(letters > 0, latin / np.where(letters == 0, 1, letters), np.nan),
         "lang_en_stopwords": np.where(words > 0, en, np.nan),
