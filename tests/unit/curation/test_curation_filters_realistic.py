@@ -180,3 +180,11 @@ def test_ascii_language_counts_equal_the_regex_counts(prompts: list[str]) -> Non
         assert np.array_equal(got, want)
     for got, want in zip(fast[3], slow[3]):
         assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("final", ["\\boxed{5}  \n", "\\boxed 5 \t", "\\boxed{5\\ ", "\\boxed  ", "\\fbox{a}\n", "so \\boxed{\\}}\n", "x", " "])
+def test_ending_scores_take_the_callers_box_test(final: str) -> None:
+    """score_rules passes ``last_boxed(answer part) is not None`` in; the scores equal testing the stripped tail."""
+    from infialign.pipeline.curation import answers
+
+    assert np.array_equal(filters._ending_scores(final), filters._ending_scores(final, answers.last_boxed(final) is not None), equal_nan=True)

@@ -236,8 +236,10 @@ _STATED_ANSWER: Final = re.compile(r"(?i)\banswer\b[^\n]{0,20}?(?:\bis\b|:)\s*\S
 _LAST_WORD: Final = re.compile(r"([A-Za-z]+)\W*$")
 
 
-def _ending_scores(final: str) -> tuple[float, float, float, float]:
-    """(ends mid-sentence, ends in a letter, ends on a dangling word, states an answer) of an answer part."""
+def _ending_scores(final: str, boxed: bool | None = None) -> tuple[float, float, float, float]:
+    """(ends mid-sentence, ends in a letter, ends on a dangling word, states an answer) of an answer part.
+    ``boxed``: whether ``last_boxed(final)`` is not None, when the caller knows (trailing whitespace
+    cannot change that: a box command holds none and its content ends before it)."""
     tail = final.rstrip()
     if not tail:
         return np.nan, np.nan, np.nan, np.nan
@@ -245,7 +247,9 @@ def _ending_scores(final: str) -> tuple[float, float, float, float]:
     cut = tail[-1] in _CONTINUATION or tail.count("```") % 2 == 1 or answers.box_is_cut(tail)
     word = _LAST_WORD.search(tail[-40:]) if tail[-1].isalpha() else None
     dangling = not fenced and word is not None and word.group(1).lower() in _DANGLING_WORDS
-    stated = answers.last_boxed(tail) is not None or _STATED_ANSWER.search(tail) is not None
+    if boxed is None:
+        boxed = answers.last_boxed(tail) is not None
+    stated = boxed or _STATED_ANSWER.search(tail) is not None
     return float(cut), float(tail[-1].isalpha()), float(dangling), float(stated)
 
 
@@ -523,7 +527,8 @@ def score_rules(table: pa.Table, cfg: RuleFilterConfig) -> tuple[pa.Table, stats
         if r is None:
             continue
         resp_chars[i] = len(r.strip())
-        box = answers.last_boxed(answers.after_think(r)) is not None
+        final = answers.after_think(r)
+        box = answers.last_boxed(final) is not None
         boxed[i] = float(box)
         if box:
             has_answer[i] = 1.0
@@ -532,7 +537,7 @@ def score_rules(table: pa.Table, cfg: RuleFilterConfig) -> tuple[pa.Table, stats
         if close_at >= 0:
             after[i] = len(r[close_at + len(answers.THINK_CLOSE) :].strip())
         if not unclosed[i]:
-            ending[:, i] = _ending_scores(answers.after_think(r))
+            ending[:, i] = _ending_scores(final, box)
     scores.update(
         {
             "response_chars": resp_chars,
