@@ -445,17 +445,19 @@ def _value_runs(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np
         cols = _ngrams.ragged_arange(block_lens)
         grid[np.repeat(np.arange(len(docs)), block_lens), cols] = values[np.repeat(offsets[:-1][docs], block_lens) + cols]
         grid.sort(axis=1)
-        # A run starts at column 0 and wherever the value changes; the padding is one run at the end.
-        new = np.ones(grid.shape, dtype=bool)
-        new[:, 1:] = grid[:, 1:] != grid[:, :-1]
-        flat = grid.ravel()
-        run_at = np.flatnonzero(new.ravel())
-        run_len = np.diff(np.r_[run_at, flat.size])
-        real = flat[run_at] != _PAD
-        run_len[~real] = 0
-        row_first = np.flatnonzero(run_at % width == 0)
+        # A run starts at column 0 and wherever the value changes; the padding is one run at a row's end.
+        new = np.empty(grid.shape, dtype=bool)
+        new[:, 0] = True
+        np.not_equal(grid[:, 1:], grid[:, :-1], out=new[:, 1:])
+        runs = new.sum(axis=1)
+        padded = block_lens < width
+        distinct[docs] = runs - padded
+        run_at = np.flatnonzero(new)
+        run_len = np.diff(np.r_[run_at, grid.size])
+        row_first = np.zeros(len(docs), dtype=np.int64)
+        np.cumsum(runs[:-1], out=row_first[1:])
+        run_len[(row_first + runs - 1)[padded]] = 0
         max_run[docs] = np.maximum.reduceat(run_len, row_first)
-        distinct[docs] = np.add.reduceat(real.astype(np.int64), row_first)
         i = j
     return max_run, distinct
 
