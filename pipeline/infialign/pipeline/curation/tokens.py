@@ -161,20 +161,17 @@ def _word_gap_pieces(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     space = space[~edge[space]]
     last, first = _whitespace_around(body, space - 1, space + 1)
     space = space[~last & ~first] + lo  # absolute positions in ``data``
-    starts = np.concatenate([doc_start, space])
+    # A piece starts at every non-empty text's first byte and at every gap.
+    starts = np.concatenate([doc_start[nonempty], space])
     starts.sort(kind="stable")
-    ends = np.empty_like(starts)
-    ends[:-1] = starts[1:]
-    if len(ends):
-        ends[-1] = hi
-    keep = ends > starts  # empty texts give no piece
-    starts, ends = starts[keep], ends[keep]
     piece_off = np.empty(len(starts) + 1, dtype=np.int64)
     piece_off[:-1] = starts
-    piece_off[-1] = ends[-1] if len(ends) else lo
+    piece_off[-1] = hi if len(starts) else lo
     # Pieces tile [lo, hi) without holes: a piece ends where the next starts.
     pieces = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(piece_off), texts.buffers()[2])
-    parents = np.searchsorted(offsets, starts, side="right") - 1
+    # Pieces per text, in text order: one for its start and one per gap (no searchsorted per piece).
+    per_text = nonempty + np.diff(np.searchsorted(space, offsets))
+    parents = np.repeat(np.arange(len(doc_start)), per_text)
     return pieces, parents
 
 
