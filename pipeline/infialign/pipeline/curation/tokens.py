@@ -90,7 +90,12 @@ class _SegmentCounter:
             self.cache.update(zip(missing, self._encode(missing)))
         per_distinct = np.fromiter((self.cache[d] for d in distinct), dtype=np.int64, count=len(distinct))
         per_piece = per_distinct[encoded.indices.to_numpy(zero_copy_only=False)]
-        out = np.bincount(parents, weights=per_piece, minlength=len(texts)).astype(np.int64)
+        # Pieces come in text order: integer sums per run of one text (a weighted bincount sums in float).
+        out = np.zeros(len(texts), dtype=np.int64)
+        first = np.searchsorted(parents, np.arange(len(texts)))
+        has = first < np.r_[first[1:], len(parents)]
+        if has.any():
+            out[has] = np.add.reduceat(per_piece, first[has])
         if not self.checked:
             k = min(_CHECK_ROWS, len(texts))
             direct = np.asarray(self._encode(texts.slice(0, k).to_pylist()), dtype=np.int64)
