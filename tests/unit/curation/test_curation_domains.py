@@ -136,3 +136,18 @@ def test_unreachable_endpoint_raises_after_retries():
 def test_fallback_must_be_a_label():
     with pytest.raises(ValueError, match="fallback_label"):
         domains.OpenAIChatLabellerConfig(base_url="http://x", model="m", labels=("a", "b"))
+
+
+def test_count_matching_equals_one_pass_per_pattern():
+    """The alternation halving counts what one kernel per pattern counts: overlapping patterns, anchors
+    under (?m), alternations inside a pattern, an empty list."""
+    import numpy as np
+    import pyarrow as pa
+
+    texts = pa.array(["", "the derivative of x", "limit\nconverge", "a|b", "derivative integral limit", "xlimit", "ab\nb"])
+    patterns = [r"\bderivative", r"deriv", r"^limit", r"converge$", r"a\|b|^b$", r"\blimit\b", r"integral", r"^$"]
+    want = sum(domains._matches(texts, p).astype(np.int64) for p in patterns)
+    assert domains._count_matching(texts, patterns).tolist() == want.tolist()
+    for k in range(1, len(patterns)):
+        assert domains._count_matching(texts, patterns[:k]).tolist() == sum(domains._matches(texts, p).astype(np.int64) for p in patterns[:k]).tolist()
+    assert domains._count_matching(texts, []).tolist() == [0] * len(texts)

@@ -131,7 +131,8 @@ def test_word_tokens_are_letter_and_digit_runs_without_latex_command_names() -> 
     import pyarrow as pa
     from infialign.pipeline.curation import _ngrams
 
-    texts = [*text.LONG_COTS.values(), *text.DEGENERATE_COTS.values(), *text.CUT_ENDINGS.values(), "", "\\frac{a}{b}", "Ab\\Cd ef", "α+β=π/2"]
+    edges = ["\\alpha x", "", "x\\", "\\\\ab \\", "", "A\\B\\c9 Z"]  # a command at a text's start, empty texts, trailing backslash
+    texts = [*text.LONG_COTS.values(), *text.DEGENERATE_COTS.values(), *text.CUT_ENDINGS.values(), *edges, "", "\\frac{a}{b}", "Ab\\Cd ef", "α+β=π/2"]
 
     def reference(t: str) -> list[bytes]:
         b = t.encode()
@@ -144,3 +145,46 @@ def test_word_tokens_are_letter_and_digit_runs_without_latex_command_names() -> 
     assert list(offsets) == [0, *np.cumsum([len(t) for t in tokens])]
     flat = pa.array([x for ts in tokens for x in ts], pa.large_binary()).cast(pa.large_string())
     assert np.array_equal(hashes, _ngrams.hash_strings(flat))
+
+
+def test_value_runs_match_a_per_document_count() -> None:
+    """The blocked row-wise sort behind the repetition scores against np.unique per document, on documents
+    of very different lengths (blocks, padding) and with many equal values."""
+    rng = np.random.default_rng(0)
+    lens = np.r_[0, rng.integers(0, 40, 50), 0, rng.integers(500, 3000, 5), 1, 7000]
+    offsets = np.r_[0, np.cumsum(lens)]
+    values = rng.integers(0, 30, int(offsets[-1])).astype(np.uint64) << np.uint64(39)
+    most, distinct = filters._value_runs(values, offsets)
+    for k in range(len(lens)):
+        _, counts = np.unique(values[offsets[k] : offsets[k + 1]], return_counts=True)
+        assert most[k] == (counts.max() if len(counts) else 0)
+        assert distinct[k] == len(counts)
+
+
+@pytest.mark.parametrize(
+    "prompts",
+    [
+        ["", "the", "The of AND is", "the-of-and-is-the", "the,of,and", "of1the", "theof", "Le der el que yang", "x y z", "a\n\nb"],
+        [*text.GREEK_MATH_PROMPTS, "Find the value of $x$ if \\[x^2 = 4\\] and x > 0.", "Soit f la fonction définie pour tout x réel."],
+    ],
+)
+def test_ascii_language_counts_equal_the_regex_counts(prompts: list[str]) -> None:
+    """The NumPy path for ASCII prompts counts what the Unicode regexes count (non-ASCII rows are routed to
+    the regexes, so only ASCII rows are compared)."""
+    import pyarrow as pa
+
+    ascii_only = pa.array([p for p in prompts if p.isascii()], pa.string())
+    fast = filters._ascii_language_counts(ascii_only)
+    slow = filters._regex_language_counts(ascii_only)
+    for got, want in zip(fast[:3], slow[:3]):
+        assert np.array_equal(got, want)
+    for got, want in zip(fast[3], slow[3]):
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("final", ["\\boxed{5}  \n", "\\boxed 5 \t", "\\boxed{5\\ ", "\\boxed  ", "\\fbox{a}\n", "so \\boxed{\\}}\n", "x", " "])
+def test_ending_scores_take_the_callers_box_test(final: str) -> None:
+    """score_rules passes ``last_boxed(answer part) is not None`` in; the scores equal testing the stripped tail."""
+    from infialign.pipeline.curation import answers
+
+    assert np.array_equal(filters._ending_scores(final), filters._ending_scores(final, answers.last_boxed(final) is not None), equal_nan=True)

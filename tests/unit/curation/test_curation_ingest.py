@@ -210,3 +210,23 @@ def test_blank_pattern_is_str_strip():
     arr = pa.array(chars, pa.string())
     arrow_blank = pc.match_substring_regex(arr, ingest._BLANK).to_pylist()
     assert [c for c, b in zip(chars, arrow_blank) if b != (not c.strip())] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "content", "cut"),
+    [
+        ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}", False),
+        ("\\boxed{\\{1\\}}", "\\{1\\}", False),  # escaped braces are no group
+        ("\\boxed{a\\}", None, True),  # the escaped closing brace leaves the group open
+        ("\\boxed{x\\", None, True),  # a backslash at the very end
+        ("\\boxed{{}}", "{}", False),  # nested groups balance
+        ("\\fbox{7}", "7", False),
+        ("\\boxed 5$", "5", False),
+        ("\\boxed  {5}", "5", False),
+        ("\\boxed{5}\\boxed{6", None, True),  # the last box is cut: no answer
+        ("\\boxed", None, True),
+    ],
+)
+def test_last_boxed_and_box_is_cut_on_escapes_and_cuts(text, content, cut):
+    assert answers.last_boxed(text) == content
+    assert answers.box_is_cut(text) is cut

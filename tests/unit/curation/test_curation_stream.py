@@ -311,6 +311,9 @@ def test_word_gap_pieces_cut_before_every_single_space_between_non_whitespace():
     """The NumPy cut finds exactly the gaps the _WORD_GAP regex describes, every one of them, in every text
     (Unicode separators on either side, spaces at a text's edges, empty and null texts)."""
     texts = [*_TRICKY, "a b c d e", " a b ", "x" + "".join(f"{w} y" for w in _WS), "ü ß 日 本", "\u200b z", "a  b", "é\u00a0 b c"]
+    # Multi-byte characters right beside a space: separators, and look-alikes that are not whitespace
+    # (U+2060 word joiner, U+2030 per mille, U+205E, U+1681, U+3001, U+00A1), at text edges too.
+    texts += ["\u3000 x \u2005", "x\u205f y", "\u2060 y \u2060", "‰ y ‰", "\u205e a \u1681 b \u3001 c \u00a1 d", "\u0085 e \u0085"]
     arr = pa.array(texts).fill_null("")
     pieces, parents = tokens._word_gap_pieces(arr)
     got: list[list[str]] = [[] for _ in texts]

@@ -353,8 +353,32 @@ def keyword_label(text: str, cfg: KeywordLabellerConfig | None = None) -> str:
     return best
 
 
+def _matches(texts: pa.Array, pattern: str) -> np.ndarray:
+    """Whether each text matches a keyword pattern: case-insensitive, ``^``/``$`` at line breaks."""
+    return pc.match_substring_regex(texts, "(?m)" + pattern, ignore_case=True).to_numpy(zero_copy_only=False)
+
+
+def _count_matching(texts: pa.Array, patterns: list[str]) -> np.ndarray:
+    """How many of the patterns each text matches (:func:`_matches`). The patterns as one alternation
+    match a text iff one of them does, and RE2 runs an alternation at about the cost of one pattern; so
+    each half of the list is asked as one, and only the texts it matches go on to its halves.
+    All keyword labels: 0.26 -> 0.12 CPU s per 5k prompts (measured)."""
+    if not patterns:
+        return np.zeros(len(texts), dtype=np.int64)
+    hit = _matches(texts, patterns[0] if len(patterns) == 1 else "|".join(f"(?:{p})" for p in patterns))
+    if len(patterns) == 1:
+        return hit.astype(np.int64)
+    count = np.zeros(len(texts), dtype=np.int64)
+    rows = np.flatnonzero(hit)
+    if len(rows):
+        some = texts if len(rows) == len(texts) else texts.take(pa.array(rows))
+        half = (len(patterns) + 1) // 2
+        count[rows] = _count_matching(some, patterns[:half]) + _count_matching(some, patterns[half:])
+    return count
+
+
 def keyword_labels(texts: pa.Array, cfg: KeywordLabellerConfig | None = None) -> list[str]:
-    """:func:`keyword_label` of many prompts, one Arrow regex kernel per pattern over all of them.
+    """:func:`keyword_label` of many prompts, with Arrow regex kernels over all of them (:func:`_count_matching`).
 
     RE2 (Arrow) and Python's ``re`` agree on ASCII text for these patterns (``\\b``, ``\\d``, ``\\s``
     and case folding differ only beyond ASCII; ``(?m)`` gives ``^``/``$`` the MULTILINE meaning), so
@@ -375,10 +399,7 @@ def keyword_labels(texts: pa.Array, cfg: KeywordLabellerConfig | None = None) ->
         best = np.full(len(idx), -1, dtype=np.int64)
         best_score = np.zeros(len(idx), dtype=np.int64)
         for k, (_, patterns) in enumerate(rules):
-            score = np.zeros(len(idx), dtype=np.int64)
-            for pat in patterns:
-                hit = pc.match_substring_regex(sub, "(?m)" + pat.pattern, ignore_case=True)
-                score += hit.to_numpy(zero_copy_only=False)
+            score = _count_matching(sub, [pat.pattern for pat in patterns])
             better = score > best_score  # strictly: ties go to the earlier rule, as in keyword_label
             best[better] = k
             best_score[better] = score[better]
