@@ -65,9 +65,32 @@ def _as_string_array(values: pa.Array | pa.ChunkedArray | Iterable[str | None]) 
     return values
 
 
+# Which rows the instruction patterns can match, judged on a bounded head and tail (exact, see below).
+_EDGE_CHARS: Final = 64
+# Every suffix ends "step" or "\\boxed" followed only by whitespace and ".!{}": a tail whose text before
+# its trailing run of those characters does not end so cannot match. A tail with fewer than 6 characters
+# before that run cannot tell (the "^.{0,5}" branch), so it counts as a maybe.
+_SUFFIX_TAIL: Final = r"(?s)(?:^.{0,5}|step|\\boxed)[\s.!{}]*$"
+# The prefix starts, after whitespace, with "please" or a _PUT verb (at most 7 letters); a head with fewer
+# than 8 characters after its leading whitespace cannot tell.
+_PREFIX_HEAD: Final = r"(?s)^\s*(?:please|" + _PUT[3:-1] + r"|.{0,7}$)"
+
+
+def _instruction_rows(arr: pa.Array) -> pa.Array:
+    """Rows the instruction patterns can match: a necessary condition checked on the first and last
+    ``_EDGE_CHARS`` code points only. A row whose tail (head) has more characters than the condition looks
+    at is decided by that tail (head) exactly as by the whole text, and a shorter one is the whole text; no
+    pattern matches a row outside, so the suffix passes leave it unchanged and the prefix pass sees the
+    same text."""
+    tail = pc.match_substring_regex(pc.utf8_slice_codeunits(arr, -_EDGE_CHARS), _SUFFIX_TAIL)
+    head = pc.match_substring_regex(pc.utf8_slice_codeunits(arr, 0, _EDGE_CHARS), _PREFIX_HEAD)
+    return pc.or_(tail, head)
+
+
 def _strip_instructions(arr: pa.Array) -> pa.Array:
-    # The regexes are anchored but RE2 still scans every row; run them only on rows that can match.
-    maybe = pc.or_(pc.match_substring(arr, "step"), pc.match_substring(arr, "boxed"))
+    # The regexes are anchored but RE2 still scans every row, and every long-CoT row has "boxed" (2.6 of
+    # 33 CPU s of decontamination on 100k rows); run them only on rows whose head or tail can match.
+    maybe = _instruction_rows(arr)
     if not pc.any(maybe).as_py():
         return arr
     subset = arr.filter(maybe)
