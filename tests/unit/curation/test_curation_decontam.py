@@ -186,3 +186,52 @@ def test_ngrams_from_shared_match_tokens_equal_those_of_each_match_form():
             got = _ngrams.token_ngrams(decontam._with_placeholders(tokens) if placeholder else tokens, n)
             want = _ngrams.word_ngrams(decontam.match_form(texts, placeholder), n)
             assert all((a == b).all() for a, b in zip(got, want)) and got[0].size > 0
+
+
+def _tricky_ascii_texts() -> list[str]:
+    """ASCII texts mixing LaTeX commands, whitespace of every kind, control bytes, digits glued to letters and
+    instruction boilerplate (random but fixed), plus hand-picked edge cases."""
+    import random
+
+    from realistic_text import LONG_COTS
+
+    rng = random.Random(0)
+    pieces = list("ab xyZ09\\\\ \n\t\x0b\x0c\r{}^_-.,!$\x00\x1f\x7f") + [
+        "\\frac", "\\boxed{}", "\\ \\ x", "12ab", "a1b2", "Step", " please reason step by step.", "\\\n\tcdot", "\\1a",
+    ]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    texts += ["\\", "a\\", "\\a", " \\ \n b", "\\\\a", "", "\\ ", " \\", "\\" * 3, "\\" + " " * 200 + "abc"]
+    return texts + [t for t in LONG_COTS.values() if t.isascii()]
+
+
+def test_ascii_match_tokens_equal_the_unicode_path():
+    """The byte-level ASCII tokeniser gives the tokens of the regex path, row by row, on whole arrays, on
+    slices and across row blocks (a LaTeX command whose backslash ends one text must not eat the next's letters)."""
+    import pyarrow as pa
+
+    texts = _tricky_ascii_texts()
+    texts += ["x \\", "frac 1", "\\  ", "  beta", "\\\n", "\n\ngamma"]  # backslash at a text's end, letters at the next start
+    arr = pa.array(texts, pa.string())
+    want = decontam._match_tokens_unicode(arr).to_pylist()
+    assert decontam._match_tokens_ascii(arr).to_pylist() == want
+    assert decontam._match_tokens_ascii(arr.slice(7, 500)).to_pylist() == want[7:507]
+    assert decontam._match_tokens(texts).to_pylist() == want
+    assert ["frac"] not in want and ["beta"] in want and ["gamma"] in want
+
+
+def test_ascii_match_tokens_do_not_depend_on_blocks(monkeypatch):
+    import pyarrow as pa
+
+    arr = pa.array(_tricky_ascii_texts(), pa.string())
+    want = decontam._match_tokens_unicode(arr).to_pylist()
+    for block in (1, 7, 64, 1000):
+        monkeypatch.setattr(decontam, "_TOKEN_BLOCK_BYTES", block)
+        assert decontam._match_tokens_ascii(arr).to_pylist() == want
+
+
+def test_mixed_ascii_and_unicode_rows_keep_their_order():
+    texts = ["\\alpha + x2 = 5", "αβ \\frac{1}{2}", None, "Ｆｉｎｄ 2x", "find 2x", "\\ \n béta"]
+    import pyarrow as pa
+
+    arr = pa.array([t or "" for t in texts], pa.string())
+    assert decontam._match_tokens(texts).to_pylist() == decontam._match_tokens_unicode(arr).to_pylist()

@@ -16,7 +16,7 @@ on a one-element array, so the scalar and vectorised forms can never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import numpy as np
@@ -26,6 +26,8 @@ import pyarrow.compute as pc
 __all__ = [
     "INSTRUCTION_PREFIXES",
     "INSTRUCTION_SUFFIXES",
+    "by_ascii",
+    "lower_ascii",
     "normalize_array",
     "normalize_text",
     "normalize_tokens",
@@ -110,12 +112,36 @@ def _tokens_unicode(arr: pa.Array, strip_instructions: bool) -> pa.ListArray:
     return tokenize_array(pc.replace_substring_regex(arr, _SYMBOL, r" \1 "))
 
 
+def lower_ascii(arr: pa.Array, *, strip_instructions: bool = True) -> pa.Array:
+    """ASCII texts lowercased and (``strip_instructions``) without the boilerplate: the text whose symbols
+    and whitespace :func:`normalize_tokens` splits on, for a tokeniser over its bytes."""
+    arr = pc.ascii_lower(arr)
+    return _strip_instructions(arr) if strip_instructions else arr
+
+
+def by_ascii(
+    arr: pa.Array, ascii_fn: Callable[[pa.Array], pa.Array], other_fn: Callable[[pa.Array], pa.Array]
+) -> pa.Array:
+    """``ascii_fn`` of the ASCII rows and ``other_fn`` of the others (both give one value per row), in row order."""
+    ascii_rows = pc.string_is_ascii(arr)
+    n_ascii = pc.sum(ascii_rows).as_py() or 0
+    if n_ascii == len(arr):
+        return ascii_fn(arr)
+    if n_ascii == 0:
+        return other_fn(arr)
+    # Mixed: each part with its kernels, then back into row order.
+    parts = pa.concat_arrays([ascii_fn(arr.filter(ascii_rows)), other_fn(arr.filter(pc.invert(ascii_rows)))])
+    mask = ascii_rows.to_numpy(zero_copy_only=False)
+    order = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask)])
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return parts.take(pa.array(inverse))
+
+
 def _tokens_ascii(arr: pa.Array, strip_instructions: bool) -> pa.ListArray:
     # The same result as _tokens_unicode on ASCII text (NFKC is the identity there), with the cheaper
     # ASCII kernels: about twice as fast, and most English math text is ASCII.
-    arr = pc.ascii_lower(arr)
-    if strip_instructions:
-        arr = _strip_instructions(arr)
+    arr = lower_ascii(arr, strip_instructions=strip_instructions)
     arr = pc.ascii_trim_whitespace(pc.replace_substring_regex(arr, _SYMBOL_ASCII, r" \1 "))
     arr = pc.if_else(pc.equal(pc.binary_length(arr), 0), pa.scalar(None, pa.string()), arr)
     return pc.ascii_split_whitespace(arr).fill_null(pa.scalar([], pa.list_(pa.string())))
@@ -128,21 +154,7 @@ def normalize_tokens(
 ) -> pa.ListArray:
     """Normalised word tokens of a column of texts (nulls give no tokens). See the module docstring."""
     arr = _as_string_array(values).fill_null("")
-    ascii_rows = pc.string_is_ascii(arr)
-    n_ascii = pc.sum(ascii_rows).as_py() or 0
-    if n_ascii == len(arr):
-        return _tokens_ascii(arr, strip_instructions)
-    if n_ascii == 0:
-        return _tokens_unicode(arr, strip_instructions)
-    # Mixed: each part with its kernels, then back into row order.
-    parts = pa.concat_arrays(
-        [_tokens_ascii(arr.filter(ascii_rows), strip_instructions), _tokens_unicode(arr.filter(pc.invert(ascii_rows)), strip_instructions)]
-    )
-    mask = ascii_rows.to_numpy(zero_copy_only=False)
-    order = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask)])
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return parts.take(pa.array(inverse))
+    return by_ascii(arr, lambda a: _tokens_ascii(a, strip_instructions), lambda a: _tokens_unicode(a, strip_instructions))
 
 
 def normalize_array(
