@@ -8,8 +8,8 @@ tokens in Python:
 1. Tokens come from Arrow (``utf8_split_whitespace`` of the normalised text), are dictionary-encoded in
    C++, and only the *distinct* token strings are hashed, with a byte-polynomial hash computed in NumPy
    over the dictionary's data buffer.
-2. The hash of window ``j`` is ``mix(sum_i t[j+i] * P^i)`` (wrapping uint64 arithmetic), read off one
-   prefix sum over all windows of all documents at once (see :func:`ngram_hashes`).
+2. The hash of window ``j`` is ``mix(sum_i t[j+i] * P^i)`` (wrapping uint64 arithmetic), computed for all
+   windows of all documents at once by a few vectorised passes (see :func:`ngram_hashes`).
 
 Hashes depend only on the text, never on the batch, process or ``PYTHONHASHSEED``, so shards hashed by
 different workers agree. Documents shorter than ``n`` units give one "whole" shingle (their full token
@@ -33,7 +33,6 @@ _GOLDEN: Final = _U64(0x9E3779B97F4A7C15)
 _M1: Final = _U64(0xBF58476D1CE4E5B9)
 _M2: Final = _U64(0x94D049BB133111EB)
 _CHAR_SALT: Final = _U64(0xD6E8FEB86659FD93)
-_P_INV: Final = _U64(pow(int(_P), -1, 2**64))
 _SHIFTED_MAX_N: Final = 8  # measured crossover of the two window algorithms in ngram_hashes
 
 _powers = np.ones(1, dtype=np.uint64)
@@ -174,9 +173,8 @@ def ngram_hashes(units: np.ndarray, offsets: np.ndarray, n: int, *, whole_if_sho
     A document with ``0 < len < n`` units gives one shingle of all its units when ``whole_if_short``
     (else none); an empty document gives none.
 
-    The window hash is the polynomial ``sum_i t[j+i] * P^i (mod 2^64)``, from one prefix sum:
-    ``(S[j+n] - S[j]) * P^-j`` with ``S[k] = sum_{m<k} t[m] * P^m`` (``P`` is odd, so it has an inverse
-    mod 2^64). The cost is a handful of passes over the units whatever ``n`` is.
+    The window hash is the polynomial ``sum_i t[j+i] * P^i (mod 2^64)``: n shifted multiply-adds for small n,
+    by doubling (:func:`_doubling_windows`, ~2 log2(n) passes) for larger n.
     """
     if n < 1:
         raise ValueError(f"n-gram size must be >= 1, got {n}")
@@ -193,7 +191,7 @@ def ngram_hashes(units: np.ndarray, offsets: np.ndarray, n: int, *, whole_if_sho
         return out, out_offsets
     with np.errstate(over="ignore"):
         if total < n:
-            windows = prefix = inverse = None  # no long document; short ones are summed below
+            windows = None  # no long document; short ones are summed below
         elif n <= _SHIFTED_MAX_N:
             # Small n: n shifted slices of the zero-padded units (contiguous, vectorised passes).
             pw = _pow_table(n)
@@ -203,33 +201,23 @@ def ngram_hashes(units: np.ndarray, offsets: np.ndarray, n: int, *, whole_if_sho
             for i in range(1, n):
                 np.multiply(padded[i : i + total + 1 - n], pw[i], out=tmp)
                 windows += tmp
-            prefix = inverse = None
         else:
-            # Large n: one prefix sum; cumprod/cumsum are sequential, so this wins only for long windows.
-            powers = np.full(total, _P, dtype=np.uint64)
-            powers[0] = 1
-            np.cumprod(powers, out=powers)
-            inverse = np.full(total, _P_INV, dtype=np.uint64)
-            inverse[0] = 1
-            np.cumprod(inverse, out=inverse)
-            prefix = np.zeros(total + 1, dtype=np.uint64)
-            np.cumsum(units * powers, out=prefix[1:])
-            windows = (prefix[n:] - prefix[: total + 1 - n]) * inverse[: total + 1 - n]
+            # Large n: windows of 1, 2, 4, ... units by doubling, joined over the binary digits of n.
+            windows = _doubling_windows(units, n)
         if long.any():
-            # Every position's window at once, then keep those inside a long document.
-            valid = np.zeros(total + 1 - n, dtype=bool)
-            valid[np.repeat(offsets[:-1][long], counts[long]) + ragged_arange(counts[long])] = True
-            long_windows = windows[valid]
+            # Every position's window at once, then keep those inside a long document: all but the last
+            # n - 1 positions of each document (marking those few, not every kept one: 0.38 of 1.7 CPU s).
+            valid = np.ones(total, dtype=bool)
+            tail = np.minimum(lens, n - 1)
+            valid[np.repeat(offsets[1:], tail) - ragged_arange(tail) - 1] = False
+            long_windows = windows[valid[: total + 1 - n]]
         else:
             long_windows = np.zeros(0, dtype=np.uint64)
         if short.any():
             starts = offsets[:-1][short]
-            if prefix is not None:
-                whole = (prefix[starts + lens[short]] - prefix[starts]) * inverse[starts]
-            else:
-                slens = lens[short]
-                within = ragged_arange(slens)
-                whole = np.add.reduceat(units[np.repeat(starts, slens) + within] * _pow_table(n)[within], np.cumsum(slens) - slens)
+            slens = lens[short]
+            within = ragged_arange(slens)
+            whole = np.add.reduceat(units[np.repeat(starts, slens) + within] * _pow_table(n)[within], np.cumsum(slens) - slens)
             slot = np.zeros(out.size, dtype=bool)
             slot[out_offsets[:-1][short]] = True
             out[slot] = whole
@@ -238,6 +226,28 @@ def ngram_hashes(units: np.ndarray, offsets: np.ndarray, n: int, *, whole_if_sho
             out[:] = long_windows
         out ^= _U64(n) * _GOLDEN
     return mix64(out), out_offsets
+
+
+def _doubling_windows(units: np.ndarray, n: int) -> np.ndarray:
+    """``sum_i units[j+i] * P^i`` over ``i < n`` for every ``j`` with a full window (wrapping uint64).
+
+    Windows of ``k`` units give those of ``2k`` in one multiply-add, and the windows of the powers of two in
+    n's binary digits join into n: ~2 log2(n) vectorised passes. The former prefix-sum form
+    ``(S[j+n] - S[j]) * P^-j`` (the same values) ran two sequential cumprods of powers and a cumsum over every
+    unit: 0.59 -> 0.18 CPU s for n=13 on 15M units (measured)."""
+    pw = _pow_table(n)
+    m = len(units) + 1 - n
+    out = np.zeros(m, dtype=np.uint64)
+    span, k, done = units, 1, 0  # span[j] = the window of k units at j; done = units of n already in out
+    with np.errstate(over="ignore"):
+        while True:
+            if n & k:
+                out += span[done : done + m] * pw[done]
+                done += k
+            if 2 * k > n:
+                return out
+            span = span[: len(span) - k] + span[k:] * pw[k]
+            k *= 2
 
 
 def window_any(flags: np.ndarray, offsets: np.ndarray, n: int, *, whole_if_short: bool = True) -> np.ndarray:
