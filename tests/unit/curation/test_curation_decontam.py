@@ -235,3 +235,25 @@ def test_mixed_ascii_and_unicode_rows_keep_their_order():
 
     arr = pa.array([t or "" for t in texts], pa.string())
     assert decontam._match_tokens(texts).to_pylist() == decontam._match_tokens_unicode(arr).to_pylist()
+
+
+def test_fuzzy_candidates_scan_equals_number_key_lookups():
+    """A narrow length window tests each item's key against the document's instead of looking up every
+    contiguous run of the document's numbers; both give the same items."""
+    items = [
+        "What is 17 times 23?", "What is 23 times 17?", "Add 1 and 2.", "Add -1 and 2.", "Find x.", "Find y if y = 3.",
+        "Compute 1, 2, 3 then 4.", "Compute 12 plus 3.", "What is 2 + 3?", "Sum 3 and 4 and 5.", "Is 17 prime?",
+    ]
+    index = decontam.DecontamIndex.build({"b": items}, decontam.DecontamConfig())
+    docs = ["What is 17 times 23 and 1?", "Add 1 and 2 and 3 and 4.", "No numbers.", "Take -1, 2, 3, 4, 5 and 17.", "12 3 2 3"]
+
+    def by_lookup(doc_key: str, lo: int, hi: int) -> list[int]:  # the lookup branch alone
+        nums = [] if doc_key == ",," else doc_key.strip(",").split(",")
+        keys = {",,"} | {"," + ",".join(nums[i:j]) + "," for i in range(len(nums)) for j in range(i + 1, len(nums) + 1)}
+        return sorted(k for key in keys for k in index.short_by_key.get(key, ()) if lo <= k < hi)
+
+    m = len(index.short_texts)
+    for key in decontam._ngrams.digit_keys(docs, brackets_subtract=True):
+        for lo in range(m + 1):
+            for hi in range(lo, m + 1):
+                assert index._fuzzy_candidates(key, lo, hi) == by_lookup(key, lo, hi), (key, lo, hi)

@@ -570,6 +570,8 @@ class DecontamIndex:
             n = len(text)
             lo = bisect.bisect_left(self.short_lens, int(np.floor(n * lo_f)))
             hi = bisect.bisect_right(self.short_lens, int(np.ceil(n / lo_f)))
+            if lo >= hi:
+                continue  # no short item of similar length
             for k in self._fuzzy_candidates(doc_keys[d] if self.cfg.number_aware else None, lo, hi):
                 item = int(self.short_item[k])
                 r = ratio(text, self.short_texts[k])
@@ -592,6 +594,12 @@ class DecontamIndex:
             if doc_key is None:
                 return list(found)
             return [k for k in found if _numbers_fit(doc_key, self.item_numbers[int(self.short_item[k])])]
+        if hi - lo <= len(nums) * (len(nums) + 1) // 2:
+            # Fewer items in the window than number runs to look up: test each item's key. A key ",a,b," is a
+            # substring of the document's ",n1,...,nk," exactly when a, b are a contiguous run of n1..nk (commas
+            # delimit the numbers), so this gives the same items as the lookups.
+            keys_at = self.item_numbers
+            return [k for k in range(lo, hi) if (key := keys_at[int(self.short_item[k])]) == ",," or key in doc_key]
         keys = {",,"} | {"," + ",".join(nums[i:j]) + "," for i in range(len(nums)) for j in range(i + 1, len(nums) + 1)}
         return sorted(k for key in keys for k in self.short_by_key.get(key, ()) if lo <= k < hi)
 
