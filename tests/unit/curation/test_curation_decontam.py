@@ -257,3 +257,19 @@ def test_fuzzy_candidates_scan_equals_number_key_lookups():
         for lo in range(m + 1):
             for hi in range(lo, m + 1):
                 assert index._fuzzy_candidates(key, lo, hi) == by_lookup(key, lo, hi), (key, lo, hi)
+
+
+def test_ngrams_of_both_forms_from_one_dictionary():
+    """_ngrams_both_forms gives token_ngrams of the placeholder form and of the plain form, also for Greek and
+    other single letters, digits and empty inputs."""
+    from infialign.pipeline.curation import _ngrams
+    from realistic_text import GREEK_MATH_PROMPTS, LONG_COTS
+
+    texts = [*AIME, *GREEK_MATH_PROMPTS, *LONG_COTS.values(), None, "", "α β γ 1 2 x", "é ß ǅ ² ½ a1b2"]
+    for batch in (texts, [None, ""], []):
+        tokens = decontam._match_tokens(batch)
+        for n in (1, 8, 13):
+            got = decontam._ngrams_both_forms(tokens, n)
+            want = (_ngrams.token_ngrams(decontam._with_placeholders(tokens), n), _ngrams.token_ngrams(tokens, n))
+            for (gh, go), (wh, wo) in zip(got, want):
+                assert gh.tolist() == wh.tolist() and go.tolist() == wo.tolist()

@@ -124,8 +124,8 @@ def _hash_rows(offsets: np.ndarray, lens: np.ndarray, data: np.ndarray, pw: np.n
     out[nonempty] = np.add.reduceat(contrib, starts[nonempty])
 
 
-def token_units(tokens: pa.ListArray | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(hash of every token, offsets per document) of a list<string> column of tokens."""
+def token_dictionary(tokens: pa.ListArray | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(distinct tokens, every token's index into them, offsets per document) of a list<string> column."""
     if isinstance(tokens, pa.ChunkedArray):
         tokens = tokens.combine_chunks()
     n = len(tokens)
@@ -133,10 +133,17 @@ def token_units(tokens: pa.ListArray | pa.ChunkedArray) -> tuple[np.ndarray, np.
     offsets = raw - raw[0] if n else np.zeros(1, dtype=np.int64)
     flat = tokens.flatten()
     if len(flat) == 0:
-        return np.zeros(0, dtype=np.uint64), offsets
+        return pa.array([], pa.string()), np.zeros(0, dtype=np.int64), offsets
     enc = pc.dictionary_encode(flat)
-    idx = enc.indices.to_numpy(zero_copy_only=False)
-    return hash_strings(enc.dictionary)[idx], offsets
+    return enc.dictionary, enc.indices.to_numpy(zero_copy_only=False), offsets
+
+
+def token_units(tokens: pa.ListArray | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(hash of every token, offsets per document) of a list<string> column of tokens."""
+    dictionary, idx, offsets = token_dictionary(tokens)
+    if idx.size == 0:
+        return np.zeros(0, dtype=np.uint64), offsets
+    return hash_strings(dictionary)[idx], offsets
 
 
 def char_units(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
