@@ -38,3 +38,27 @@ def test_ngram_hashes_of_only_short_or_empty_documents():
         off = np.array(offsets, dtype=np.int64)
         assert _ngrams.ngram_hashes(units, off, 13)[0].tolist() == _naive(units.tolist(), offsets, 13, True)
     assert _ngrams.ngram_hashes(np.zeros(0, np.uint64), np.zeros(3, np.int64), 13)[0].size == 0
+
+
+def _unicode_digit_keys(texts: list[str | None], brackets_subtract: bool) -> list[str]:
+    """digit_keys by the regex path alone (the reference for ASCII rows)."""
+    import pyarrow as pa
+
+    runs = _ngrams._digit_runs(pa.array([t or "" for t in texts], pa.string()), brackets_subtract)
+    return ["," + k.strip(",").replace("~", "-") + "," for k in runs.to_pylist()]
+
+
+@pytest.mark.parametrize("brackets_subtract", [False, True])
+def test_ascii_digit_keys_equal_the_regex_path(brackets_subtract, monkeypatch):
+    import random
+
+    rng = random.Random(3)
+    pieces = list("-~09aZ )]}({[ \n,.") + ["--1", "x-3", "}-4", "12", "~~", "-\n1", "a--2"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    texts += ["", None, "-", "-1", "1-", "~", "a-1", ")-1", "]-1", "}-1", "\n-1", "x^{3}-6x", "x - y = -39", "1-", "-2"]
+    texts += ["é-5 and −3", "Ｆｕｌｌ １２-３"]  # non-ASCII rows go the regex way, in their place
+    want = _unicode_digit_keys(texts, brackets_subtract)
+    assert _ngrams.digit_keys(texts, brackets_subtract=brackets_subtract) == want
+    for block in (1, 5, 100):  # a text ending in "-" before one starting with a digit: no sign across texts
+        monkeypatch.setattr(_ngrams, "_HASH_BLOCK_BYTES", block)
+        assert _ngrams.digit_keys(texts, brackets_subtract=brackets_subtract) == want

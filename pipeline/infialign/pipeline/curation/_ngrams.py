@@ -317,14 +317,88 @@ def digit_keys(texts: pa.Array | Sequence[str | None], *, brackets_subtract: boo
     """The numbers of each text (after NFKC) as ``",3,-14,"`` (``",,"`` when there are none), so that
     ``key_a in key_b`` means a's number sequence occurs contiguously in b's. A minus sign written right
     before a digit is kept: ``x - y = -39`` and ``x - y = 39`` are different problems."""
+    from infialign.pipeline.curation import normalize
+
     arr = texts if isinstance(texts, pa.Array) else pa.array(list(texts), pa.string())
-    arr = pc.utf8_normalize(arr.fill_null(""), "NFKC")
+    if pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.string())
+    runs = normalize.by_ascii(
+        arr.fill_null(""), lambda a: _digit_runs_ascii(a, brackets_subtract), lambda a: _digit_runs(a, brackets_subtract)
+    )
+    return ["," + k.strip(",").replace("~", "-") + "," for k in runs.to_pylist()]
+
+
+def _digit_runs(arr: pa.Array, brackets_subtract: bool) -> pa.Array:
+    """Each text's digit runs (a sign minus as ``~``, ``~`` kept) with ``,`` for everything between."""
+    arr = pc.utf8_normalize(arr, "NFKC")
     # A sign, not a subtraction: ASCII or Unicode minus after a non-alphanumeric (or at the start).
     # With brackets_subtract, not after a closing bracket either: in "x^{3}-6x" the minus subtracts.
     before = r"[^\p{Nd}\p{L})\]}]" if brackets_subtract else r"[^\p{Nd}\p{L}]"
     arr = pc.replace_substring_regex(arr, r"(^|" + before + r")[-\x{2212}](\p{Nd})", r"\1~\2")
-    runs = pc.replace_substring_regex(arr, r"[^\p{Nd}~]+", ",")
-    return ["," + k.strip(",").replace("~", "-") + "," for k in runs.to_pylist()]
+    return pc.replace_substring_regex(arr, r"[^\p{Nd}~]+", ",")
+
+
+_ALNUM_BYTE = np.zeros(256, dtype=bool)
+_ALNUM_BYTE[ord("0") : ord("9") + 1] = True
+_ALNUM_BYTE[ord("a") : ord("z") + 1] = True
+_ALNUM_BYTE[ord("A") : ord("Z") + 1] = True
+_ALNUM_BRACKET_BYTE = _ALNUM_BYTE.copy()
+_ALNUM_BRACKET_BYTE[[ord(")"), ord("]"), ord("}")]] = True
+
+
+def _digit_runs_ascii(arr: pa.Array, brackets_subtract: bool) -> pa.Array:
+    """:func:`_digit_runs` of ASCII texts from their bytes, as ``",run,run,"`` with signs already ``-`` (the
+    same keys after :func:`digit_keys`' clean-up; 0.6-1.0 -> 0.25-0.3 CPU s on 20k long-CoT texts, measured).
+
+    NFKC is the identity on ASCII. A ``-`` is a sign when a digit follows it in the same text and it starts
+    the text or follows a byte that is not a letter, a digit (or, with ``brackets_subtract``, a closing
+    bracket); the regex's matches never overlap a sign: each ends on a digit, never the byte before one.
+    Digits, signs and ``~`` are kept and each run of other bytes becomes one ``,``. Blocks of
+    ~``_HASH_BLOCK_BYTES`` keep the per-byte temporaries bounded."""
+    offsets, data = _string_buffers(arr)
+    n = len(arr)
+    parts: list[pa.Array] = []
+    row = 0
+    while row < n:
+        end = min(n, max(row + 1, int(np.searchsorted(offsets, offsets[row] + _HASH_BLOCK_BYTES, side="right")) - 1))
+        parts.append(_digit_runs_block(offsets[row : end + 1], data, brackets_subtract))
+        row = end
+    return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+
+
+def _digit_runs_block(offsets: np.ndarray, data: np.ndarray, brackets_subtract: bool) -> pa.Array:
+    """:func:`_digit_runs_ascii` of the texts at absolute byte ``offsets`` of ``data``."""
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    rel = offsets - lo
+    n = len(rel) - 1
+    text = data[lo:hi]
+    size = hi - lo
+    first = np.zeros(size + 1, dtype=bool)  # a text starts here (or the block ends)
+    first[rel] = True
+    keep = np.less(text - np.uint8(ord("0")), 10)  # digits (uint8 wraps below "0")
+    keep |= text == ord("~")
+    # Signs: judged at the few "-" bytes only.
+    minus = np.flatnonzero(text == ord("-"))
+    minus = minus[minus + 1 < size]
+    minus = minus[keep[minus + 1] & (text[minus + 1] != ord("~")) & ~first[minus + 1]]
+    before = text[np.maximum(minus - 1, 0)]
+    excluded = (_ALNUM_BRACKET_BYTE if brackets_subtract else _ALNUM_BYTE)[before]
+    keep[minus[first[minus] | ~excluded]] = True
+    kept = np.flatnonzero(keep)
+    run_start = first[kept] | ~keep[np.maximum(kept - 1, 0)] | (kept == 0)
+    row = np.searchsorted(rel, kept, side="right") - 1
+    kept_in_row = np.bincount(row, minlength=n)
+    runs_in_row = np.bincount(row[run_start], minlength=n)
+    # A text's output: "," and the bytes of each run, then "," (",," when it has no run).
+    row_len = np.maximum(kept_in_row + runs_in_row + 1, 2)
+    out_off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(row_len, out=out_off[1:])
+    kept_before = np.r_[0, np.cumsum(kept_in_row)[:-1]]
+    runs_before = np.r_[0, np.cumsum(runs_in_row)[:-1]]
+    within = np.arange(len(kept)) - kept_before[row] + np.cumsum(run_start) - runs_before[row]
+    out = np.full(int(out_off[-1]), ord(","), dtype=np.uint8)
+    out[out_off[row] + within] = np.where(text[kept] == ord("~"), ord("-"), text[kept])
+    return pa.StringArray.from_buffers(n, pa.py_buffer(out_off.astype(np.int32)), pa.py_buffer(out))
 
 
 def word_counts(normalized: pa.Array) -> np.ndarray:
