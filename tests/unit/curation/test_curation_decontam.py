@@ -273,3 +273,27 @@ def test_ngrams_of_both_forms_from_one_dictionary():
             want = (_ngrams.token_ngrams(decontam._with_placeholders(tokens), n), _ngrams.token_ngrams(tokens, n))
             for (gh, go), (wh, wo) in zip(got, want):
                 assert gh.tolist() == wh.tolist() and go.tolist() == wo.tolist()
+
+
+def test_numbers_and_words_equals_the_pairwise_numbers_fit():
+    """_numbers_and_words with cached number counts gives what _numbers_fit per (text, item) pair gives."""
+    import decontam_fixture as fx
+
+    cfg = decontam.DecontamConfig(word_overlap=0.7)
+    index = decontam.DecontamIndex.build({"fx": list(fx.ITEMS.values())}, cfg)
+    texts = [t[-1] if isinstance(t, tuple) else t for t in fx.LEAKS] + list(fx.CLEAN) + ["3 3 10 21 and 7", "no numbers"]
+    keys = decontam._ngrams.digit_keys(texts, brackets_subtract=True)
+    norm = decontam.match_form(texts, False).to_pylist()
+    want = []
+    for d, key in enumerate(keys):
+        if key == ",,":
+            continue
+        cands = [i for x in set(key.strip(",").split(",")) for i in index.anchors.get(x, ())]
+        for i in cands:
+            item_words = index.item_words[i]
+            if item_words and decontam._numbers_fit(key, index.item_numbers[i]):
+                share = len(item_words & decontam._content_words(norm[d])) / len(item_words)
+                if share >= decontam.COSINE_FLOOR * 0.7:
+                    want.append((d, i, share))
+    got = index._numbers_and_words(norm, keys)
+    assert list(zip(*(x.tolist() for x in got))) == want and want
