@@ -186,3 +186,114 @@ def test_ngrams_from_shared_match_tokens_equal_those_of_each_match_form():
             got = _ngrams.token_ngrams(decontam._with_placeholders(tokens) if placeholder else tokens, n)
             want = _ngrams.word_ngrams(decontam.match_form(texts, placeholder), n)
             assert all((a == b).all() for a, b in zip(got, want)) and got[0].size > 0
+
+
+def _tricky_ascii_texts() -> list[str]:
+    """ASCII texts mixing LaTeX commands, whitespace of every kind, control bytes, digits glued to letters and
+    instruction boilerplate (random but fixed), plus hand-picked edge cases."""
+    import random
+
+    from realistic_text import LONG_COTS
+
+    rng = random.Random(0)
+    pieces = list("ab xyZ09\\\\ \n\t\x0b\x0c\r{}^_-.,!$\x00\x1f\x7f") + [
+        "\\frac", "\\boxed{}", "\\ \\ x", "12ab", "a1b2", "Step", " please reason step by step.", "\\\n\tcdot", "\\1a",
+    ]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    texts += ["\\", "a\\", "\\a", " \\ \n b", "\\\\a", "", "\\ ", " \\", "\\" * 3, "\\" + " " * 200 + "abc"]
+    return texts + [t for t in LONG_COTS.values() if t.isascii()]
+
+
+def test_ascii_match_tokens_equal_the_unicode_path():
+    """The byte-level ASCII tokeniser gives the tokens of the regex path, row by row, on whole arrays, on
+    slices and across row blocks (a LaTeX command whose backslash ends one text must not eat the next's letters)."""
+    import pyarrow as pa
+
+    texts = _tricky_ascii_texts()
+    texts += ["x \\", "frac 1", "\\  ", "  beta", "\\\n", "\n\ngamma"]  # backslash at a text's end, letters at the next start
+    arr = pa.array(texts, pa.string())
+    want = decontam._match_tokens_unicode(arr).to_pylist()
+    assert decontam._match_tokens_ascii(arr).to_pylist() == want
+    assert decontam._match_tokens_ascii(arr.slice(7, 500)).to_pylist() == want[7:507]
+    assert decontam._match_tokens(texts).to_pylist() == want
+    assert ["frac"] not in want and ["beta"] in want and ["gamma"] in want
+
+
+def test_ascii_match_tokens_do_not_depend_on_blocks(monkeypatch):
+    import pyarrow as pa
+
+    arr = pa.array(_tricky_ascii_texts(), pa.string())
+    want = decontam._match_tokens_unicode(arr).to_pylist()
+    for block in (1, 7, 64, 1000):
+        monkeypatch.setattr(decontam, "_TOKEN_BLOCK_BYTES", block)
+        assert decontam._match_tokens_ascii(arr).to_pylist() == want
+
+
+def test_mixed_ascii_and_unicode_rows_keep_their_order():
+    texts = ["\\alpha + x2 = 5", "αβ \\frac{1}{2}", None, "Ｆｉｎｄ 2x", "find 2x", "\\ \n béta"]
+    import pyarrow as pa
+
+    arr = pa.array([t or "" for t in texts], pa.string())
+    assert decontam._match_tokens(texts).to_pylist() == decontam._match_tokens_unicode(arr).to_pylist()
+
+
+def test_fuzzy_candidates_scan_equals_number_key_lookups():
+    """A narrow length window tests each item's key against the document's instead of looking up every
+    contiguous run of the document's numbers; both give the same items."""
+    items = [
+        "What is 17 times 23?", "What is 23 times 17?", "Add 1 and 2.", "Add -1 and 2.", "Find x.", "Find y if y = 3.",
+        "Compute 1, 2, 3 then 4.", "Compute 12 plus 3.", "What is 2 + 3?", "Sum 3 and 4 and 5.", "Is 17 prime?",
+    ]
+    index = decontam.DecontamIndex.build({"b": items}, decontam.DecontamConfig())
+    docs = ["What is 17 times 23 and 1?", "Add 1 and 2 and 3 and 4.", "No numbers.", "Take -1, 2, 3, 4, 5 and 17.", "12 3 2 3"]
+
+    def by_lookup(doc_key: str, lo: int, hi: int) -> list[int]:  # the lookup branch alone
+        nums = [] if doc_key == ",," else doc_key.strip(",").split(",")
+        keys = {",,"} | {"," + ",".join(nums[i:j]) + "," for i in range(len(nums)) for j in range(i + 1, len(nums) + 1)}
+        return sorted(k for key in keys for k in index.short_by_key.get(key, ()) if lo <= k < hi)
+
+    m = len(index.short_texts)
+    for key in decontam._ngrams.digit_keys(docs, brackets_subtract=True):
+        for lo in range(m + 1):
+            for hi in range(lo, m + 1):
+                assert index._fuzzy_candidates(key, lo, hi) == by_lookup(key, lo, hi), (key, lo, hi)
+
+
+def test_ngrams_of_both_forms_from_one_dictionary():
+    """_ngrams_both_forms gives token_ngrams of the placeholder form and of the plain form, also for Greek and
+    other single letters, digits and empty inputs."""
+    from infialign.pipeline.curation import _ngrams
+    from realistic_text import GREEK_MATH_PROMPTS, LONG_COTS
+
+    texts = [*AIME, *GREEK_MATH_PROMPTS, *LONG_COTS.values(), None, "", "α β γ 1 2 x", "é ß ǅ ² ½ a1b2"]
+    for batch in (texts, [None, ""], []):
+        tokens = decontam._match_tokens(batch)
+        for n in (1, 8, 13):
+            got = decontam._ngrams_both_forms(tokens, n)
+            want = (_ngrams.token_ngrams(decontam._with_placeholders(tokens), n), _ngrams.token_ngrams(tokens, n))
+            for (gh, go), (wh, wo) in zip(got, want):
+                assert gh.tolist() == wh.tolist() and go.tolist() == wo.tolist()
+
+
+def test_numbers_and_words_equals_the_pairwise_numbers_fit():
+    """_numbers_and_words with cached number counts gives what _numbers_fit per (text, item) pair gives."""
+    import decontam_fixture as fx
+
+    cfg = decontam.DecontamConfig(word_overlap=0.7)
+    index = decontam.DecontamIndex.build({"fx": list(fx.ITEMS.values())}, cfg)
+    texts = [t[-1] if isinstance(t, tuple) else t for t in fx.LEAKS] + list(fx.CLEAN) + ["3 3 10 21 and 7", "no numbers"]
+    keys = decontam._ngrams.digit_keys(texts, brackets_subtract=True)
+    norm = decontam.match_form(texts, False).to_pylist()
+    want = []
+    for d, key in enumerate(keys):
+        if key == ",,":
+            continue
+        cands = [i for x in set(key.strip(",").split(",")) for i in index.anchors.get(x, ())]
+        for i in cands:
+            item_words = index.item_words[i]
+            if item_words and decontam._numbers_fit(key, index.item_numbers[i]):
+                share = len(item_words & decontam._content_words(norm[d])) / len(item_words)
+                if share >= decontam.COSINE_FLOOR * 0.7:
+                    want.append((d, i, share))
+    got = index._numbers_and_words(norm, keys)
+    assert list(zip(*(x.tolist() for x in got))) == want and want
