@@ -249,6 +249,22 @@ def test_segment_token_counts_equal_the_tokenizer(tmp_path):
     assert counter.count(pa.array(odd)).tolist() == [len(e.ids) for e in tok.encode_batch(odd, add_special_tokens=False)]
 
 
+def test_segment_cache_overflow_recounts_the_batch():
+    """A full segment cache starts over without losing the segments of the batch being counted (a 1M-row
+    select died with a KeyError when a clear dropped segments it had found cached a moment before)."""
+    from infialign.pipeline.world import reasoning, tiny_model
+
+    path = str(tiny_model.resolve_model_uri("builtin://tiny")) + "/tokenizer.json"
+    tok = tokens._hf_tokenizer(path)
+    cots = reasoning.open_builtin("builtin://reasoning?n=60&seed=7").column("response").to_pylist()
+    direct = [len(e.ids) for e in tok.encode_batch(cots, add_special_tokens=False)]
+    counter = tokens._SegmentCounter(tok, max_cache=400)
+    counter.checked = True
+    for start in range(0, 60, 20):  # later batches share segments with earlier ones and overflow the cache
+        assert counter.count(pa.array(cots[start : start + 20])).tolist() == direct[start : start + 20]
+    assert counter.count(pa.array(cots)).tolist() == direct
+
+
 def test_run_long_pool_equals_local(tmp_path):
     """The curate stage's default without Ray: one RowPool for the whole run, windows shipped as Arrow
     IPC. Same rows, values, order and funnel as the local backend over the same windows."""

@@ -86,7 +86,10 @@ class _SegmentCounter:
         missing = [d for d in distinct if d not in self.cache]
         if missing:
             if len(self.cache) + len(missing) > self.max_cache:
+                # Start over, and count every segment of this batch: the ones found above are gone too
+                # (a 1M-row select died here with a KeyError before, issue 12).
                 self.cache.clear()
+                missing = distinct
             self.cache.update(zip(missing, self._encode(missing)))
         per_distinct = np.fromiter((self.cache[d] for d in distinct), dtype=np.int64, count=len(distinct))
         per_piece = per_distinct[encoded.indices.to_numpy(zero_copy_only=False)]
