@@ -211,3 +211,35 @@ def test_a_shortfall_caused_by_max_length_says_so_and_names_the_field():
     short, length = chosen.warnings
     assert "only 5 are eligible (10 over_max_length)" in short
     assert length.startswith("10 rows are longer than SFT's maxLength 2000") and "spec.stages.sft.phases[*].maxLength" in length
+
+
+def test_select_with_the_response_summary_equals_select_on_the_text(tmp_path):
+    """The select stage hands the selection a memory-mapped pool plus the response's summary columns, so it
+    never reads the text for two numbers per row; the outputs are the same and leave the summary out.
+    Rows without tokens counted take their length from the summary too."""
+    import numpy as np
+    import pyarrow as pa
+    from infialign.pipeline.curation import stream
+
+    pool = _pool()
+    tokens = pool.column("response_tokens").to_numpy(zero_copy_only=False).astype(float)
+    tokens[::7] = np.nan  # some rows not counted: their length is characters / 4
+    pool = pool.set_column(pool.schema.get_field_index("response_tokens"), "response_tokens", pa.array(tokens, pa.int32(), from_pandas=True))
+    blank = np.zeros(pool.num_rows, dtype=bool)
+    blank[::11] = True  # and some responses without text
+    responses = [None if b else r for b, r in zip(blank, pool.column("response").to_pylist())]
+    pool = pool.set_column(pool.schema.get_field_index("response"), "response", pa.array(responses, pa.string()))
+    rows = stream.spill([pool], tmp_path)
+    summarised = stream.with_text_summary(rows.table(), rows, "response")
+    assert set(_arrow.summary_columns("response")) <= set(summarised.column_names)
+    cfg = selection.SelectionConfig(target_fraction=0.5, seed=3, dpo_size=20)
+    plain, fast = selection.select(pool, cfg), selection.select(summarised, cfg)
+    for a, b in ((plain.phase1, fast.phase1), (plain.phase2, fast.phase2), (plain.dpo, fast.dpo)):
+        assert b.column_names == pool.column_names
+        assert a.equals(b)
+    assert _summary_of(plain.funnel) == _summary_of(fast.funnel)
+    assert fast.funnel.steps[1].dropped.get("no_response") == int(blank.sum())
+
+
+def _summary_of(funnel):
+    return [(s.step, s.total, s.kept, dict(s.dropped), dict(s.counters)) for s in funnel.steps]

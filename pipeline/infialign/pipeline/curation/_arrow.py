@@ -182,7 +182,15 @@ def response_lengths(table: pa.Table) -> np.ndarray:
     """Response length for ranking: ``response_tokens`` where measured, else characters / 4 (a rough
     token proxy); NaN where there is no response."""
     tokens = column(table, "response_tokens").to_numpy(zero_copy_only=False).astype(np.float64)
-    return np.where(np.isnan(tokens), text_chars(table, "response") / 4.0, tokens)
+    missing = np.isnan(tokens)
+    if not missing.any():
+        return tokens  # every row counted: the text is not read (a memory-mapped pool stays unread)
+    chars, _ = summary_columns("response")
+    if chars in table.column_names or missing.all():
+        return np.where(missing, text_chars(table, "response") / 4.0, tokens)
+    out = tokens.copy()
+    out[missing] = text_chars(table.filter(pa.array(missing)), "response") / 4.0
+    return out
 
 
 # -- text summaries -------------------------------------------------------------------------------------

@@ -252,12 +252,13 @@ def select_sft(table: pa.Table, cfg: SelectionConfig) -> tuple[pa.Table, stats.S
     ``over_quota``. Counters ``requested`` (``target_size``, when set) and ``shortfall`` (rows missing)."""
     n = table.num_rows
     verif = _arrow.strings(table, "verification")
-    responses = _arrow.strings(table, "response")
+    # Not the responses as Python strings: at 1M long CoTs that was 3.4 GB (issue 12).
+    has_response = _arrow.text_has_text(table, "response")
     sft_tokens = _arrow.get_score(table, "sft_tokens") if cfg.max_length is not None else np.full(n, np.nan)
     too_long = sft_tokens > (cfg.max_length or 0)  # NaN (not scored) compares False
     reasons: list[str | None] = [None] * n
     for i in range(n):
-        if not responses[i]:
+        if not has_response[i]:
             reasons[i] = "no_response"
         elif verif[i] not in cfg.eligible_verification:
             reasons[i] = "unverified" if verif[i] in ("unknown", "unverified") else "failed_verification"
@@ -370,7 +371,11 @@ class Selection:
 
 def select(pool: pa.Table, cfg: SelectionConfig) -> Selection:
     """difficulty → SFT selection → curriculum split → challenge pool, in one call (for the stage glue)."""
-    pool = records.validate_table(pool)
+    # The response's summary columns (_arrow.text_summary), when the caller computed them from a pool it
+    # holds memory-mapped, stand in for reading the text; the outputs leave them out.
+    summary = [c for c in _arrow.summary_columns("response") if c in pool.column_names]
+    checked = records.validate_table(pool.drop_columns(summary))
+    pool = pa.Table.from_arrays([*checked.columns, *(pool.column(c) for c in summary)], names=[*checked.column_names, *summary])
     funnel = stats.Funnel()
     scored, st = steps.Step(score_difficulty, cfg)(pool)
     funnel.add(st)
@@ -388,4 +393,5 @@ def select(pool: pa.Table, cfg: SelectionConfig) -> Selection:
     )
     dpo, st = challenge_pool(scored, phase2, cfg)
     funnel.add(st)
+    phase1, phase2, dpo = (t.drop_columns(summary) for t in (phase1, phase2, dpo))
     return Selection(phase1=phase1, phase2=phase2, dpo=dpo, funnel=funnel, warnings=warnings)

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 from infialign.pipeline.curation import _arrow, executor, stats, steps
 
-__all__ = ["Rows", "run_steps_streaming", "run_windowed", "spill"]
+__all__ = ["Rows", "run_steps_streaming", "run_windowed", "spill", "with_text_summary"]
 
 _ROW = "__infialign_row"
 # Columns whose projection is worth a rewrite of the spill first: taking a selection of a memory-mapped
@@ -182,6 +182,17 @@ def _row_segment(
         yield out
 
 
+def with_text_summary(table: pa.Table, rows: Rows, name: str) -> pa.Table:
+    """``table`` (the current rows of ``rows``) plus the summary columns of text column ``name`` (characters,
+    has text; see ``_arrow.text_summary``), computed one spill batch at a time from plain reads: 12 bytes a
+    row instead of ~3.5 KB of CoT mapped, or copied by a step's filter."""
+    parts = [_arrow.text_summary(t.column(name), name) for t in rows.batches([name])]
+    for col, kind in zip(_arrow.summary_columns(name), (pa.int64(), pa.bool_())):
+        chunks = [c for p in parts for c in (p[col].chunks if isinstance(p[col], pa.ChunkedArray) else [p[col]])]
+        table = table.append_column(col, pa.chunked_array(chunks, kind))
+    return table
+
+
 def _global_step(step: steps.Step, rows: Rows, funnel: stats.Funnel) -> Rows:
     """Run ``step`` on the projection it declares; fold its result into a selection and overrides."""
     summarised = step.summarised
@@ -189,12 +200,7 @@ def _global_step(step: steps.Step, rows: Rows, funnel: stats.Funnel) -> Rows:
     names = [c for c in rows.schema.names if c in wanted]
     projection = rows.table(names)
     for name in summarised:
-        # The text one spill batch at a time (plain reads), kept only as its two summary columns
-        # (12 bytes a row instead of ~3.5 KB of CoT mapped, then copied by the step's filter).
-        parts = [_arrow.text_summary(t.column(name), name) for t in rows.batches([name])]
-        for col, kind in zip(_arrow.summary_columns(name), (pa.int64(), pa.bool_())):
-            chunks = [c for p in parts for c in (p[col].chunks if isinstance(p[col], pa.ChunkedArray) else [p[col]])]
-            projection = projection.append_column(col, pa.chunked_array(chunks, kind))
+        projection = with_text_summary(projection, rows, name)
     projection = projection.append_column(_ROW, pa.array(np.arange(projection.num_rows, dtype=np.int64)))
     out, st = step(projection)
     funnel.add(st)

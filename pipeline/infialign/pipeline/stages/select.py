@@ -97,7 +97,10 @@ def run(ctx: StageContext) -> None:
             ctx.beat(step=0, total=3, message="verifying answers")
             verifier = curation.Step(verifiers.verify_records, verify)
             tables = curation.stream.run_windowed(verifier, tables, _VERIFY_WINDOW_ROWS, funnel)
-        pool = curation.stream.spill(tables, spill_dir, records.RECORD_SCHEMA).table()
+        spilled = curation.stream.spill(tables, spill_dir, records.RECORD_SCHEMA)
+        # The selection reads two numbers per response (characters, has text): from these summary columns,
+        # not off the mapped text, which would map every CoT (3.4 GB at 1M rows, all of it in the RSS).
+        pool = curation.stream.with_text_summary(spilled.table(), spilled, "response")
         _select(ctx, settings, pool, funnel)
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
