@@ -243,3 +243,31 @@ def test_select_with_the_response_summary_equals_select_on_the_text(tmp_path):
 
 def _summary_of(funnel):
     return [(s.step, s.total, s.kept, dict(s.dropped), dict(s.counters)) for s in funnel.steps]
+
+
+def test_select_stage_view_and_gathered_responses_equal_select_on_the_pool(tmp_path):
+    """The select stage selects on a view of the spilled pool whose responses are stand-ins (the text only
+    where tokens must be counted), then takes the selected rows' text from the spill: the same datasets as
+    selecting on the pool itself."""
+    import numpy as np
+    import pyarrow as pa
+    from infialign.pipeline.curation import stream
+    from infialign.pipeline.stages import select as select_stage
+
+    pool = _pool()
+    tokens = pool.column("response_tokens").to_numpy(zero_copy_only=False).astype(float)
+    tokens[::5] = np.nan
+    pool = pool.set_column(pool.schema.get_field_index("response_tokens"), "response_tokens", pa.array(tokens, pa.int32(), from_pandas=True))
+    responses = [None if i % 13 == 0 else f"<think>step {i}</think> " + "x " * (i % 40) + "\\boxed{1}" for i in range(pool.num_rows)]
+    pool = pool.set_column(pool.schema.get_field_index("response"), "response", pa.array(responses, pa.string()))
+    spilled = stream.spill([pool.slice(0, 70), pool.slice(70)], tmp_path)
+    view = select_stage.selection_view(spilled)
+    assert set(view.column("response").to_pylist()) - set(responses) <= {""}  # stand-ins, or the text where tokens are missing
+    cfg = selection.SelectionConfig(target_fraction=0.5, seed=3, dpo_size=20, max_length=400, tokenizer="regex")
+    expected, got = selection.select(pool, cfg), selection.select(view, cfg)
+    ids = pool.column("id").combine_chunks()
+    for a, b in ((expected.phase2, got.phase2), (expected.dpo, got.dpo)):
+        assert a.num_rows > 0
+        assert select_stage.with_responses(b, spilled, ids).equals(a)
+    empty = got.phase2.slice(0, 0)
+    assert select_stage.with_responses(empty, spilled, ids).num_rows == 0

@@ -14,7 +14,9 @@ import itertools
 import logging
 import shutil
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from infialign.pipeline import curation, records, verifiers
 from infialign.pipeline.api import SelectStage, VerificationSettings
@@ -22,7 +24,7 @@ from infialign.pipeline.runtime.context import StageContext, StageInputError
 from infialign.pipeline.stages import _cards, _report
 from infialign.pipeline.stages.curate import student_tokenizer
 
-__all__ = ["run", "selection_config", "phase_tables", "eligible_verdicts"]
+__all__ = ["run", "selection_config", "phase_tables", "eligible_verdicts", "selection_view", "with_responses"]
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +100,46 @@ def run(ctx: StageContext) -> None:
             verifier = curation.Step(verifiers.verify_records, verify)
             tables = curation.stream.run_windowed(verifier, tables, _VERIFY_WINDOW_ROWS, funnel)
         spilled = curation.stream.spill(tables, spill_dir, records.RECORD_SCHEMA)
-        # The selection reads two numbers per response (characters, has text): from these summary columns,
-        # not off the mapped text, which would map every CoT (3.4 GB at 1M rows, all of it in the RSS).
-        pool = curation.stream.with_text_summary(spilled.table(), spilled, "response")
-        _select(ctx, settings, pool, funnel)
+        _select(ctx, settings, spilled, funnel)
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
 
 
-def _select(ctx: StageContext, settings: SelectStage, pool: pa.Table, funnel: curation.Funnel) -> None:
+def selection_view(spilled: curation.stream.Rows) -> pa.Table:
+    """The spilled pool as the selection reads it, without mapping or copying the CoTs.
+
+    The selection needs of a response only two numbers (characters, has text: the summary columns, computed
+    from plain reads of the spill) and its text only to count the tokens of rows that have no count. So the
+    view is the memory-mapped pool whose response is an empty string of the same validity, except in those
+    rows. Mapping the real column made the mapped CoTs part of the stage's RSS wherever a kernel touched
+    them (the filters of the selection: 3.4 GB at 1M rows); :func:`with_responses` puts the text back into
+    the rows selected."""
+    pool = curation.stream.with_text_summary(spilled.table(), spilled, "response")
+    response = pool.column("response")
+    valid = response.is_valid().to_numpy(zero_copy_only=False)
+    tokens = pool.column("response_tokens").is_null().to_numpy(zero_copy_only=False)
+    stand_in = pc.if_else(pa.array(valid), pa.scalar("", pa.string()), pa.scalar(None, pa.string()))
+    need = valid & tokens
+    if need.any():
+        texts = response.take(pa.array(np.flatnonzero(need))).combine_chunks().cast(pa.string())
+        stand_in = pc.replace_with_mask(stand_in, pa.array(need), texts)
+    return pool.set_column(pool.schema.get_field_index("response"), "response", stand_in)
+
+
+def with_responses(table: pa.Table, spilled: curation.stream.Rows, pool_ids: pa.Array) -> pa.Table:
+    """``table`` (rows of the pool, in pool order, with stand-in responses) with the real responses, taken
+    from the spill with plain reads of only its rows."""
+    rows = pc.index_in(table.column("id"), value_set=pool_ids).to_numpy(zero_copy_only=False).astype(np.int64)
+    if len(rows) > 1 and not (np.diff(rows) > 0).all():
+        raise AssertionError("selection outputs must keep the pool's row order")
+    picked = curation.stream.Rows(spilled.path, spilled.schema, spilled.spill_rows, rows if len(rows) else None)
+    parts = list(picked.batches(["response"])) if len(rows) else []
+    texts = pa.chunked_array([c for t in parts for c in t.column("response").chunks], pa.string())
+    return table.set_column(table.schema.get_field_index("response"), "response", texts)
+
+
+def _select(ctx: StageContext, settings: SelectStage, spilled: curation.stream.Rows, funnel: curation.Funnel) -> None:
+    pool = selection_view(spilled)
     if pool.num_rows == 0:
         raise StageInputError("the pool is empty; check the curate funnel (every record was dropped)")
     config = selection_config(settings, ctx.config.curriculum, student_tokenizer(ctx) if ctx.config.curriculum else "regex")
@@ -115,15 +148,18 @@ def _select(ctx: StageContext, settings: SelectStage, pool: pa.Table, funnel: cu
     funnel = funnel + selection.funnel
     for warning in selection.warnings:
         ctx.warn(warning)
-    phases = phase_tables(selection.phase2, ctx.config.curriculum, config)
+    pool_ids = pool.column("id").combine_chunks()
+    phase2 = with_responses(selection.phase2, spilled, pool_ids)
+    phases = phase_tables(phase2, ctx.config.curriculum, config)
     for name, table in phases.items():
         ctx.write_records(f"sft-{name}", table)
     dpo = selection.dpo if settings.challenge_size else selection.dpo.slice(0, 0)  # 0 asks for no challenge pool
+    dpo = with_responses(dpo, spilled, pool_ids)
     ctx.write_records("dpo-prompts", dpo)
     verdicts = pool.column("verification").value_counts().to_pylist()
     ctx.add_metrics({f"verification.{v['values']}": v["counts"] for v in verdicts}, headline=False)
     ctx.add_metrics({f"rows.sft-{name}": t.num_rows for name, t in phases.items()} | {"rows.dpo-prompts": dpo.num_rows})
     cards = _cards.log_cards(ctx, {f"sft-{name}": t for name, t in phases.items()} | {"dpo-prompts": dpo})
     _report.write_funnel(
-        ctx, funnel, "select", rows_in=pool.num_rows, rows_out=selection.phase2.num_rows, cards=cards, warnings=selection.warnings
+        ctx, funnel, "select", rows_in=pool.num_rows, rows_out=phase2.num_rows, cards=cards, warnings=selection.warnings
     )
