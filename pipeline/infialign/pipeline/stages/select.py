@@ -131,7 +131,7 @@ def with_responses(table: pa.Table, spilled: curation.stream.Rows, pool_ids: pa.
     from the spill with plain reads of only its rows."""
     rows = pc.index_in(table.column("id"), value_set=pool_ids).to_numpy(zero_copy_only=False).astype(np.int64)
     if len(rows) > 1 and not (np.diff(rows) > 0).all():
-        raise AssertionError("selection outputs must keep the pool's row order")
+        raise RuntimeError("select: a selection output is not in the pool's row order, so its responses cannot be taken from the spill")
     picked = curation.stream.Rows(spilled.path, spilled.schema, spilled.spill_rows, rows if len(rows) else None)
     parts = list(picked.batches(["response"])) if len(rows) else []
     texts = pa.chunked_array([c for t in parts for c in t.column("response").chunks], pa.string())
