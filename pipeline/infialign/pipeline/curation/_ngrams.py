@@ -18,7 +18,7 @@ sequence), which matches only an identical short document.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 import numpy as np
@@ -83,6 +83,18 @@ def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 _HASH_BLOCK_BYTES: Final = 1 << 22
 
 
+def row_blocks(offsets: np.ndarray, block_bytes: int) -> Iterator[tuple[int, int]]:
+    """Consecutive row ranges ``[row, end)`` of strings at byte ``offsets`` (length rows + 1), each holding at
+    most ``block_bytes`` bytes; a longer string goes alone. Byte-level passes run block by block, so their
+    per-byte temporaries stay bounded whatever the column's size."""
+    n = len(offsets) - 1
+    row = 0
+    while row < n:
+        end = min(n, max(row + 1, int(np.searchsorted(offsets, offsets[row] + block_bytes, side="right")) - 1))
+        yield row, end
+        row = end
+
+
 def hash_strings(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """64-bit hash of every string (null hashes like ``""``): ``mix(len * G xor sum_k (byte_k+1) * P^k)``."""
     if isinstance(arr, pa.ChunkedArray):
@@ -97,12 +109,8 @@ def hash_strings(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     h = np.zeros(n, dtype=np.uint64)
     if offsets[-1] > offsets[0]:
         pw = _pow_table(int(lens.max()))
-        row = 0
-        while row < n:
-            # Rows [row, end) hold at most _HASH_BLOCK_BYTES bytes; a longer string goes alone.
-            end = min(n, max(row + 1, int(np.searchsorted(offsets, offsets[row] + _HASH_BLOCK_BYTES, side="right")) - 1))
+        for row, end in row_blocks(offsets, _HASH_BLOCK_BYTES):
             _hash_rows(offsets[row : end + 1], lens[row:end], data, pw, h[row:end])
-            row = end
     if arr.null_count:
         h[arr.is_null().to_numpy(zero_copy_only=False)] = 0
     with np.errstate(over="ignore"):
@@ -356,13 +364,8 @@ def _digit_runs_ascii(arr: pa.Array, brackets_subtract: bool) -> pa.Array:
     Digits, signs and ``~`` are kept and each run of other bytes becomes one ``,``. Blocks of
     ~``_HASH_BLOCK_BYTES`` keep the per-byte temporaries bounded."""
     offsets, data = _string_buffers(arr)
-    n = len(arr)
-    parts: list[pa.Array] = []
-    row = 0
-    while row < n:
-        end = min(n, max(row + 1, int(np.searchsorted(offsets, offsets[row] + _HASH_BLOCK_BYTES, side="right")) - 1))
-        parts.append(_digit_runs_block(offsets[row : end + 1], data, brackets_subtract))
-        row = end
+    blocks = row_blocks(offsets, _HASH_BLOCK_BYTES)
+    parts = [_digit_runs_block(offsets[row : end + 1], data, brackets_subtract) for row, end in blocks]
     return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
 
 

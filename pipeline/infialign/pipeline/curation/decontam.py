@@ -247,12 +247,8 @@ def _match_tokens_ascii(arr: pa.Array) -> pa.ListArray:
     mask = np.zeros(len(data), dtype=bool)  # the bytes of kept tokens
     lens: list[np.ndarray] = []
     per_row = np.zeros(n, dtype=np.int64)
-    row = 0
-    while row < n:
-        # Rows [row, end) hold at most _TOKEN_BLOCK_BYTES bytes; a longer text goes alone.
-        end = min(n, max(row + 1, int(np.searchsorted(offsets, offsets[row] + _TOKEN_BLOCK_BYTES, side="right")) - 1))
+    for row, end in _ngrams.row_blocks(offsets, _TOKEN_BLOCK_BYTES):
         lens.append(_ascii_token_block(offsets[row : end + 1], data, mask, per_row[row:end]))
-        row = end
     lo, hi = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
     tok_len = np.concatenate(lens) if lens else np.zeros(0, np.int32)
     tok_off = np.zeros(len(tok_len) + 1, dtype=np.int32)
