@@ -289,6 +289,17 @@ def _regex_language_counts(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.n
     return letters, latin, words, [_count_words(lower, ws) for ws in (_EN, *_FOREIGN.values())]
 
 
+def _byte_runs(member: np.ndarray, text_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first byte, one past the last byte) of every maximal run of ``member`` bytes over a texts' buffer; a
+    run also ends where another text starts (``text_starts``: the first byte of every non-empty text)."""
+    begins = member.copy()
+    begins[1:] &= ~member[:-1]
+    begins[text_starts] = member[text_starts]
+    ends = member.copy()
+    ends[:-1] &= ~member[1:] | begins[1:]
+    return np.flatnonzero(begins), np.flatnonzero(ends) + 1
+
+
 _ASCII_LETTER: Final = np.zeros(256, dtype=bool)
 _ASCII_LETTER[[*range(65, 91), *range(97, 123)]] = True
 
@@ -308,13 +319,7 @@ def _ascii_language_counts(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.n
     body = data[lo:hi]
     doc_off = offsets - lo
     letter = _ASCII_LETTER[body]
-    begins = letter.copy()
-    begins[1:] &= ~letter[:-1]
-    text_starts = doc_off[:-1][doc_off[:-1] < len(body)]
-    begins[text_starts] = letter[text_starts]
-    ends_mask = letter.copy()
-    ends_mask[:-1] &= ~letter[1:] | begins[1:]
-    starts, ends = np.flatnonzero(begins), np.flatnonzero(ends_mask) + 1
+    starts, ends = _byte_runs(letter, doc_off[:-1][doc_off[:-1] < len(body)])
     run_doc = np.searchsorted(doc_off, starts, side="right") - 1
     letter_total = np.zeros(len(body) + 1, dtype=np.int64)
     np.cumsum(letter, out=letter_total[1:])
@@ -380,16 +385,8 @@ def _word_units(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     doc_off = np.frombuffer(bufs[1], dtype=np.int64, count=len(arr) + 1)
     data = np.frombuffer(bufs[2], dtype=np.uint8)[: int(doc_off[-1])] if bufs[2] is not None else np.zeros(0, np.uint8)
     word = _WORD_BYTE[data]
-    # A run starts at a word byte whose predecessor is not one, or at the first byte of a text.
-    begins = word.copy()
-    begins[1:] &= ~word[:-1]
     text_starts = doc_off[:-1][doc_off[:-1] < len(data)]
-    begins[text_starts] = word[text_starts]
-    starts = np.flatnonzero(begins)
-    # A run ends at a word byte followed by a non-word byte, by the start of another run, or by the end.
-    ends_mask = word.copy()
-    ends_mask[:-1] &= ~word[1:] | begins[1:]
-    ends = np.flatnonzero(ends_mask)
+    starts, ends = _byte_runs(word, text_starts)
     # LaTeX command names are runs right after a backslash of the same text.
     after_backslash = np.zeros(len(starts), dtype=bool)
     inner = starts > 0
@@ -400,9 +397,9 @@ def _word_units(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     # Clear the bytes of the dropped runs (few: command names), so the words are the word bytes left.
     # Numbering every byte's run with an int64 cumsum and masking through it instead cost as much as all
     # the rest of this function (0.10 s per 8 MB chunk, measured).
-    dropped_lens = (ends - starts + 1)[~keep]
+    dropped_lens = (ends - starts)[~keep]
     word[np.repeat(starts[~keep], dropped_lens) + _ngrams.ragged_arange(dropped_lens)] = False
-    lens = (ends - starts + 1)[keep]
+    lens = (ends - starts)[keep]
     gathered = _ASCII_FOLD[data[word]]
     tok_off = np.zeros(len(lens) + 1, dtype=np.int64)
     np.cumsum(lens, out=tok_off[1:])
