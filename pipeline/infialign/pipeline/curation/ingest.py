@@ -38,6 +38,7 @@ reference solution.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -347,8 +348,14 @@ def records_from_rows(
 # the columnar path: flat layouts (a prompt column, no chat list, no row adapter) of string columns
 
 
-# Every character ``str.strip()`` removes, so a column is blanked exactly as ``_text`` blanks one value.
-_BLANK: Final = "^[" + "".join(f"\\x{{{c:x}}}" for c in range(0x110000) if chr(c).isspace()) + "]*$"
+@functools.cache
+def _blank_pattern() -> str:
+    """The RE2 pattern of a text made only of characters ``str.strip()`` removes, so a column is blanked
+    exactly as ``_text`` blanks one value. Built on first use: scanning every code point costs ~50 ms,
+    which every import of curation (each row worker's too) would pay otherwise."""
+    return "^[" + "".join(f"\\x{{{c:x}}}" for c in range(0x110000) if chr(c).isspace()) + "]*$"
+
+
 _STRINGS: Final = (pa.string(), pa.large_string(), pa.null())
 
 
@@ -368,7 +375,7 @@ def _texts(table: pa.Table, column: str | None) -> pa.Array:
     arr = table.column(column).combine_chunks().cast(pa.string())
     if len(arr) == 0:
         return arr
-    return pc.if_else(pc.match_substring_regex(arr, _BLANK), pa.scalar(None, pa.string()), arr)
+    return pc.if_else(pc.match_substring_regex(arr, _blank_pattern()), pa.scalar(None, pa.string()), arr)
 
 
 def _flat_records(
